@@ -1,0 +1,43 @@
+"""amber: save ML models and load them back safely, fast, verifiably and with versions.
+
+``import amber`` is light: numpy and everything heavier load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from amber import errors
+from amber._version import __version__
+
+if TYPE_CHECKING:
+    from amber.api import AmberFile, FileInfo, TensorInfo, inspect, load, open, save, verify
+
+__all__ = [
+    "AmberFile",
+    "FileInfo",
+    "TensorInfo",
+    "__version__",
+    "errors",
+    "inspect",
+    "load",
+    "open",
+    "save",
+    "verify",
+]
+
+_LAZY = {"AmberFile", "FileInfo", "TensorInfo", "inspect", "load", "open", "save", "verify"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from amber import api
+
+        value = getattr(api, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'amber' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY)

@@ -1,0 +1,287 @@
+"""save / load / inspect / open: the glue between the graph layer and the container."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from amber import environment
+from amber._version import __version__
+from amber.container import ContainerReader, TensorEntry, write
+from amber.container.reader import Verify, check_verify_mode
+from amber.errors import FormatError, InvalidArgumentError, SerializationError, UnsupportedVersionError
+from amber.graph import GRAPH_PROTOCOL, Decoder, Encoder
+
+if TYPE_CHECKING:
+    import numpy as np
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+    order: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """What an .amber file holds, read from its manifest alone (no payload is touched)."""
+
+    path: Path
+    format_version: str
+    size: int
+    manifest_digest: str
+    tensors: tuple[TensorInfo, ...]
+    metadata: dict[str, Any]
+    environment: dict[str, Any]
+    created_at: str | None
+    amber_version: str | None
+    object_type: str
+    graph_protocol: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tensor_bytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serializable view (what ``amber inspect --json`` prints)."""
+        return {
+            "path": str(self.path),
+            "format_version": self.format_version,
+            "size": self.size,
+            "manifest_digest": self.manifest_digest,
+            "object_type": self.object_type,
+            "created_at": self.created_at,
+            "amber_version": self.amber_version,
+            "graph_protocol": self.graph_protocol,
+            "tensor_count": len(self.tensors),
+            "tensor_bytes": self.tensor_bytes,
+            "tensors": [
+                {
+                    "name": t.name,
+                    "dtype": t.dtype,
+                    "shape": list(t.shape),
+                    "nbytes": t.nbytes,
+                    "order": t.order,
+                    "digest": t.digest,
+                }
+                for t in self.tensors
+            ],
+            "metadata": self.metadata,
+            "environment": self.environment,
+        }
+
+
+def _describe_root(node: Any) -> str:
+    if isinstance(node, dict):
+        kind = node.get("k", "?")
+        if kind == "dict":
+            n = len(node.get("v") or node.get("items") or [])
+            return f"dict ({n} keys)"
+        if kind in ("list", "tuple", "set", "frozenset"):
+            return f"{kind} ({len(node.get('v') or [])} items)"
+        return str(kind)
+    return type(node).__name__ if node is not None else "None"
+
+
+def _info(reader: ContainerReader) -> FileInfo:
+    m = reader.manifest
+    amber_section = m.get("amber") if isinstance(m.get("amber"), dict) else {}
+    return FileInfo(
+        path=reader.path,
+        format_version=f"{reader.header.major}.{reader.header.minor}",
+        size=reader.size,
+        manifest_digest="blake3:" + reader.manifest_digest.hex(),
+        tensors=tuple(_tensor_info(e) for e in reader.entries.values()),
+        metadata=m.get("metadata") if isinstance(m.get("metadata"), dict) else {},
+        environment=m.get("environment") if isinstance(m.get("environment"), dict) else {},
+        created_at=m.get("created_at") if isinstance(m.get("created_at"), str) else None,
+        amber_version=amber_section.get("version"),
+        object_type=_describe_root(m.get("root")),
+        graph_protocol=amber_section.get("graph_protocol"),
+    )
+
+
+def _tensor_info(e: TensorEntry) -> TensorInfo:
+    return TensorInfo(e.name, e.dtype, e.shape, e.nbytes, e.order, e.digest)
+
+
+def _check_metadata(metadata: Any) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict) or not all(isinstance(k, str) for k in metadata):
+        raise SerializationError("metadata must be a dict with string keys (JSON object)")
+    try:
+        json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(
+            f"metadata must be JSON-serializable without NaN/Infinity: {exc}; "
+            "store arrays and other values in the object itself"
+        ) from None
+    # A private copy, so later changes by the caller cannot reach the written manifest.
+    return json.loads(json.dumps(metadata))
+
+
+def save(obj: Any, path: PathLike, *, metadata: dict[str, Any] | None = None) -> FileInfo:
+    """Save ``obj`` to ``path`` atomically; returns what was written.
+
+    Raises SerializationError (with the path inside ``obj``) before anything is written
+    when part of ``obj`` cannot be saved, and WriteError when the file cannot be written;
+    in both cases nothing appears at ``path`` and an existing file there is untouched.
+    """
+    user_metadata = _check_metadata(metadata)
+    encoder = Encoder()
+    root = encoder.encode(obj)
+    extra = {
+        "amber": {"version": __version__, "graph_protocol": GRAPH_PROTOCOL},
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "environment": environment.current(),
+        "metadata": user_metadata,
+        "root": root,
+    }
+    result = write(path, encoder.tensors, extra)
+    return FileInfo(
+        path=result.path,
+        format_version=f"{_format_version()}",
+        size=result.size,
+        manifest_digest="blake3:" + result.manifest_digest.hex(),
+        tensors=tuple(_tensor_info(e) for e in result.tensors),
+        metadata=user_metadata,
+        environment=extra["environment"],
+        created_at=extra["created_at"],
+        amber_version=__version__,
+        object_type=_describe_root(root),
+        graph_protocol=GRAPH_PROTOCOL,
+    )
+
+
+def _format_version() -> str:
+    from amber.container.format import FORMAT_MAJOR, FORMAT_MINOR
+
+    return f"{FORMAT_MAJOR}.{FORMAT_MINOR}"
+
+
+def _root(reader: ContainerReader) -> Any:
+    m = reader.manifest
+    section = m.get("amber")
+    if not isinstance(section, dict) or "root" not in m:
+        raise FormatError(
+            f"{reader.path}: the file holds tensors but no amber object graph; "
+            "read its tensors with amber.open(path)"
+        )
+    protocol = section.get("graph_protocol")
+    if type(protocol) is not int:
+        raise FormatError(f"{reader.path}: manifest 'amber.graph_protocol' must be an integer")
+    if protocol > GRAPH_PROTOCOL:
+        raise UnsupportedVersionError(
+            f"{reader.path}: object graph protocol {protocol} is newer than this amber reads "
+            f"({GRAPH_PROTOCOL}); upgrade amber to load it"
+        )
+    return m["root"]
+
+
+def load(
+    path: PathLike,
+    *,
+    verify: Verify = "full",
+    mmap: bool = True,
+    writable: bool = False,
+) -> Any:
+    """Load the object saved at ``path``.
+
+    ``verify``: "full" checks every tensor digest before building anything; "lazy" checks
+    each tensor as it is materialized; "off" checks only the structure and the manifest
+    digest. With ``mmap`` (default) arrays are zero-copy read-only views of the file;
+    ``writable=True`` gives private copy-on-write arrays instead; ``mmap=False`` reads
+    every array into its own writable memory.
+    """
+    with AmberFile(path, verify=verify, mmap=mmap, writable=writable) as f:
+        return f.load()
+
+
+def inspect(path: PathLike) -> FileInfo:
+    """Summary of a file from its manifest: tensors, metadata, environment, format version.
+
+    Checks the structure and the manifest digest but reads no payload (see ``verify``).
+    """
+    with ContainerReader(path, verify="off", use_mmap=False) as reader:
+        return _info(reader)
+
+
+def verify(path: PathLike, *, quick: bool = False) -> FileInfo:
+    """Check a file without loading a model: structure and manifest digest, then (unless
+    ``quick``) every tensor digest. Raises CorruptFileError naming the first bad tensor."""
+    with ContainerReader(path, verify="off" if quick else "full", use_mmap=True) as reader:
+        return _info(reader)
+
+
+class AmberFile:
+    """An open .amber file with lazy per-tensor access.
+
+    ``f["layer.weight"]`` reads (and, with ``verify="lazy"``, checks) one tensor without
+    touching the others; ``f.load()`` builds the whole object.
+    """
+
+    def __init__(
+        self, path: PathLike, *, verify: Verify = "lazy", mmap: bool = True, writable: bool = False
+    ) -> None:
+        check_verify_mode(verify)
+        if not isinstance(mmap, bool) or not isinstance(writable, bool):
+            raise InvalidArgumentError("mmap and writable must be True or False")
+        self._reader = ContainerReader(path, verify=verify, use_mmap=mmap, writable=writable)
+        self.info = _info(self._reader)
+
+    def names(self) -> list[str]:
+        return list(self._reader.entries)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._reader.entries)
+
+    def __len__(self) -> int:
+        return len(self._reader.entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._reader.entries
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._reader.array(name)
+
+    def load(self) -> Any:
+        """Build the saved object (tensors as views of the file when mmap is on)."""
+        root = _root(self._reader)
+        return Decoder(self._reader.array, self._reader.entries).decode(root)
+
+    def verify(self) -> None:
+        """Check every tensor digest now."""
+        self._reader.verify_all()
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.info.metadata
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self) -> AmberFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open(  # noqa: A001 - mirrors builtins.open on purpose, as amber.open
+    path: PathLike, *, verify: Verify = "lazy", mmap: bool = True, writable: bool = False
+) -> AmberFile:
+    """Open a file for lazy access to individual tensors (see AmberFile)."""
+    return AmberFile(path, verify=verify, mmap=mmap, writable=writable)

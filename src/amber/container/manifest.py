@@ -1,0 +1,236 @@
+"""Parse and validate the JSON manifest before anything is allocated from it."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from amber.container import dtypes
+from amber.container.format import (
+    DIGEST_HEX_LEN,
+    DIGEST_PREFIX,
+    MAX_INT64,
+    MAX_JSON_DEPTH,
+    MAX_NAME_BYTES,
+    MAX_RANK,
+    MAX_TENSORS,
+    align_up,
+)
+from amber.errors import FormatError, UnsupportedVersionError
+
+_ENTRY_KEYS = {"name", "dtype", "shape", "order", "offset", "nbytes", "digest"}
+# Keys reserved by the spec for later minor versions (compression, sharding). A reader of
+# this version refuses a file that uses them instead of misreading its bytes.
+_RESERVED_ENTRY_KEYS = {"compression", "shard"}
+_RESERVED_TOP_KEYS = {"shards"}
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """One tensor payload as declared by the manifest, already validated."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    order: str  # "C" or "F": the element order of the payload bytes
+    offset: int
+    nbytes: int
+    digest: str  # "blake3:<64 hex>"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "shape": list(self.shape),
+            "order": self.order,
+            "offset": self.offset,
+            "nbytes": self.nbytes,
+            "digest": self.digest,
+        }
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise FormatError(f"manifest JSON has the key {dup!r} twice in one object")
+    return obj
+
+
+def _reject_constant(name: str) -> None:
+    raise FormatError(f"manifest JSON contains {name}, which is not valid JSON")
+
+
+def json_depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, computed without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def parse(raw: bytes) -> dict[str, Any]:
+    """Decode strict UTF-8 JSON into a dict: no duplicate keys, no NaN, bounded depth."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"manifest is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    try:
+        value = json.loads(
+            text,
+            object_pairs_hook=_reject_duplicate_keys,
+            parse_constant=_reject_constant,
+        )
+    except RecursionError:
+        raise FormatError(
+            f"manifest JSON is nested deeper than the limit of {MAX_JSON_DEPTH} levels"
+        ) from None
+    except ValueError as exc:  # JSONDecodeError, and int strings past the digit limit
+        if isinstance(exc, FormatError):
+            raise
+        raise FormatError(f"manifest is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise FormatError(f"manifest must be a JSON object, not {type(value).__name__}")
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise FormatError(
+            f"manifest JSON is nested deeper than the limit of {MAX_JSON_DEPTH} levels"
+        )
+    return value
+
+
+def _int_field(entry: dict[str, Any], key: str, where: str) -> int:
+    value = entry[key]
+    # bool is an int subclass in Python, but true/false are not integers in JSON.
+    if type(value) is not int or not 0 <= value <= MAX_INT64:
+        raise FormatError(f"{where}: {key!r} must be an integer in [0, 2^63-1], got {value!r}")
+    return value
+
+
+def validate_entry(raw: Any, index: int) -> TensorEntry:
+    where = f"tensor #{index}"
+    if not isinstance(raw, dict):
+        raise FormatError(f"{where}: entry must be a JSON object")
+    reserved = _RESERVED_ENTRY_KEYS & raw.keys()
+    if reserved:
+        raise UnsupportedVersionError(
+            f"{where} uses {sorted(reserved)}, which this amber does not implement; "
+            "upgrade amber to read this file"
+        )
+    missing = _ENTRY_KEYS - raw.keys()
+    extra = raw.keys() - _ENTRY_KEYS
+    if missing or extra:
+        raise FormatError(
+            f"{where}: entry has missing keys {sorted(missing)} / unknown keys {sorted(extra)}"
+        )
+    name = raw["name"]
+    if not isinstance(name, str) or not name:
+        raise FormatError(f"{where}: 'name' must be a non-empty string")
+    where = f"tensor {name!r}"
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise FormatError(f"{where}: name is longer than {MAX_NAME_BYTES} bytes")
+    size = dtypes.itemsize(raw["dtype"])
+    shape = raw["shape"]
+    if not isinstance(shape, list):
+        raise FormatError(f"{where}: 'shape' must be a list of integers")
+    if len(shape) > MAX_RANK:
+        raise FormatError(f"{where}: rank {len(shape)} exceeds the limit of {MAX_RANK}")
+    for dim in shape:
+        if type(dim) is not int or not 0 <= dim <= MAX_INT64:
+            raise FormatError(f"{where}: shape {shape} has a dimension that is not in [0, 2^63-1]")
+    # Python integers do not overflow; compare against the int64 range explicitly.
+    count = math.prod(shape)
+    if count * size > MAX_INT64:
+        raise FormatError(f"{where}: shape {shape} x {size} bytes overflows a 64-bit size")
+    nbytes = _int_field(raw, "nbytes", where)
+    if nbytes != count * size:
+        raise FormatError(
+            f"{where}: nbytes {nbytes} does not match shape {shape} of {raw['dtype']} "
+            f"({count * size} bytes)"
+        )
+    order = raw["order"]
+    if order not in ("C", "F"):
+        raise FormatError(f"{where}: 'order' must be \"C\" or \"F\", got {order!r}")
+    offset = _int_field(raw, "offset", where)
+    digest = raw["digest"]
+    if (
+        not isinstance(digest, str)
+        or not digest.startswith(DIGEST_PREFIX)
+        or len(digest) != len(DIGEST_PREFIX) + DIGEST_HEX_LEN
+        or not _is_lower_hex(digest[len(DIGEST_PREFIX) :])
+    ):
+        raise FormatError(f"{where}: 'digest' must be 'blake3:' followed by 64 lowercase hex digits")
+    return TensorEntry(name, raw["dtype"], tuple(shape), order, offset, nbytes, digest)
+
+
+def _is_lower_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
+
+
+def validate(
+    manifest: dict[str, Any], *, data_start: int, data_end: int, alignment: int
+) -> dict[str, TensorEntry]:
+    """Check every tensor entry and the layout; return the entries by name, in file order.
+
+    The layout is canonical: sorted by offset, each payload starts at the first aligned
+    offset after the previous one ends, and the manifest starts at the first aligned offset
+    after the last payload. So payloads are inside the data region, aligned and
+    non-overlapping, and there is no room for bytes that no entry describes.
+    """
+    reserved = _RESERVED_TOP_KEYS & manifest.keys()
+    if reserved:
+        raise UnsupportedVersionError(
+            f"file uses {sorted(reserved)}, which this amber does not implement; "
+            "upgrade amber to read this file"
+        )
+    raw_entries = manifest.get("tensors")
+    if not isinstance(raw_entries, list):
+        raise FormatError("manifest has no 'tensors' list")
+    if len(raw_entries) > MAX_TENSORS:
+        raise FormatError(f"manifest declares {len(raw_entries)} tensors; the limit is {MAX_TENSORS}")
+    entries: dict[str, TensorEntry] = {}
+    for index, raw in enumerate(raw_entries):
+        entry = validate_entry(raw, index)
+        if entry.name in entries:
+            raise FormatError(f"tensor name {entry.name!r} appears twice in the manifest")
+        entries[entry.name] = entry
+
+    expected = data_start
+    for entry in sorted(entries.values(), key=lambda e: (e.offset, e.nbytes)):
+        if entry.offset % alignment:
+            raise FormatError(
+                f"tensor {entry.name!r}: offset {entry.offset} is not a multiple of the "
+                f"alignment {alignment}"
+            )
+        if entry.offset < expected:
+            raise FormatError(
+                f"tensor {entry.name!r}: offset {entry.offset} overlaps the header or the "
+                "previous tensor"
+            )
+        if entry.offset > expected:
+            raise FormatError(
+                f"tensor {entry.name!r}: offset {entry.offset} leaves a gap of undeclared bytes "
+                f"after offset {expected}"
+            )
+        end = entry.offset + entry.nbytes
+        if end > data_end:
+            raise FormatError(
+                f"tensor {entry.name!r}: bytes {entry.offset}..{end} run past the data region "
+                f"(which ends at {data_end})"
+            )
+        expected = align_up(end, alignment)
+    if expected != data_end:
+        raise FormatError(
+            f"the data region ends at {data_end} but the tensors end at {expected}: "
+            "the file has undeclared bytes"
+        )
+    return entries

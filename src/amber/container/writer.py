@@ -1,0 +1,222 @@
+"""Stream tensors into an .amber file, one bounded chunk at a time, atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from amber.container import digest, dtypes
+from amber.container.atomic import atomic_file
+from amber.container.format import (
+    DEFAULT_ALIGNMENT,
+    FORMAT_MAJOR,
+    FORMAT_MINOR,
+    HEADER_SIZE,
+    MAX_ALIGNMENT,
+    MAX_JSON_DEPTH,
+    MAX_MANIFEST_BYTES,
+    MAX_NAME_BYTES,
+    MAX_RANK,
+    MAX_TENSORS,
+    MIN_ALIGNMENT,
+    Header,
+    Trailer,
+    align_up,
+)
+from amber.container.manifest import TensorEntry, json_depth
+from amber.errors import InvalidArgumentError, SerializationError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# Peak extra memory while saving is about one chunk (for arrays that must be copied to be
+# written: non-contiguous or big-endian); contiguous arrays are written without a copy.
+CHUNK_BYTES = 32 * 1024 * 1024
+# Chunks smaller than this are hashed inline; handing them to a thread costs more.
+_OVERLAP_MIN_BYTES = 1 << 20
+_ZEROS = bytes(MAX_ALIGNMENT)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    path: Path
+    size: int
+    manifest_digest: bytes
+    tensors: tuple[TensorEntry, ...]
+
+
+def payload_order(array: np.ndarray) -> str:
+    """Fortran-ordered arrays keep their order on disk, so they load back zero-copy as such."""
+    if array.ndim > 1 and array.flags.f_contiguous and not array.flags.c_contiguous:
+        return "F"
+    return "C"
+
+
+def _as_bytes(block: np.ndarray) -> memoryview:
+    import numpy as np
+
+    if block.dtype.byteorder == ">" or (block.dtype.byteorder == "=" and np.little_endian is False):
+        block = block.astype(block.dtype.newbyteorder("<"))
+    block = np.ascontiguousarray(block)
+    # Through uint8 because the buffer protocol does not know ml_dtypes' types.
+    return memoryview(block.reshape(-1).view(np.uint8))
+
+
+def iter_chunks(array: np.ndarray, order: str, limit: int = CHUNK_BYTES) -> Iterator[memoryview]:
+    """Yield the payload bytes of ``array`` in ``order``, no piece larger than ``limit``."""
+    source = array.T if order == "F" else array
+    yield from _c_order_chunks(source, limit)
+
+
+def _c_order_chunks(a: np.ndarray, limit: int) -> Iterator[memoryview]:
+    contiguous_le = a.flags.c_contiguous and a.dtype.byteorder in ("<", "|", "=")
+    if contiguous_le or a.ndim == 0 or a.nbytes <= limit:
+        data = _as_bytes(a)
+        for start in range(0, data.nbytes, limit):
+            yield data[start : start + limit]
+        return
+    row_bytes = a[0].nbytes if a.shape[0] else 0
+    if row_bytes > limit:
+        for row in a:
+            yield from _c_order_chunks(row, limit)
+        return
+    rows = max(1, limit // max(row_bytes, 1))
+    for start in range(0, a.shape[0], rows):
+        yield _as_bytes(a[start : start + rows])
+
+
+def _write_all(fd: int, data: memoryview | bytes) -> None:
+    view = memoryview(data)
+    while view.nbytes:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _check_array(name: str, array: Any) -> str:
+    import numpy as np
+
+    if not isinstance(array, np.ndarray):
+        raise SerializationError(f"tensor {name!r}: expected a numpy array, got {type(array).__name__}")
+    dtype_name = dtypes.from_numpy(array.dtype)
+    if dtype_name is None:
+        raise SerializationError(
+            f"tensor {name!r}: dtype {array.dtype} cannot be stored as a tensor; supported: "
+            + ", ".join(dtypes.ITEMSIZE)
+        )
+    if array.ndim > MAX_RANK:
+        raise SerializationError(f"tensor {name!r}: rank {array.ndim} exceeds {MAX_RANK}")
+    if not name or len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise SerializationError(f"tensor name must be 1 to {MAX_NAME_BYTES} bytes, got {name!r}")
+    return dtype_name
+
+
+def _encode_manifest(manifest: dict[str, Any]) -> bytes:
+    if json_depth(manifest) > MAX_JSON_DEPTH:
+        raise SerializationError(
+            f"the saved object is nested deeper than the format allows ({MAX_JSON_DEPTH} JSON "
+            "levels); flatten it"
+        )
+    try:
+        raw = json.dumps(manifest, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        data = raw.encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(f"manifest cannot be encoded as strict JSON: {exc}") from None
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise SerializationError(
+            f"manifest is {len(data)} bytes; the limit is {MAX_MANIFEST_BYTES}; store large "
+            "values as arrays instead of Python lists"
+        )
+    return data
+
+
+class _Stream:
+    """Writes payloads at aligned offsets while a helper thread hashes the previous chunk."""
+
+    def __init__(self, fd: int, alignment: int, pool: ThreadPoolExecutor) -> None:
+        self.fd = fd
+        self.alignment = alignment
+        self.pool = pool
+        self.pos = 0
+
+    def write(self, data: memoryview | bytes) -> None:
+        _write_all(self.fd, data)
+        self.pos += len(data) if isinstance(data, bytes) else data.nbytes
+
+    def pad(self) -> None:
+        gap = align_up(self.pos, self.alignment) - self.pos
+        if gap:
+            self.write(_ZEROS[:gap])
+
+    def payload(self, name: str, array: np.ndarray, dtype_name: str) -> TensorEntry:
+        self.pad()
+        offset = self.pos
+        order = payload_order(array)
+        h = digest.hasher(array.nbytes)
+        for chunk in iter_chunks(array, order):
+            if chunk.nbytes >= _OVERLAP_MIN_BYTES:
+                pending = self.pool.submit(h.update, chunk)
+                self.write(chunk)
+                pending.result()
+            else:
+                h.update(chunk)
+                self.write(chunk)
+        nbytes = self.pos - offset
+        if nbytes != array.nbytes:  # a bug in chunking must never produce a wrong file
+            raise AssertionError(f"wrote {nbytes} bytes for {name!r}, expected {array.nbytes}")
+        return TensorEntry(
+            name, dtype_name, tuple(array.shape), order, offset, nbytes, digest.tag(h)
+        )
+
+
+def write(
+    path: str | os.PathLike[str],
+    tensors: Iterable[tuple[str, np.ndarray]],
+    extra: dict[str, Any] | None = None,
+    *,
+    alignment: int = DEFAULT_ALIGNMENT,
+) -> WriteResult:
+    """Write an .amber file holding ``tensors`` and the JSON object ``extra`` in its manifest.
+
+    Tensors are streamed in the order given; the file appears at ``path`` only once complete
+    and fsynced. ``extra`` must not use the key ``tensors``.
+    """
+    if not MIN_ALIGNMENT <= alignment <= MAX_ALIGNMENT or alignment & (alignment - 1):
+        raise InvalidArgumentError(
+            f"alignment must be a power of two in [{MIN_ALIGNMENT}, {MAX_ALIGNMENT}], got {alignment}"
+        )
+    extra = dict(extra or {})
+    if "tensors" in extra:
+        raise InvalidArgumentError("the manifest key 'tensors' is reserved for the container")
+    # Fail on an unencodable manifest before streaming gigabytes of tensors.
+    _encode_manifest(extra)
+    target = Path(path)
+    entries: list[TensorEntry] = []
+    names: set[str] = set()
+    with atomic_file(target) as fd, ThreadPoolExecutor(1, "amber-hash") as pool:
+        stream = _Stream(fd, alignment, pool)
+        stream.write(Header(FORMAT_MAJOR, FORMAT_MINOR, alignment).pack())
+        assert stream.pos == HEADER_SIZE
+        for name, array in tensors:
+            dtype_name = _check_array(name, array)
+            if name in names:
+                raise SerializationError(f"tensor name {name!r} is used twice")
+            if len(entries) >= MAX_TENSORS:
+                raise SerializationError(f"more than {MAX_TENSORS} tensors in one file")
+            names.add(name)
+            entries.append(stream.payload(name, array, dtype_name))
+        stream.pad()
+        manifest_offset = stream.pos
+        manifest = {"tensors": [e.to_json() for e in entries], **extra}
+        data = _encode_manifest(manifest)
+        manifest_digest = digest.raw_digest(data)
+        stream.write(data)
+        stream.write(
+            Trailer(manifest_offset, len(data), manifest_digest, FORMAT_MAJOR, FORMAT_MINOR).pack()
+        )
+        size = stream.pos
+    return WriteResult(target, size, manifest_digest, tuple(entries))

@@ -1,0 +1,88 @@
+"""One exception hierarchy for every layer of amber.
+
+Each class also inherits the builtin exception that fits, so callers that already catch
+``ValueError`` or ``OSError`` keep working. Messages say what happened and what to do next.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AliasConflict",
+    "AmberError",
+    "CorruptFileError",
+    "EnvironmentMismatch",
+    "EnvironmentMismatchWarning",
+    "FormatError",
+    "InvalidArgumentError",
+    "ReadError",
+    "SerializationError",
+    "StoreError",
+    "TensorNotFoundError",
+    "UnsupportedVersionError",
+    "UntrustedTypeError",
+    "VersionNotFound",
+    "WriteError",
+]
+
+
+class AmberError(Exception):
+    """Root of every error amber raises on purpose."""
+
+
+class InvalidArgumentError(AmberError, ValueError):
+    """A function was called with an argument it cannot accept."""
+
+
+class FormatError(AmberError, ValueError):
+    """The bytes are not a well-formed amber file (wrong magic, bad structure, bad manifest)."""
+
+
+class CorruptFileError(AmberError, ValueError):
+    """An amber file was damaged: truncated, appended to, or a digest does not match."""
+
+
+class UnsupportedVersionError(FormatError):
+    """The file needs a newer (or older) reader than this one."""
+
+
+class UntrustedTypeError(AmberError, TypeError):
+    """Loading would need types or functions that are not on the trust allowlist."""
+
+
+class SerializationError(AmberError, TypeError):
+    """An object cannot be saved; the message gives its path inside the saved object."""
+
+
+class TensorNotFoundError(AmberError, KeyError):
+    """A tensor name asked for is not in the file."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ReadError(AmberError, OSError):
+    """The file could not be read (missing, unreadable, not a regular file)."""
+
+
+class WriteError(AmberError, OSError):
+    """The file could not be written; nothing was left at the target path."""
+
+
+class EnvironmentMismatch(AmberError):
+    """The loading environment differs from the saving one and ``strict=True`` was asked."""
+
+
+class EnvironmentMismatchWarning(UserWarning):
+    """The loading environment differs from the saving one (package versions)."""
+
+
+class StoreError(AmberError):
+    """A model store operation failed."""
+
+
+class VersionNotFound(StoreError, LookupError):
+    """A model name, version or alias does not exist in the store."""
+
+
+class AliasConflict(StoreError):
+    """An alias moved concurrently; the update was refused instead of lost."""
