@@ -14,7 +14,12 @@ from amber import environment
 from amber._version import __version__
 from amber.container import ContainerReader, TensorEntry, write
 from amber.container.reader import Verify, check_verify_mode
-from amber.errors import FormatError, InvalidArgumentError, SerializationError, UnsupportedVersionError
+from amber.errors import (
+    FormatError,
+    InvalidArgumentError,
+    SerializationError,
+    UnsupportedVersionError,
+)
 from amber.graph import GRAPH_PROTOCOL, Decoder, Encoder
 
 if TYPE_CHECKING:
@@ -280,7 +285,7 @@ class AmberFile:
         self.close()
 
 
-def open(  # noqa: A001 - mirrors builtins.open on purpose, as amber.open
+def open(
     path: PathLike, *, verify: Verify = "lazy", mmap: bool = True, writable: bool = False
 ) -> AmberFile:
     """Open a file for lazy access to individual tensors (see AmberFile)."""

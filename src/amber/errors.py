@@ -14,6 +14,7 @@ __all__ = [
     "EnvironmentMismatchWarning",
     "FormatError",
     "InvalidArgumentError",
+    "MissingDependencyError",
     "ReadError",
     "SerializationError",
     "StoreError",
@@ -60,11 +61,22 @@ class TensorNotFoundError(AmberError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class ReadError(AmberError, OSError):
+class _OSErrorMessage(OSError):
+    """Print our full message, not OSError's "[Errno N] ..." form."""
+
+    def __str__(self) -> str:
+        return self.strerror if self.strerror else super().__str__()
+
+
+class MissingDependencyError(AmberError, ImportError):
+    """An optional package needed for this file or object is not installed."""
+
+
+class ReadError(AmberError, _OSErrorMessage):
     """The file could not be read (missing, unreadable, not a regular file)."""
 
 
-class WriteError(AmberError, OSError):
+class WriteError(AmberError, _OSErrorMessage):
     """The file could not be written; nothing was left at the target path."""
 
 

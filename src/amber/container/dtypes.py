@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from amber.errors import FormatError, ReadError
+from amber.errors import FormatError, MissingDependencyError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,9 +49,7 @@ ITEMSIZE: dict[str, int] = {**NUMPY_DTYPES, **ML_DTYPES}
 def itemsize(name: object) -> int:
     """Item size of a dtype name from the table; FormatError for anything else."""
     if not isinstance(name, str) or name not in ITEMSIZE:
-        raise FormatError(
-            f"unknown tensor dtype {name!r}; known dtypes are: {', '.join(ITEMSIZE)}"
-        )
+        raise FormatError(f"unknown tensor dtype {name!r}; known dtypes are: {', '.join(ITEMSIZE)}")
     return ITEMSIZE[name]
 
 
@@ -64,7 +62,7 @@ def to_numpy(name: str) -> np.dtype:
     try:
         import ml_dtypes
     except ImportError:
-        raise ReadError(
+        raise MissingDependencyError(
             f"this file holds {name} tensors, which need the ml_dtypes package; "
             "install it with `pip install ml_dtypes` (or `pip install amber[ml-dtypes]`)"
         ) from None

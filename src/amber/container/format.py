@@ -57,7 +57,7 @@ class Header:
         if len(raw) < HEADER_SIZE or not raw.startswith(HEADER_MAGIC):
             raise FormatError(
                 "not an amber file: it does not start with the amber magic bytes; "
-                "check the path, or convert the file with `amber convert`"
+                "check the path (amber reads only files written by amber.save)"
             )
         _, major, minor, alignment, flags, reserved = _HEADER.unpack(raw[:HEADER_SIZE])
         check_version(major, minor)

@@ -84,7 +84,9 @@ def parse(raw: bytes) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise FormatError(f"manifest is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+        raise FormatError(
+            f"manifest is not valid UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from None
     try:
         value = json.loads(
             text,
@@ -159,7 +161,7 @@ def validate_entry(raw: Any, index: int) -> TensorEntry:
         )
     order = raw["order"]
     if order not in ("C", "F"):
-        raise FormatError(f"{where}: 'order' must be \"C\" or \"F\", got {order!r}")
+        raise FormatError(f'{where}: \'order\' must be "C" or "F", got {order!r}')
     offset = _int_field(raw, "offset", where)
     digest = raw["digest"]
     if (
@@ -168,7 +170,9 @@ def validate_entry(raw: Any, index: int) -> TensorEntry:
         or len(digest) != len(DIGEST_PREFIX) + DIGEST_HEX_LEN
         or not _is_lower_hex(digest[len(DIGEST_PREFIX) :])
     ):
-        raise FormatError(f"{where}: 'digest' must be 'blake3:' followed by 64 lowercase hex digits")
+        raise FormatError(
+            f"{where}: 'digest' must be 'blake3:' followed by 64 lowercase hex digits"
+        )
     return TensorEntry(name, raw["dtype"], tuple(shape), order, offset, nbytes, digest)
 
 
@@ -196,7 +200,9 @@ def validate(
     if not isinstance(raw_entries, list):
         raise FormatError("manifest has no 'tensors' list")
     if len(raw_entries) > MAX_TENSORS:
-        raise FormatError(f"manifest declares {len(raw_entries)} tensors; the limit is {MAX_TENSORS}")
+        raise FormatError(
+            f"manifest declares {len(raw_entries)} tensors; the limit is {MAX_TENSORS}"
+        )
     entries: dict[str, TensorEntry] = {}
     for index, raw in enumerate(raw_entries):
         entry = validate_entry(raw, index)

@@ -175,7 +175,9 @@ class ContainerReader:
         try:
             self._mmap = mmap.mmap(self._fd, 0, access=access)
         except (OSError, ValueError) as exc:
-            raise ReadError(f"{self.path}: cannot memory-map the file ({exc}); pass mmap=False") from None
+            raise ReadError(
+                f"{self.path}: cannot memory-map the file ({exc}); pass mmap=False"
+            ) from None
 
     # -- payloads --------------------------------------------------------------------------
 
@@ -232,7 +234,7 @@ class ContainerReader:
     def _check_padding(self) -> None:
         ends = sorted((e.offset + e.nbytes) for e in self.entries.values())
         starts = sorted([e.offset for e in self.entries.values()] + [self.trailer.manifest_offset])
-        for end, start in zip([HEADER_SIZE, *ends], starts):
+        for end, start in zip([HEADER_SIZE, *ends], starts, strict=True):
             if start > end and any(self._pread(start - end, end)):
                 raise CorruptFileError(
                     f"{self.path}: padding bytes at offset {end} are not zero; the file was "

@@ -101,7 +101,9 @@ def _check_array(name: str, array: Any) -> str:
     import numpy as np
 
     if not isinstance(array, np.ndarray):
-        raise SerializationError(f"tensor {name!r}: expected a numpy array, got {type(array).__name__}")
+        raise SerializationError(
+            f"tensor {name!r}: expected a numpy array, got {type(array).__name__}"
+        )
     dtype_name = dtypes.from_numpy(array.dtype)
     if dtype_name is None:
         raise SerializationError(
@@ -187,7 +189,8 @@ def write(
     """
     if not MIN_ALIGNMENT <= alignment <= MAX_ALIGNMENT or alignment & (alignment - 1):
         raise InvalidArgumentError(
-            f"alignment must be a power of two in [{MIN_ALIGNMENT}, {MAX_ALIGNMENT}], got {alignment}"
+            f"alignment must be a power of two in [{MIN_ALIGNMENT}, {MAX_ALIGNMENT}], "
+            f"got {alignment}"
         )
     extra = dict(extra or {})
     if "tensors" in extra:

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 from amber.container import dtypes
-from amber.graph import nodes as k
 from amber.errors import FormatError
+from amber.graph import nodes as k
 
 _ALLOWED_KEYS: dict[str, frozenset[str]] = {
     k.LIST: frozenset({"k", "v", "id"}),
@@ -54,7 +54,9 @@ class Decoder:
         if type(node) is float:
             return node
         if type(node) is not dict:
-            raise self._bad(where, f"a node must be a scalar or an object, not {type(node).__name__}")
+            raise self._bad(
+                where, f"a node must be a scalar or an object, not {type(node).__name__}"
+            )
         kind = node.get("k")
         if kind not in _ALLOWED_KEYS:
             raise self._bad(where, f"unknown node kind {kind!r}; known kinds: {sorted(k.KINDS)}")
@@ -94,12 +96,16 @@ class Decoder:
         return out
 
     def _hashables(self, node: dict[str, Any], where: str) -> list[Any]:
-        values = [self._decode(v, f"{where}{{{i}}}") for i, v in enumerate(self._items(node, where))]
+        values = [
+            self._decode(v, f"{where}{{{i}}}") for i, v in enumerate(self._items(node, where))
+        ]
         for value in values:
             try:
                 hash(value)
             except TypeError:
-                raise self._bad(where, f"set element of type {type(value).__name__} is unhashable") from None
+                raise self._bad(
+                    where, f"set element of type {type(value).__name__} is unhashable"
+                ) from None
         return values
 
     def _set(self, node: dict[str, Any], where: str) -> set:
@@ -133,7 +139,9 @@ class Decoder:
             try:
                 hash(key)
             except TypeError:
-                raise self._bad(where, f"dict key of type {type(key).__name__} is unhashable") from None
+                raise self._bad(
+                    where, f"dict key of type {type(key).__name__} is unhashable"
+                ) from None
             out[key] = self._decode(pair[1], f"{where}[{key!r}]")
         return out
 
@@ -220,7 +228,5 @@ class Decoder:
     def _ref(self, node: dict[str, Any], where: str) -> Any:
         node_id = node.get("id")
         if type(node_id) is not int or node_id not in self._by_id:
-            raise self._bad(
-                where, f"reference to id {node_id!r}, which no earlier node declares"
-            )
+            raise self._bad(where, f"reference to id {node_id!r}, which no earlier node declares")
         return self._by_id[node_id]

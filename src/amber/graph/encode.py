@@ -7,8 +7,8 @@ import math
 from typing import Any
 
 from amber.container import dtypes
-from amber.graph import nodes as k
 from amber.errors import SerializationError
+from amber.graph import nodes as k
 
 # Python nesting allowed; each level costs two JSON levels and the manifest allows 256.
 MAX_DEPTH = 100

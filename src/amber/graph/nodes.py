@@ -26,7 +26,21 @@ NPSCALAR = "npscalar"
 REF = "ref"
 
 KINDS = frozenset(
-    {LIST, TUPLE, DICT, SET, FROZENSET, FLOAT, INT, COMPLEX, BYTES, BYTEARRAY, NDARRAY, NPSCALAR, REF}
+    {
+        LIST,
+        TUPLE,
+        DICT,
+        SET,
+        FROZENSET,
+        FLOAT,
+        INT,
+        COMPLEX,
+        BYTES,
+        BYTEARRAY,
+        NDARRAY,
+        NPSCALAR,
+        REF,
+    }
 )
 
 # bytes longer than this are stored as a uint8 tensor instead of base64 in the manifest.

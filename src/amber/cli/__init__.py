@@ -1,0 +1,1 @@
+"""The `amber` command line. The library never imports this package."""

@@ -1,0 +1,46 @@
+"""Entry point: the typer app, one module per command group, errors as one line."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from amber._version import __version__
+from amber.cli import inspect_cmd, verify_cmd
+
+app = typer.Typer(
+    name="amber",
+    help="Save ML models and load them back safely, fast, verifiably and with versions.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"amber {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """amber: safe, fast, verifiable model files."""
+
+
+inspect_cmd.register(app)
+verify_cmd.register(app)
+
+
+def main() -> None:
+    """Console script: run the app; amber errors become one line on stderr."""
+    sys.exit(app(standalone_mode=True))
+
+
+if __name__ == "__main__":
+    main()
