@@ -35,7 +35,7 @@ def inspect(
         return
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold")
-    summary.add_column()
+    summary.add_column(overflow="fold")
     summary.add_row("file", str(info.path))
     summary.add_row("format", info.format_version)
     summary.add_row("size", f"{human_bytes(info.size)} ({info.size} bytes)")

@@ -18,8 +18,8 @@ def _describe(exc: OSError) -> str:
     return f"{reason} ({code})" if code else reason
 
 
-def write_error(path: Path, exc: OSError, hint: str = "") -> WriteError:
-    """A WriteError that keeps errno, says nothing was written, and what to try."""
+def write_error(path: Path, exc: OSError, hint: str = "", *, renamed: bool = False) -> WriteError:
+    """A WriteError that keeps errno, says what happened to ``path``, and what to try."""
     advice = hint or {
         errno.ENOSPC: "free disk space and save again",
         errno.EDQUOT: "free space within your quota and save again",
@@ -28,10 +28,13 @@ def write_error(path: Path, exc: OSError, hint: str = "") -> WriteError:
         errno.EROFS: "choose a writable location",
         errno.ENOENT: "create the target directory first",
     }.get(exc.errno or 0, "check the target path and save again")
+    outcome = (
+        "the new file is in place but may not survive a power loss"
+        if renamed
+        else "nothing was written there and any existing file is unchanged"
+    )
     err = WriteError(
-        exc.errno or errno.EIO,
-        f"could not write {path}: {_describe(exc)}; nothing was written there "
-        f"and any existing file is unchanged; {advice}",
+        exc.errno or errno.EIO, f"could not write {path}: {_describe(exc)}; {outcome}; {advice}"
     )
     err.filename = str(path)
     return err
@@ -90,6 +93,4 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[int]:
     try:
         fsync_directory(directory)
     except OSError as exc:
-        raise write_error(
-            target, exc, "the file was renamed into place but may not survive a power loss"
-        ) from exc
+        raise write_error(target, exc, "check the filesystem", renamed=True) from exc

@@ -71,11 +71,13 @@ def to_numpy(name: str) -> np.dtype:
 
 def from_numpy(dtype: np.dtype) -> str | None:
     """The table name of a numpy dtype, or None when it has no entry."""
-    if dtype.kind in "biufc" and dtype.fields is None and dtype.subdtype is None:
+    if dtype.fields is not None or dtype.subdtype is not None:
+        return None
+    # ml_dtypes' types report kind "V" or "f" depending on the type; match them by name.
+    if getattr(dtype.type, "__module__", "") == "ml_dtypes":
+        name = dtype.type.__name__
+        return name if ML_DTYPES.get(name) == dtype.itemsize else None
+    if dtype.kind in "biufc":
         name = dtype.newbyteorder("=").name
         return name if name in NUMPY_DTYPES else None
-    # ml_dtypes registers its types as kind "V" with their own names.
-    name = getattr(dtype.type, "__name__", "")
-    if name in ML_DTYPES and dtype.itemsize == ML_DTYPES[name]:
-        return name
     return None

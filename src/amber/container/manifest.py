@@ -210,7 +210,7 @@ def validate(
             raise FormatError(f"tensor name {entry.name!r} appears twice in the manifest")
         entries[entry.name] = entry
 
-    expected = data_start
+    expected = align_up(data_start, alignment)
     for entry in sorted(entries.values(), key=lambda e: (e.offset, e.nbytes)):
         if entry.offset % alignment:
             raise FormatError(

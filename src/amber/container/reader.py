@@ -108,7 +108,8 @@ class ContainerReader:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             os.close(fd)
-            raise ReadError(22, f"{self.path} is not a regular file")
+            what = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise ReadError(22, f"{self.path} is {what}, not an amber file")
         self.size = info.st_size
         return fd
 

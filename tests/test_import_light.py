@@ -1,0 +1,42 @@
+"""`import amber` and `amber --help` stay light: no framework (and not even numpy) is imported."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HEAVY = {"torch", "sklearn", "scipy", "xgboost", "lightgbm", "boto3", "pandas", "numpy"}
+
+
+def _modules_after(code: str) -> set[str]:
+    probe = f"{code}\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    return {name.split(".")[0] for name in json.loads(out.strip().splitlines()[-1])}
+
+
+def test_import_amber_imports_no_framework() -> None:
+    assert not HEAVY & _modules_after("import amber")
+
+
+def test_public_names_resolve_without_frameworks() -> None:
+    loaded = _modules_after("import amber\nfor n in amber.__all__: getattr(amber, n)")
+    assert not (HEAVY - {"numpy"}) & loaded
+
+
+def test_cli_help_imports_no_framework() -> None:
+    code = (
+        "import sys\nfrom amber.cli.main import app\n"
+        "try:\n    app(['--help'])\nexcept SystemExit:\n    pass"
+    )
+    assert not HEAVY & _modules_after(code)
+
+
+def test_console_script_help_runs() -> None:
+    amber = Path(sys.executable).with_name("amber")
+    result = subprocess.run([str(amber), "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert "inspect" in result.stdout and "verify" in result.stdout
