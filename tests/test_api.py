@@ -68,7 +68,9 @@ def test_seed_example_roundtrips_exactly(tmp_path: Path) -> None:
 
 def test_weight_matrices_roundtrip(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
-    weights = {f"layer{i}": {"w": rng.standard_normal((64, 32)), "b": np.zeros(32)} for i in range(3)}
+    weights = {
+        f"layer{i}": {"w": rng.standard_normal((64, 32)), "b": np.zeros(32)} for i in range(3)
+    }
     loaded = _roundtrip(weights, tmp_path)
     for layer, params in weights.items():
         for key, value in params.items():

@@ -70,7 +70,11 @@ def _count_calls(monkeypatch: pytest.MonkeyPatch, name: str, tmp_path: Path) -> 
 
 @pytest.mark.parametrize(
     ("code", "advice"),
-    [(errno.ENOSPC, "free disk space"), (errno.EIO, "check the target path"), (errno.EDQUOT, "quota")],
+    [
+        (errno.ENOSPC, "free disk space"),
+        (errno.EIO, "check the target path"),
+        (errno.EDQUOT, "quota"),
+    ],
 )
 def test_write_fault_at_every_write_call_leaves_nothing(
     target: Path, monkeypatch: pytest.MonkeyPatch, code: int, advice: str

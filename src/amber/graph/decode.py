@@ -159,8 +159,10 @@ class Decoder:
             raise self._bad(where, "int node must hold a decimal string")
         try:
             return int(text)
-        except ValueError as exc:  # more digits than Python converts safely
-            raise self._bad(where, str(exc)) from None
+        except ValueError:  # more digits than Python converts safely
+            raise self._bad(
+                where, f"int node has {len(text)} digits, too many to convert"
+            ) from None
 
     def _complex(self, node: dict[str, Any], where: str) -> complex:
         parts = self._items(node, where)
