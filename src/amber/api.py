@@ -89,13 +89,15 @@ class FileInfo:
 
 
 def _describe_root(node: Any) -> str:
+    """A one-line description of the saved object, from its (unvalidated) root node."""
     if isinstance(node, dict):
-        kind = node.get("k", "?")
-        if kind == "dict":
-            n = len(node.get("v") or node.get("items") or [])
-            return f"dict ({n} keys)"
-        if kind in ("list", "tuple", "set", "frozenset"):
-            return f"{kind} ({len(node.get('v') or [])} items)"
+        kind = node.get("k")
+        items = node.get("v", node.get("items"))
+        count = len(items) if isinstance(items, (list, dict)) else None
+        if kind == "dict" and count is not None:
+            return f"dict ({count} keys)"
+        if kind in ("list", "tuple", "set", "frozenset") and count is not None:
+            return f"{kind} ({count} items)"
         return str(kind)
     return type(node).__name__ if node is not None else "None"
 
@@ -186,8 +188,10 @@ def _root(reader: ContainerReader) -> Any:
             "read its tensors with amber.open(path)"
         )
     protocol = section.get("graph_protocol")
-    if type(protocol) is not int:
-        raise FormatError(f"{reader.path}: manifest 'amber.graph_protocol' must be an integer")
+    if type(protocol) is not int or protocol < 1:
+        raise FormatError(
+            f"{reader.path}: manifest 'amber.graph_protocol' must be a positive integer"
+        )
     if protocol > GRAPH_PROTOCOL:
         raise UnsupportedVersionError(
             f"{reader.path}: object graph protocol {protocol} is newer than this amber reads "

@@ -25,6 +25,8 @@ _ENTRY_KEYS = {"name", "dtype", "shape", "order", "offset", "nbytes", "digest"}
 # this version refuses a file that uses them instead of misreading its bytes.
 _RESERVED_ENTRY_KEYS = {"compression", "shard"}
 _RESERVED_TOP_KEYS = {"shards"}
+RESERVED_TOP_KEYS = frozenset({"tensors", *_RESERVED_TOP_KEYS})
+MAX_INT_DIGITS = 20
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,26 @@ def _reject_constant(name: str) -> None:
     raise FormatError(f"manifest JSON contains {name}, which is not valid JSON")
 
 
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 would silently become infinity
+        raise FormatError(f"manifest JSON number {text[:40]} is out of the float64 range")
+    return value
+
+
+def _parse_int(text: str) -> int:
+    # No field holds more than 64 bits; larger integers are graph nodes holding strings.
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise FormatError(f"manifest JSON integer {text[:40]}... has more than 20 digits")
+    return int(text)
+
+
 def json_depth(value: Any) -> int:
     """Nesting depth of parsed JSON, computed without recursion."""
+    return _walk(value, check_strings=False)
+
+
+def _walk(value: Any, *, check_strings: bool) -> int:
     deepest = 0
     stack = [(value, 1)]
     while stack:
@@ -73,14 +93,25 @@ def json_depth(value: Any) -> int:
         if isinstance(item, dict):
             deepest = max(deepest, depth)
             stack.extend((v, depth + 1) for v in item.values())
+            if check_strings:
+                stack.extend((key, depth) for key in item)
         elif isinstance(item, list):
             deepest = max(deepest, depth)
             stack.extend((v, depth + 1) for v in item)
+        elif check_strings and isinstance(item, str) and not item.isascii():
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:  # "\ud800" escapes decode to lone surrogates
+                raise FormatError(
+                    "manifest JSON holds a string with an unpaired surrogate escape, "
+                    "which is not valid Unicode"
+                ) from None
     return deepest
 
 
 def parse(raw: bytes) -> dict[str, Any]:
-    """Decode strict UTF-8 JSON into a dict: no duplicate keys, no NaN, bounded depth."""
+    """Decode strict UTF-8 JSON into a dict: no duplicate keys, no NaN, no lone surrogates,
+    no numbers outside float64/int64, bounded depth."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -92,18 +123,20 @@ def parse(raw: bytes) -> dict[str, Any]:
             text,
             object_pairs_hook=_reject_duplicate_keys,
             parse_constant=_reject_constant,
+            parse_float=_parse_float,
+            parse_int=_parse_int,
         )
     except RecursionError:
         raise FormatError(
             f"manifest JSON is nested deeper than the limit of {MAX_JSON_DEPTH} levels"
         ) from None
-    except ValueError as exc:  # JSONDecodeError, and int strings past the digit limit
+    except ValueError as exc:  # JSONDecodeError
         if isinstance(exc, FormatError):
             raise
         raise FormatError(f"manifest is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise FormatError(f"manifest must be a JSON object, not {type(value).__name__}")
-    if json_depth(value) > MAX_JSON_DEPTH:
+    if _walk(value, check_strings=True) > MAX_JSON_DEPTH:
         raise FormatError(
             f"manifest JSON is nested deeper than the limit of {MAX_JSON_DEPTH} levels"
         )
@@ -149,9 +182,10 @@ def validate_entry(raw: Any, index: int) -> TensorEntry:
     for dim in shape:
         if type(dim) is not int or not 0 <= dim <= MAX_INT64:
             raise FormatError(f"{where}: shape {shape} has a dimension that is not in [0, 2^63-1]")
-    # Python integers do not overflow; compare against the int64 range explicitly.
+    # Python integers do not overflow; compare against the int64 range explicitly. Zero
+    # dimensions are left out: numpy refuses such a shape even when the array is empty.
     count = math.prod(shape)
-    if count * size > MAX_INT64:
+    if math.prod(dim for dim in shape if dim) * size > MAX_INT64:
         raise FormatError(f"{where}: shape {shape} x {size} bytes overflows a 64-bit size")
     nbytes = _int_field(raw, "nbytes", where)
     if nbytes != count * size:
@@ -222,16 +256,16 @@ def validate(
                 f"tensor {entry.name!r}: offset {entry.offset} overlaps the header or the "
                 "previous tensor"
             )
-        if entry.offset > expected:
-            raise FormatError(
-                f"tensor {entry.name!r}: offset {entry.offset} leaves a gap of undeclared bytes "
-                f"after offset {expected}"
-            )
         end = entry.offset + entry.nbytes
         if end > data_end:
             raise FormatError(
                 f"tensor {entry.name!r}: bytes {entry.offset}..{end} run past the data region "
                 f"(which ends at {data_end})"
+            )
+        if entry.offset > expected:
+            raise FormatError(
+                f"tensor {entry.name!r}: offset {entry.offset} leaves a gap of undeclared bytes "
+                f"after offset {expected}"
             )
         expected = align_up(end, alignment)
     if expected != data_end:

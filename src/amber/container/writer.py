@@ -28,7 +28,7 @@ from amber.container.format import (
     Trailer,
     align_up,
 )
-from amber.container.manifest import TensorEntry, json_depth
+from amber.container.manifest import RESERVED_TOP_KEYS, TensorEntry, json_depth
 from amber.errors import InvalidArgumentError, SerializationError
 
 if TYPE_CHECKING:
@@ -193,8 +193,9 @@ def write(
             f"got {alignment}"
         )
     extra = dict(extra or {})
-    if "tensors" in extra:
-        raise InvalidArgumentError("the manifest key 'tensors' is reserved for the container")
+    reserved = RESERVED_TOP_KEYS & extra.keys()
+    if reserved:
+        raise InvalidArgumentError(f"manifest keys {sorted(reserved)} are reserved by the format")
     # Fail on an unencodable manifest before streaming gigabytes of tensors.
     _encode_manifest(extra)
     target = Path(path)

@@ -58,7 +58,7 @@ class Decoder:
                 where, f"a node must be a scalar or an object, not {type(node).__name__}"
             )
         kind = node.get("k")
-        if kind not in _ALLOWED_KEYS:
+        if type(kind) is not str or kind not in _ALLOWED_KEYS:
             raise self._bad(where, f"unknown node kind {kind!r}; known kinds: {sorted(k.KINDS)}")
         extra = node.keys() - _ALLOWED_KEYS[kind]
         if extra:
@@ -149,7 +149,7 @@ class Decoder:
 
     def _float(self, node: dict[str, Any], where: str) -> float:
         value = node.get("v")
-        if value not in _NONFINITE:
+        if type(value) is not str or value not in _NONFINITE:
             raise self._bad(where, "float node must hold 'nan', 'inf' or '-inf'")
         return _NONFINITE[value]
 
@@ -157,6 +157,8 @@ class Decoder:
         text = node.get("v")
         if type(text) is not str or not text.lstrip("-").isdigit() or not text.isascii():
             raise self._bad(where, "int node must hold a decimal string")
+        if len(text.lstrip("-")) > k.MAX_INT_DIGITS:
+            raise self._bad(where, f"int node has {len(text)} digits, too many to convert")
         try:
             return int(text)
         except ValueError:  # more digits than Python converts safely

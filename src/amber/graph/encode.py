@@ -10,8 +10,9 @@ from amber.container import dtypes
 from amber.errors import SerializationError
 from amber.graph import nodes as k
 
-# Python nesting allowed; each level costs two JSON levels and the manifest allows 256.
-MAX_DEPTH = 100
+# Python nesting allowed. A level costs two JSON levels (three for a dict with non-string
+# keys) and the manifest allows 256.
+MAX_DEPTH = 80
 
 
 class _Path:

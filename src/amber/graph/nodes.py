@@ -45,5 +45,7 @@ KINDS = frozenset(
 
 # bytes longer than this are stored as a uint8 tensor instead of base64 in the manifest.
 INLINE_BYTES_MAX = 4096
+# Digits of an "int" node; Python's own default limit for int(str).
+MAX_INT_DIGITS = 4300
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
