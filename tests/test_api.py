@@ -302,7 +302,7 @@ def test_nesting_limit_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SerializationError, match="nesting deeper"):
         amber.save(deep, tmp_path / "d.amber")
     fine: list = []
-    for _ in range(90):
+    for _ in range(75):
         fine = [fine]
     assert _roundtrip(fine, tmp_path) == fine
 
