@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from amber import environment
+from amber import (
+    adapters,  # noqa: F401  (registers the adapters' names and constructors)
+    environment,
+)
 from amber._version import __version__
 from amber.container import ContainerReader, TensorEntry, write
 from amber.container.reader import Verify, check_verify_mode
@@ -20,7 +23,9 @@ from amber.errors import (
     SerializationError,
     UnsupportedVersionError,
 )
-from amber.graph import GRAPH_PROTOCOL, Decoder, Encoder
+from amber.graph import GRAPH_PROTOCOL, Encoder
+from amber.graph.decode import decode, scan
+from amber.graph.trust import REGISTRY, trusted_set
 
 if TYPE_CHECKING:
     import numpy as np
@@ -53,6 +58,12 @@ class FileInfo:
     amber_version: str | None
     object_type: str
     graph_protocol: int | None = None
+    # Classes and functions the file names that the default allowlist does not trust.
+    untrusted_types: tuple[str, ...] = ()
+    # Every class and function the file names (dotted), trusted or not.
+    referenced_types: tuple[str, ...] = ()
+    # Why the object graph is malformed, if it is (loading would raise FormatError).
+    graph_error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -70,6 +81,9 @@ class FileInfo:
             "created_at": self.created_at,
             "amber_version": self.amber_version,
             "graph_protocol": self.graph_protocol,
+            "referenced_types": list(self.referenced_types),
+            "untrusted_types": list(self.untrusted_types),
+            "graph_error": self.graph_error,
             "tensor_count": len(self.tensors),
             "tensor_bytes": self.tensor_bytes,
             "tensors": [
@@ -98,12 +112,28 @@ def _describe_root(node: Any) -> str:
             return f"dict ({count} keys)"
         if kind in ("list", "tuple", "set", "frozenset") and count is not None:
             return f"{kind} ({count} items)"
+        if kind == "object" and isinstance(node.get("type"), str):
+            return node["type"].replace(":", ".")
         return str(kind)
     return type(node).__name__ if node is not None else "None"
 
 
+def _names(root: Any) -> tuple[tuple[str, ...], tuple[str, ...], str | None]:
+    """(referenced, untrusted, graph error) for a root node; imports nothing."""
+    if root is None:
+        return (), (), None
+    try:
+        names = sorted(set(scan(root)), key=lambda item: (item[1], item[0]))
+    except FormatError as exc:
+        return (), (), str(exc)
+    referenced = tuple(dict.fromkeys(n.dotted for _, n in names))
+    untrusted = tuple(dict.fromkeys(n.dotted for kind, n in names if not REGISTRY.allows(n, kind)))
+    return referenced, untrusted, None
+
+
 def _info(reader: ContainerReader) -> FileInfo:
     m = reader.manifest
+    referenced, untrusted, graph_error = _names(m.get("root"))
     amber_section = m.get("amber") if isinstance(m.get("amber"), dict) else {}
     return FileInfo(
         path=reader.path,
@@ -117,6 +147,9 @@ def _info(reader: ContainerReader) -> FileInfo:
         amber_version=amber_section.get("version"),
         object_type=_describe_root(m.get("root")),
         graph_protocol=amber_section.get("graph_protocol"),
+        referenced_types=referenced,
+        untrusted_types=untrusted,
+        graph_error=graph_error,
     )
 
 
@@ -153,7 +186,7 @@ def save(obj: Any, path: PathLike, *, metadata: dict[str, Any] | None = None) ->
     extra = {
         "amber": {"version": __version__, "graph_protocol": GRAPH_PROTOCOL},
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "environment": environment.current(),
+        "environment": environment.current(n.top_package for _, n in encoder.names),
         "metadata": user_metadata,
         "root": root,
     }
@@ -170,6 +203,10 @@ def save(obj: Any, path: PathLike, *, metadata: dict[str, Any] | None = None) ->
         amber_version=__version__,
         object_type=_describe_root(root),
         graph_protocol=GRAPH_PROTOCOL,
+        referenced_types=tuple(sorted({n.dotted for _, n in encoder.names})),
+        untrusted_types=tuple(
+            sorted({n.dotted for kind, n in encoder.names if not REGISTRY.allows(n, kind)})
+        ),
     )
 
 
@@ -206,6 +243,8 @@ def load(
     verify: Verify = "full",
     mmap: bool = True,
     writable: bool = False,
+    trusted: Iterable[Any] | None = None,
+    strict: bool = False,
 ) -> Any:
     """Load the object saved at ``path``.
 
@@ -214,9 +253,14 @@ def load(
     digest. With ``mmap`` (default) arrays are zero-copy read-only views of the file;
     ``writable=True`` gives private copy-on-write arrays instead; ``mmap=False`` reads
     every array into its own writable memory.
+
+    Every class and function the file names is audited before anything is imported:
+    ``trusted`` adds classes/functions (objects or dotted names) to the default allowlist
+    for this call. A different minor version of python or of a saved package warns with
+    EnvironmentMismatchWarning; ``strict=True`` raises EnvironmentMismatch instead.
     """
     with AmberFile(path, verify=verify, mmap=mmap, writable=writable) as f:
-        return f.load()
+        return f.load(trusted=trusted, strict=strict)
 
 
 def inspect(path: PathLike) -> FileInfo:
@@ -266,10 +310,13 @@ class AmberFile:
     def __getitem__(self, name: str) -> np.ndarray:
         return self._reader.array(name)
 
-    def load(self) -> Any:
-        """Build the saved object (tensors as views of the file when mmap is on)."""
+    def load(self, *, trusted: Iterable[Any] | None = None, strict: bool = False) -> Any:
+        """Build the saved object (tensors as views of the file when mmap is on); see
+        ``amber.load`` for ``trusted`` and ``strict``."""
         root = _root(self._reader)
-        return Decoder(self._reader.array, self._reader.entries).decode(root)
+        allowed = trusted_set(trusted)
+        environment.check(self.info.environment, strict=strict, source=str(self._reader.path))
+        return decode(root, self._reader.array, self._reader.entries, allowed)
 
     def verify(self) -> None:
         """Check every tensor digest now."""

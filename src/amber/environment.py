@@ -1,13 +1,20 @@
-"""The producing environment recorded in every file (and compared on load, later)."""
+"""The producing environment recorded in every file, and its comparison on load."""
 
 from __future__ import annotations
 
 import platform
 import sys
+import warnings
+from collections.abc import Iterable
 from importlib import metadata
 from typing import Any
 
 from amber._version import __version__
+from amber.errors import EnvironmentMismatch, EnvironmentMismatchWarning
+
+# Import names whose distribution is named differently.
+_DISTRIBUTIONS = {"sklearn": "scikit-learn", "yaml": "PyYAML", "PIL": "Pillow"}
+_NOT_PACKAGES = set(sys.stdlib_module_names) | {"builtins", "__main__", "amber"}
 
 
 def package_version(name: str) -> str | None:
@@ -18,10 +25,16 @@ def package_version(name: str) -> str | None:
         return None
 
 
-def current(extra_packages: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Versions of python, amber, numpy (and ``extra_packages``) plus the platform."""
+def distribution(top_level: str) -> str:
+    return _DISTRIBUTIONS.get(top_level, top_level)
+
+
+def current(modules: Iterable[str] = ()) -> dict[str, Any]:
+    """Versions of python, amber, numpy and the distributions of ``modules`` (top-level
+    import names of the classes and functions a file refers to), plus the platform."""
     packages = {"amber": __version__, "numpy": package_version("numpy")}
-    for name in extra_packages:
+    for module in sorted(set(modules) - _NOT_PACKAGES):
+        name = distribution(module)
         packages[name] = package_version(name)
     return {
         "python": platform.python_version(),
@@ -30,3 +43,40 @@ def current(extra_packages: tuple[str, ...] = ()) -> dict[str, Any]:
         "byteorder": sys.byteorder,
         "packages": {k: v for k, v in packages.items() if v is not None},
     }
+
+
+def _minor(version: str) -> tuple[str, ...]:
+    return tuple(version.split(".")[:2])
+
+
+def differences(saved: dict[str, Any]) -> list[str]:
+    """'name saved X, installed Y' for python and each saved package whose minor differs."""
+    out = []
+    python = saved.get("python")
+    if isinstance(python, str) and _minor(python) != _minor(platform.python_version()):
+        out.append(f"python saved {python}, running {platform.python_version()}")
+    packages = saved.get("packages")
+    for name, version in (packages if isinstance(packages, dict) else {}).items():
+        if name == "amber" or not isinstance(version, str):
+            continue
+        installed = package_version(name)
+        if installed is None:
+            out.append(f"{name} saved {version}, not installed")
+        elif _minor(installed) != _minor(version):
+            out.append(f"{name} saved {version}, installed {installed}")
+    return out
+
+
+def check(saved: dict[str, Any], *, strict: bool, source: str) -> None:
+    """Warn (or raise with ``strict``) when the loading environment differs by minor version."""
+    diffs = differences(saved)
+    if not diffs:
+        return
+    message = (
+        f"{source} was saved in a different environment: {'; '.join(diffs)}. "
+        "The object may behave differently here; re-save it with the versions you run, or "
+        "install the saved ones"
+    )
+    if strict:
+        raise EnvironmentMismatch(message + " (strict=True refused to load it)")
+    warnings.warn(message, EnvironmentMismatchWarning, stacklevel=4)

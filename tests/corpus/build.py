@@ -385,8 +385,12 @@ def _graph(base: bytes) -> Iterator[Case]:
     # case name -> (node added to the root dict, message fragment); all FormatError on load
     added = {
         "graph_unknown_kind": (
+            {"k": "global", "module": "os", "name": "system"},
+            "unknown node kind 'global'",
+        ),
+        "graph_object_with_unknown_keys": (
             {"k": "object", "module": "os", "name": "system"},
-            "unknown node kind 'object'",
+            "unknown keys ['module', 'name']",
         ),
         "graph_kind_not_a_string": ({"k": ["list"], "v": []}, "unknown node kind"),
         "graph_ref_to_missing_id": ({"k": "ref", "id": 7}, "reference to id 7"),

@@ -8,19 +8,19 @@ import numpy as np
 import pytest
 
 from amber.errors import FormatError
-from amber.graph import Decoder
+from amber.graph.decode import decode as decode_graph
 
 
 def decode(node: object, tensors: dict[str, np.ndarray] | None = None) -> object:
     tensors = tensors or {}
-    return Decoder(tensors.__getitem__, tensors).decode(node)
+    return decode_graph(node, tensors.__getitem__, tensors)
 
 
 @pytest.mark.parametrize(
     ("node", "message"),
     [
         ({"k": "eval", "v": "os.system('x')"}, "unknown node kind"),
-        ({"k": "object", "type": "os.system"}, "unknown node kind"),
+        ({"k": "object", "type": "os.system"}, "not a qualified name"),
         ({"v": [1]}, "unknown node kind"),
         ([1, 2], "must be a scalar or an object"),
         ({"k": "list", "v": [1], "type": "builtins.eval"}, "unknown keys"),

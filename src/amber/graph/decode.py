@@ -1,16 +1,25 @@
-"""Inert JSON nodes -> Python objects. Every node is checked; nothing is imported or called
-beyond the constructors of the closed node kinds."""
+"""Inert JSON nodes -> Python objects.
+
+Loading is three steps: ``scan`` walks the whole tree, checks every node kind and collects
+every class and function name (importing nothing); the trust audit checks those names and
+only then resolves them; ``Decoder`` builds the objects, calling only the resolved classes
+in the construction modes of ``nodes``.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from amber.container import dtypes
 from amber.errors import FormatError
 from amber.graph import nodes as k
+from amber.graph.constructors import CONSTRUCTORS
+from amber.graph.names import QualName
+from amber.graph.trust import Kind, audit
 
 _ALLOWED_KEYS: dict[str, frozenset[str]] = {
     k.LIST: frozenset({"k", "v", "id"}),
@@ -23,19 +32,101 @@ _ALLOWED_KEYS: dict[str, frozenset[str]] = {
     k.COMPLEX: frozenset({"k", "v"}),
     k.BYTES: frozenset({"k", "b64", "tensor", "id"}),
     k.BYTEARRAY: frozenset({"k", "b64", "tensor", "id"}),
-    k.NDARRAY: frozenset({"k", "tensor", "id"}),
-    k.NPSCALAR: frozenset({"k", "dtype", "b64"}),
+    k.NDARRAY: frozenset({"k", "tensor", "dtype", "shape", "id"}),
+    k.OBJARRAY: frozenset({"k", "shape", "v", "id"}),
+    k.NPSCALAR: frozenset({"k", "dtype", "b64", "array"}),
+    k.DTYPE: frozenset({"k", "v"}),
     k.REF: frozenset({"k", "id"}),
+    k.TYPE: frozenset({"k", "name"}),
+    k.FUNC: frozenset({"k", "name"}),
+    k.OBJECT: frozenset({"k", "type", "mode", "args", "state", "listitems", "dictitems", "id"}),
 }
 _NONFINITE = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
+_MAX_UNICODE = 0x10FFFF
+
+
+def _child_nodes(node: dict[str, Any]) -> Iterator[Any]:
+    """The nodes directly inside ``node`` (its kind already checked)."""
+    kind = node["k"]
+    if kind == k.DICT:
+        values = node.get("v")
+        if isinstance(values, dict):
+            yield from values.values()
+        for pair in node.get("items") or ():
+            if isinstance(pair, list):
+                yield from pair
+    elif kind in (k.LIST, k.TUPLE, k.SET, k.FROZENSET, k.OBJARRAY, k.COMPLEX):
+        if isinstance(node.get("v"), list):
+            yield from node["v"]
+    elif kind == k.NPSCALAR and "array" in node:
+        yield node["array"]
+    elif kind == k.OBJECT:
+        for key in ("args", "listitems"):
+            if isinstance(node.get(key), list):
+                yield from node[key]
+        if "state" in node:
+            yield node["state"]
+        for pair in node.get("dictitems") or ():
+            if isinstance(pair, list):
+                yield from pair
+
+
+def _check_kind(node: dict[str, Any], where: str = "a node") -> str:
+    kind = node.get("k")
+    if type(kind) is not str or kind not in _ALLOWED_KEYS:
+        raise FormatError(
+            f"object graph: {where} has unknown node kind {kind!r}; known kinds: {sorted(k.KINDS)}"
+        )
+    extra = node.keys() - _ALLOWED_KEYS[kind]
+    if extra:
+        raise FormatError(f"object graph: a {kind} node has unknown keys {sorted(extra)}")
+    return kind
+
+
+def scan(root: Any) -> list[tuple[Kind, QualName]]:
+    """Check every node's kind and collect every class and function name, importing nothing."""
+    names: list[tuple[Kind, QualName]] = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            raise FormatError("object graph: a node must be a scalar or an object, not a list")
+        if not isinstance(node, dict):
+            continue
+        kind = _check_kind(node)
+        if kind == k.TYPE:
+            names.append(("type", QualName.parse(node.get("name"))))
+        elif kind == k.FUNC:
+            names.append(("function", QualName.parse(node.get("name"))))
+        elif kind == k.OBJECT:
+            names.append(("type", QualName.parse(node.get("type"))))
+        stack.extend(_child_nodes(node))
+    return names
+
+
+def decode(
+    root: Any,
+    tensor: Callable[[str], Any],
+    tensor_names: Any,
+    trusted: frozenset[str] = frozenset(),
+) -> Any:
+    """Scan, audit, then build the object of ``root``."""
+    resolved = audit(scan(root), trusted)
+    return Decoder(tensor, tensor_names, resolved).decode(root)
 
 
 class Decoder:
     """Builds the object of a node tree; ``tensor`` maps a tensor name to its array."""
 
-    def __init__(self, tensor: Callable[[str], Any], tensor_names: Any) -> None:
+    def __init__(
+        self,
+        tensor: Callable[[str], Any],
+        tensor_names: Any,
+        resolved: Mapping[tuple[Kind, QualName], Any] | None = None,
+    ) -> None:
         self._tensor = tensor
         self._tensor_names = tensor_names
+        self._resolved = resolved or {}
         self._by_id: dict[int, Any] = {}
 
     def decode(self, node: Any) -> Any:
@@ -57,12 +148,7 @@ class Decoder:
             raise self._bad(
                 where, f"a node must be a scalar or an object, not {type(node).__name__}"
             )
-        kind = node.get("k")
-        if type(kind) is not str or kind not in _ALLOWED_KEYS:
-            raise self._bad(where, f"unknown node kind {kind!r}; known kinds: {sorted(k.KINDS)}")
-        extra = node.keys() - _ALLOWED_KEYS[kind]
-        if extra:
-            raise self._bad(where, f"{kind} node has unknown keys {sorted(extra)}")
+        kind = _check_kind(node, where)
         return getattr(self, "_" + kind)(node, where)
 
     def _register(self, node: dict[str, Any], obj: Any, where: str) -> None:
@@ -211,13 +297,103 @@ class Decoder:
         return out
 
     def _ndarray(self, node: dict[str, Any], where: str) -> Any:
-        out = self._tensor_array(node, where)
-        self._register(node, out, where)
+        array = self._tensor_array(node, where)
+        if "dtype" in node or "shape" in node:
+            array = self._raw_view(node, array, where)
+        self._register(node, array, where)
+        return array
+
+    def _raw_view(self, node: dict[str, Any], raw: Any, where: str) -> Any:
+        """A uint8 tensor viewed as the node's (non-numeric, object-free) dtype and shape."""
+        import numpy as np
+
+        dtype = self._make_dtype(node.get("dtype"), where)
+        shape = self._shape(node.get("shape"), where)
+        if dtype.hasobject or dtype.itemsize == 0:
+            raise self._bad(where, f"raw arrays cannot have dtype {dtype}")
+        if raw.dtype != np.uint8 or raw.ndim != 1:
+            raise self._bad(where, "raw array tensor must be one-dimensional uint8")
+        count = 1
+        for dim in shape:
+            count *= dim
+        if count * dtype.itemsize != raw.nbytes:
+            raise self._bad(where, f"{raw.nbytes} bytes cannot hold shape {shape} of {dtype}")
+        array = raw.view(dtype).reshape(shape)
+        if dtype.kind == "U" and array.size and int(array.view(np.uint32).max()) > _MAX_UNICODE:
+            raise self._bad(where, "string array holds code points beyond U+10FFFF")
+        return array
+
+    def _shape(self, shape: Any, where: str) -> tuple[int, ...]:
+        if type(shape) is not list or len(shape) > 32:
+            raise self._bad(where, "'shape' must be a list of at most 32 integers")
+        for dim in shape:
+            if type(dim) is not int or not 0 <= dim <= k.INT64_MAX:
+                raise self._bad(where, f"shape {shape} has a dimension out of range")
+        return tuple(shape)
+
+    def _make_dtype(self, descr: Any, where: str) -> Any:
+        """Build a numpy dtype from a descriptor: a dtype string or a record layout."""
+        import numpy as np
+
+        if type(descr) is str:
+            if len(descr) > 64:
+                raise self._bad(where, "dtype string too long")
+            spec: Any = descr
+        elif type(descr) is dict and descr.keys() == {"names", "formats", "offsets", "itemsize"}:
+            names, formats, offsets = descr["names"], descr["formats"], descr["offsets"]
+            if not (
+                type(names) is list
+                and type(formats) is list
+                and type(offsets) is list
+                and len(names) == len(formats) == len(offsets) <= 1024
+                and all(type(n) is str for n in names)
+                and all(type(o) is int and o >= 0 for o in offsets)
+                and type(descr["itemsize"]) is int
+            ):
+                raise self._bad(where, "malformed record dtype")
+            spec = {
+                "names": names,
+                "formats": [self._make_dtype(f, where) for f in formats],
+                "offsets": offsets,
+                "itemsize": descr["itemsize"],
+            }
+        else:
+            raise self._bad(where, f"invalid dtype descriptor {descr!r}")
+        try:
+            return np.dtype(spec)
+        except (TypeError, ValueError) as exc:
+            raise self._bad(where, f"invalid dtype {descr!r}: {exc}") from None
+
+    def _dtype(self, node: dict[str, Any], where: str) -> Any:
+        return self._make_dtype(node.get("v"), where)
+
+    def _objarray(self, node: dict[str, Any], where: str) -> Any:
+        import numpy as np
+
+        shape = self._shape(node.get("shape"), where)
+        items = self._items(node, where)
+        count = 1
+        for dim in shape:
+            count *= dim
+        if count != len(items):
+            raise self._bad(where, f"object array of shape {shape} needs {count} items")
+        out = np.empty(count, dtype=object)
+        self._register(node, out, where)  # before the items: they may refer back to it
+        for i, item in enumerate(items):
+            out[i] = self._decode(item, f"{where}[{i}]")
+        out.shape = shape
         return out
 
     def _npscalar(self, node: dict[str, Any], where: str) -> Any:
         import numpy as np
 
+        if "array" in node:
+            if "dtype" in node or "b64" in node:
+                raise self._bad(where, "npscalar node needs 'array' or 'dtype'+'b64'")
+            array = self._decode(node["array"], where)
+            if not isinstance(array, np.ndarray) or array.ndim != 0:
+                raise self._bad(where, "npscalar 'array' must be a 0-d array")
+            return array[()]
         name = node.get("dtype")
         try:
             size = dtypes.itemsize(name)
@@ -229,8 +405,117 @@ class Decoder:
         dtype = dtypes.to_numpy(name)
         return np.frombuffer(raw, dtype=dtype)[0].astype(dtype.newbyteorder("="))
 
+    # -- code references: only names the audit resolved ---------------------------------------
+
+    def _resolved_name(self, kind: Kind, text: Any, where: str) -> tuple[QualName, Any]:
+        name = QualName.parse(text)
+        try:
+            return name, self._resolved[kind, name]
+        except KeyError:
+            raise self._bad(where, f"{name.dotted} was not audited") from None
+
+    def _type(self, node: dict[str, Any], where: str) -> type:
+        return self._resolved_name("type", node.get("name"), where)[1]
+
+    def _func(self, node: dict[str, Any], where: str) -> Any:
+        return self._resolved_name("function", node.get("name"), where)[1]
+
+    def _object(self, node: dict[str, Any], where: str) -> Any:
+        name, cls = self._resolved_name("type", node.get("type"), where)
+        mode = node.get("mode")
+        if mode not in k.MODES:
+            raise self._bad(
+                where, f"object construction mode {mode!r} is not one of {sorted(k.MODES)}"
+            )
+        where = f"{where}<{name.qualname}>"
+        if mode == k.MODE_ADAPTER:
+            constructor = CONSTRUCTORS.get(str(name))
+            if constructor is None or "args" in node:
+                raise self._bad(where, f"amber has no constructor for {name.dotted}")
+            state = self._decode(node.get("state"), where)
+            obj = self._build(name, lambda: constructor.decode(cls, state))
+            self._register(node, obj, where)
+            return obj
+        args = [
+            self._decode(a, f"{where}(arg {i})")
+            for i, a in enumerate(self._items(node, where, "args"))
+        ]
+        if mode == k.MODE_CYTHON:
+            unpickle = getattr(
+                sys.modules.get(cls.__module__), f"__pyx_unpickle_{cls.__name__}", None
+            )
+            if unpickle is None or len(args) != 2 or "state" in node:
+                raise self._bad(
+                    where, f"{name.dotted} is not a Cython class with a generated unpickler"
+                )
+            obj = self._build(name, lambda: unpickle(cls, *args))
+            self._register(node, obj, where)
+            return obj
+        if mode == k.MODE_NEW:
+            obj = self._build(name, lambda: cls.__new__(cls, *args))
+        else:
+            obj = self._build(name, lambda: cls(*args))
+        self._register(node, obj, where)  # before the state: it may refer back to obj
+        if "listitems" in node:
+            items = [self._decode(v, where) for v in self._items(node, where, "listitems")]
+            self._build(
+                name,
+                lambda: (
+                    obj.extend(items) if hasattr(obj, "extend") else [obj.append(i) for i in items]
+                ),
+            )
+        if "dictitems" in node:
+            for pair in self._items(node, where, "dictitems"):
+                if type(pair) is not list or len(pair) != 2:
+                    raise self._bad(where, "dictitems must be [key, value] pairs")
+                key, value = (self._decode(p, where) for p in pair)
+                self._build(name, lambda key=key, value=value: obj.__setitem__(key, value))
+        if "state" in node:
+            state = self._decode(node["state"], where)
+            self._build(name, lambda: _apply_state(obj, state))
+        return obj
+
+    def _build(self, name: QualName, step: Callable[[], Any]) -> Any:
+        """Run one construction step of a trusted class; its failures become FormatError."""
+        try:
+            return step()
+        except FormatError:
+            raise
+        except Exception as exc:
+            raise FormatError(
+                f"could not rebuild {name.dotted} from the file: {type(exc).__name__}: {exc}"
+            ) from None
+
     def _ref(self, node: dict[str, Any], where: str) -> Any:
         node_id = node.get("id")
         if type(node_id) is not int or node_id not in self._by_id:
             raise self._bad(where, f"reference to id {node_id!r}, which no earlier node declares")
         return self._by_id[node_id]
+
+
+def _check_attributes(state: Any) -> None:
+    if not isinstance(state, dict):
+        raise FormatError("object state must be a dict of attributes")
+    for key in state:
+        if type(key) is not str or (key.startswith("__") and key.endswith("__")):
+            raise FormatError(f"object state may not set the special attribute {key!r}")
+
+
+def _apply_state(obj: Any, state: Any) -> None:
+    """Restore state as pickle does: ``__setstate__`` if the class has one, else attributes."""
+    if isinstance(state, dict):
+        _check_attributes(state)
+    setstate = getattr(obj, "__setstate__", None)
+    if setstate is not None:
+        setstate(state)
+        return
+    slots = None
+    if isinstance(state, tuple) and len(state) == 2:
+        state, slots = state
+    if state:
+        _check_attributes(state)
+        obj.__dict__.update(state)
+    if slots:
+        _check_attributes(slots)
+        for key, value in slots.items():
+            setattr(obj, key, value)

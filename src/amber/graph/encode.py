@@ -1,52 +1,74 @@
-"""Python object -> inert JSON nodes plus a list of numpy tensors."""
+"""Python object -> inert JSON nodes plus a list of numpy tensors.
+
+Objects of other classes are described by their class name (audited on load) and their
+state, following the pickle protocol (``__reduce_ex__``) but only in the few shapes amber
+can replay without running code chosen by a file: ``cls.__new__(cls, *args)``, a call of a
+class, a Cython class's own unpickler, or a constructor registered by an adapter.
+"""
 
 from __future__ import annotations
 
 import base64
+import copyreg
 import math
+import sys
+import types
 from typing import Any
 
 from amber.container import dtypes
 from amber.errors import SerializationError
 from amber.graph import nodes as k
+from amber.graph.constructors import CONSTRUCTORS
+from amber.graph.names import QualName
 
 # Python nesting allowed. A level costs two JSON levels (three for a dict with non-string
 # keys) and the manifest allows 256.
 MAX_DEPTH = 80
 
+_FUNCTION_TYPES: tuple[type, ...] = (
+    types.FunctionType,
+    types.BuiltinFunctionType,
+)
+
 
 class _Path:
     """The location inside the saved object, for error messages and tensor names."""
 
-    __slots__ = ("parent", "part")
+    __slots__ = ("attr", "parent", "part")
 
-    def __init__(self, parent: _Path | None, part: Any) -> None:
+    def __init__(self, parent: _Path | None, part: Any, *, attr: bool = False) -> None:
         self.parent = parent
         self.part = part
+        self.attr = attr
 
-    def parts(self) -> list[Any]:
+    def nodes(self) -> list[_Path]:
         out, node = [], self
         while node is not None and node.parent is not None:
-            out.append(node.part)
+            out.append(node)
             node = node.parent
         return out[::-1]
 
     def display(self) -> str:
-        return "obj" + "".join(f"[{p!r}]" for p in self.parts())
+        return "obj" + "".join(f".{p.part}" if p.attr else f"[{p.part!r}]" for p in self.nodes())
 
     def tensor_name(self) -> str:
-        return ".".join(str(p) for p in self.parts()) or "tensor"
+        return ".".join(str(p.part) for p in self.nodes()) or "tensor"
 
 
 class Encoder:
-    """Encodes one object. ``tensors`` lists (name, array) pairs in first-seen order."""
+    """Encodes one object. ``tensors`` lists (name, array) pairs in first-seen order;
+    ``names`` the (kind, qualified name) of every class and function referenced."""
 
     def __init__(self) -> None:
         self.tensors: list[tuple[str, Any]] = []
-        self._names: set[str] = set()
+        self.names: set[tuple[str, QualName]] = set()
+        self._tensor_names: set[str] = set()
         # id(obj) -> (node, obj); obj is kept so its id cannot be reused while encoding.
         self._memo: dict[int, tuple[dict[str, Any], Any]] = {}
-        self._in_progress: set[int] = set()
+        # Objects that exist only once their children are built (tuples, frozensets,
+        # objects made by calling a class): a reference back to them would be a cycle
+        # the loader cannot rebuild.
+        self._built_after_children: set[int] = set()
         self._next_id = 0
 
     def encode(self, obj: Any) -> Any:
@@ -57,15 +79,23 @@ class Encoder:
     def _fail(self, path: _Path, message: str) -> SerializationError:
         return SerializationError(f"cannot save {path.display()}: {message}")
 
+    def _name(self, obj: Any, path: _Path, kind: str = "type") -> QualName:
+        try:
+            name = QualName.of(obj)
+        except SerializationError as exc:
+            raise self._fail(path, str(exc)) from None
+        self.names.add((kind, name))
+        return name
+
     def _tensor_name(self, path: _Path) -> str:
         base = path.tensor_name()
         if len(base.encode("utf-8", "surrogatepass")) > 512:
             base = f"t{len(self.tensors)}"
         name, n = base, 1
-        while name in self._names:
+        while name in self._tensor_names:
             n += 1
             name = f"{base}~{n}"
-        self._names.add(name)
+        self._tensor_names.add(name)
         return name
 
     def _add_tensor(self, array: Any, path: _Path) -> str:
@@ -79,9 +109,11 @@ class Encoder:
         if entry is None:
             return None
         node = entry[0]
-        if id(obj) in self._in_progress and isinstance(obj, (tuple, frozenset)):
+        if id(obj) in self._built_after_children:
             raise self._fail(
-                path, f"a {type(obj).__name__} contains itself; an immutable cycle cannot be saved"
+                path,
+                f"a {type(obj).__name__} contains itself; a cycle through an immutable "
+                "object (or one built by calling its class) cannot be saved",
             )
         if "id" not in node:
             node["id"] = self._next_id
@@ -90,6 +122,9 @@ class Encoder:
 
     def _remember(self, obj: Any, node: dict[str, Any]) -> None:
         self._memo[id(obj)] = (node, obj)
+
+    def _children(self, items: Any, path: _Path, depth: int) -> list[Any]:
+        return [self._encode(v, _Path(path, i), depth + 1) for i, v in enumerate(items)]
 
     # -- dispatch --------------------------------------------------------------------------
 
@@ -122,61 +157,51 @@ class Encoder:
         ref = self._shared(obj, path)
         if ref is not None:
             return ref
-        handler = _HANDLERS.get(cls)
+        handler = _HANDLERS.get(cls) or _numpy_handler(obj) or _reference_handler(obj)
         if handler is None:
-            handler = _numpy_handler(obj)
-        if handler is None:
-            raise self._fail(
-                path,
-                f"type {cls.__module__}.{cls.__qualname__} is not supported; amber saves "
-                "dict, list, tuple, set, str, int, float, complex, bool, None, bytes, numpy "
-                "arrays and numpy scalars",
-            )
+            handler = Encoder._object
         return handler(self, obj, path, depth)
 
-    def _container(self, obj: Any, kind: str, items: Any, path: _Path, depth: int) -> dict:
+    # -- builtin containers ----------------------------------------------------------------
+
+    def _sequence(self, obj: Any, path: _Path, depth: int) -> dict:
+        kind = _SEQUENCE_KINDS[type(obj)]
         node: dict[str, Any] = {"k": kind}
         self._remember(obj, node)
-        self._in_progress.add(id(obj))
+        immutable = kind in (k.TUPLE, k.FROZENSET)
+        if immutable:
+            self._built_after_children.add(id(obj))
         try:
-            node["v"] = [self._encode(v, _Path(path, i), depth + 1) for i, v in enumerate(items)]
+            node["v"] = self._children(obj, path, depth)
         finally:
-            self._in_progress.discard(id(obj))
+            self._built_after_children.discard(id(obj))
         return node
-
-    def _list(self, obj: list, path: _Path, depth: int) -> dict:
-        return self._container(obj, k.LIST, obj, path, depth)
-
-    def _tuple(self, obj: tuple, path: _Path, depth: int) -> dict:
-        return self._container(obj, k.TUPLE, obj, path, depth)
-
-    def _set(self, obj: set | frozenset, path: _Path, depth: int) -> dict:
-        kind = k.SET if type(obj) is set else k.FROZENSET
-        return self._container(obj, kind, obj, path, depth)
 
     def _dict(self, obj: dict, path: _Path, depth: int) -> dict:
         node: dict[str, Any] = {"k": k.DICT}
         self._remember(obj, node)
-        self._in_progress.add(id(obj))
-        try:
-            if all(type(key) is str for key in obj):
-                node["v"] = {
-                    key: self._encode(value, _Path(path, key), depth + 1)
+        node.update(self._dict_body(obj, path, depth, attr=False))
+        return node
+
+    def _dict_body(self, obj: dict, path: _Path, depth: int, *, attr: bool) -> dict[str, Any]:
+        if all(type(key) is str for key in obj):
+            for key in obj:  # surrogates in keys cannot be JSON-encoded as UTF-8
+                self._encode(key, _Path(path, key), depth + 1)
+            return {
+                "v": {
+                    key: self._encode(value, _Path(path, key, attr=attr), depth + 1)
                     for key, value in obj.items()
                 }
-                for key in obj:  # surrogates in keys cannot be JSON-encoded as UTF-8
-                    self._encode(key, _Path(path, key), depth + 1)
-            else:
-                node["items"] = [
-                    [
-                        self._encode(key, _Path(path, key), depth + 1),
-                        self._encode(value, _Path(path, key), depth + 1),
-                    ]
-                    for key, value in obj.items()
+            }
+        return {
+            "items": [
+                [
+                    self._encode(key, _Path(path, key), depth + 1),
+                    self._encode(value, _Path(path, key), depth + 1),
                 ]
-        finally:
-            self._in_progress.discard(id(obj))
-        return node
+                for key, value in obj.items()
+            ]
+        }
 
     def _bytes(self, obj: bytes | bytearray, path: _Path, depth: int) -> dict:
         kind = k.BYTES if type(obj) is bytes else k.BYTEARRAY
@@ -190,47 +215,196 @@ class Encoder:
             node["tensor"] = self._add_tensor(np.frombuffer(obj, dtype=np.uint8), path)
         return node
 
+    # -- numpy -----------------------------------------------------------------------------
+
     def _ndarray(self, obj: Any, path: _Path, depth: int) -> dict:
-        if dtypes.from_numpy(obj.dtype) is None:
-            raise self._fail(
-                path,
-                f"numpy arrays of dtype {obj.dtype} are not supported yet; supported dtypes: "
-                + ", ".join(dtypes.ITEMSIZE),
-            )
+        import numpy as np
+
         node: dict[str, Any] = {"k": k.NDARRAY}
         self._remember(obj, node)
-        node["tensor"] = self._add_tensor(obj, path)
+        if dtypes.from_numpy(obj.dtype) is not None:
+            node["tensor"] = self._add_tensor(obj, path)
+        elif obj.dtype.hasobject:
+            if obj.dtype != np.dtype(object):
+                raise self._fail(
+                    path, f"structured arrays holding objects ({obj.dtype}) are not supported"
+                )
+            node["k"] = k.OBJARRAY
+            node["shape"] = list(obj.shape)
+            node["v"] = self._children(obj.reshape(-1).tolist(), path, depth)
+        else:
+            # Strings, datetimes, structured records: raw bytes plus the exact dtype.
+            node["dtype"] = self._dtype_descr(obj.dtype, path)
+            node["shape"] = list(obj.shape)
+            raw = np.ascontiguousarray(obj).reshape(-1).view(np.uint8)
+            node["tensor"] = self._add_tensor(raw, path)
         return node
+
+    def _dtype_descr(self, dtype: Any, path: _Path) -> Any:
+        if dtype.fields is None:
+            if dtype.subdtype is not None:
+                raise self._fail(path, f"sub-array dtype {dtype} is not supported")
+            return dtype.str
+        if dtype.hasobject:
+            raise self._fail(path, f"structured dtype {dtype} holding objects is not supported")
+        names = list(dtype.names)
+        return {
+            "names": names,
+            "formats": [self._dtype_descr(dtype.fields[n][0], path) for n in names],
+            "offsets": [dtype.fields[n][1] for n in names],
+            "itemsize": dtype.itemsize,
+        }
+
+    def _dtype(self, obj: Any, path: _Path, depth: int) -> dict:
+        return {"k": k.DTYPE, "v": self._dtype_descr(obj, path)}
 
     def _npscalar(self, obj: Any, path: _Path, depth: int) -> dict:
         import numpy as np
 
         name = dtypes.from_numpy(obj.dtype)
         if name is None:
-            raise self._fail(path, f"numpy scalars of dtype {obj.dtype} are not supported yet")
+            # np.str_, np.datetime64...: a 0-d array of the same dtype, then its item.
+            return {"k": k.NPSCALAR, "array": self._ndarray(np.asarray(obj), path, depth)}
         raw = np.asarray(obj).astype(obj.dtype.newbyteorder("<")).tobytes()
         return {"k": k.NPSCALAR, "dtype": name, "b64": base64.b64encode(raw).decode("ascii")}
+
+    # -- references to classes and functions -----------------------------------------------
+
+    def _type(self, obj: type, path: _Path, depth: int) -> dict:
+        return {"k": k.TYPE, "name": str(self._name(obj, path))}
+
+    def _function(self, obj: Any, path: _Path, depth: int) -> dict:
+        if isinstance(obj, types.BuiltinMethodType) and not isinstance(
+            getattr(obj, "__self__", None), types.ModuleType
+        ):
+            raise self._fail(path, f"bound method {obj!r} cannot be saved; save its owner")
+        return {"k": k.FUNC, "name": str(self._name(obj, path, "function"))}
+
+    # -- other objects ---------------------------------------------------------------------
+
+    def _object(self, obj: Any, path: _Path, depth: int) -> dict:
+        cls = type(obj)
+        name = self._name(cls, path)
+        node: dict[str, Any] = {"k": k.OBJECT, "type": str(name)}
+        self._remember(obj, node)
+        constructor = CONSTRUCTORS.get(str(name))
+        if constructor is not None:
+            node["mode"] = k.MODE_ADAPTER
+            state = constructor.encode(obj)
+            node["state"] = self._encode(state, path, depth + 1)
+            return node
+        try:
+            reduced = obj.__reduce_ex__(4)
+        except Exception as exc:
+            raise self._fail(
+                path, f"{name.dotted} cannot be saved: it refuses to be serialized ({exc})"
+            ) from None
+        if isinstance(reduced, str) or not isinstance(reduced, tuple) or len(reduced) < 2:
+            raise self._fail(path, f"{name.dotted} is a global object amber cannot save")
+        func, args, state, listitems, dictitems = (*reduced, None, None, None)[:5]
+        mode, node_type, args = self._construction(cls, func, args, path)
+        if node_type is not cls:
+            node["type"] = str(self._name(node_type, path))
+        node["mode"] = mode
+        self._built_after_children.add(id(obj))
+        try:
+            node["args"] = self._children(args, path, depth)
+        finally:
+            self._built_after_children.discard(id(obj))
+        if state is not None:
+            if type(state) is dict and all(type(key) is str for key in state):
+                node["state"] = {"k": k.DICT, **self._dict_body(state, path, depth, attr=True)}
+            else:
+                node["state"] = self._encode(state, path, depth + 1)
+        if listitems is not None:
+            node["listitems"] = self._children(list(listitems), path, depth)
+        if dictitems is not None:
+            node["dictitems"] = [
+                [
+                    self._encode(key, _Path(path, key), depth + 1),
+                    self._encode(value, _Path(path, key), depth + 1),
+                ]
+                for key, value in dictitems
+            ]
+        return node
+
+    def _construction(
+        self, cls: type, func: Any, args: Any, path: _Path
+    ) -> tuple[str, type, tuple]:
+        """Map a __reduce_ex__ result onto one of the construction modes amber replays."""
+        args = tuple(args or ())
+        if func is copyreg.__newobj__ and args and args[0] is cls:
+            return k.MODE_NEW, cls, args[1:]
+        if (
+            func is copyreg._reconstructor  # type: ignore[attr-defined]
+            and len(args) == 3
+            and args[0] is cls
+            and args[1] is object
+            and args[2] is None
+        ):
+            return k.MODE_NEW, cls, ()
+        if isinstance(func, type):
+            return k.MODE_CALL, func, args
+        if (
+            getattr(func, "__name__", "") == f"__pyx_unpickle_{cls.__name__}"
+            and getattr(func, "__module__", None) == cls.__module__
+            and len(args) == 3
+            and args[0] is cls
+        ):
+            return k.MODE_CYTHON, cls, args[1:]
+        raise self._fail(
+            path,
+            f"{QualName.of(cls).dotted} serializes itself through {func!r}, which amber "
+            "cannot replay without running arbitrary code; an adapter must be registered "
+            "for this type",
+        )
 
 
 def _numpy_handler(obj: Any) -> Any:
     """Numpy types are dispatched without importing numpy unless it is already loaded."""
-    import sys
-
     np = sys.modules.get("numpy")
     if np is None:
         return None
-    if type(obj) is np.ndarray or type(obj) is np.memmap:
+    cls = type(obj)
+    if cls is np.ndarray or cls is np.memmap:
         return Encoder._ndarray
-    if isinstance(obj, np.generic) and type(obj).__module__ in ("numpy", "ml_dtypes"):
+    if isinstance(obj, np.generic) and cls.__module__ in ("numpy", "ml_dtypes"):
         return Encoder._npscalar
+    if isinstance(obj, np.dtype):
+        return Encoder._dtype
+    if isinstance(obj, np.ufunc):
+        return Encoder._function
     return None
 
 
+def _reference_handler(obj: Any) -> Any:
+    if isinstance(obj, type):
+        return Encoder._type
+    if isinstance(obj, _FUNCTION_TYPES) or type(obj).__name__ == "cython_function_or_method":
+        return Encoder._function
+    if isinstance(obj, (types.MethodType, types.ModuleType)):
+        return _unsupported
+    return None
+
+
+def _unsupported(encoder: Encoder, obj: Any, path: _Path, depth: int) -> Any:
+    raise encoder._fail(
+        path, f"{type(obj).__name__} objects ({obj!r}) cannot be saved; save the data they use"
+    )
+
+
+_SEQUENCE_KINDS: dict[type, str] = {
+    list: k.LIST,
+    tuple: k.TUPLE,
+    set: k.SET,
+    frozenset: k.FROZENSET,
+}
+
 _HANDLERS: dict[type, Any] = {
-    list: Encoder._list,
-    tuple: Encoder._tuple,
-    set: Encoder._set,
-    frozenset: Encoder._set,
+    list: Encoder._sequence,
+    tuple: Encoder._sequence,
+    set: Encoder._sequence,
+    frozenset: Encoder._sequence,
     dict: Encoder._dict,
     bytes: Encoder._bytes,
     bytearray: Encoder._bytes,

@@ -2,9 +2,10 @@
 
 A node is JSON. ``null``, ``true``/``false``, strings, integers in the int64 range and
 finite floats stand for themselves. Everything else is an object ``{"k": KIND, ...}``
-whose kind is one of ``KINDS``; nothing in a node names a Python callable. Containers may
-carry ``"id"`` so that later ``{"k": "ref", "id": N}`` nodes share them (docs/format.md,
-"Object graph").
+whose kind is one of ``KINDS``. Only ``type``, ``func`` and ``object`` nodes name code, as
+``module:qualname``, and loading audits every such name before importing anything.
+Containers and objects may carry ``"id"`` so that later ``{"k": "ref", "id": N}`` nodes
+share them (docs/format.md, "Object graph").
 """
 
 from __future__ import annotations
@@ -22,8 +23,14 @@ COMPLEX = "complex"
 BYTES = "bytes"
 BYTEARRAY = "bytearray"
 NDARRAY = "ndarray"
+OBJARRAY = "objarray"
 NPSCALAR = "npscalar"
+DTYPE = "dtype"
 REF = "ref"
+# Nodes that name code; every name is audited against the trust allowlist before import.
+TYPE = "type"
+FUNC = "func"
+OBJECT = "object"
 
 KINDS = frozenset(
     {
@@ -38,10 +45,22 @@ KINDS = frozenset(
         BYTES,
         BYTEARRAY,
         NDARRAY,
+        OBJARRAY,
         NPSCALAR,
+        DTYPE,
         REF,
+        TYPE,
+        FUNC,
+        OBJECT,
     }
 )
+
+# How an "object" node is rebuilt (the class is always the audited "type"):
+MODE_NEW = "new"  # cls.__new__(cls, *args), then state
+MODE_CALL = "call"  # cls(*args), then state
+MODE_CYTHON = "cython"  # the Cython class's own generated unpickler, (checksum, state)
+MODE_ADAPTER = "adapter"  # a constructor that an amber adapter registered for cls
+MODES = frozenset({MODE_NEW, MODE_CALL, MODE_CYTHON, MODE_ADAPTER})
 
 # bytes longer than this are stored as a uint8 tensor instead of base64 in the manifest.
 INLINE_BYTES_MAX = 4096

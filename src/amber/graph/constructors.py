@@ -1,0 +1,29 @@
+"""Constructors owned by the library, for types whose pickling protocol amber does not
+replay generically (random generators, Cython types with checks...).
+
+Adapters register them by qualified name, so registering imports nothing. A file can only
+select one by naming its (audited) type; the file never supplies code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Constructor:
+    """``encode(obj)`` returns plain state the graph can store; ``decode(cls, state)``
+    rebuilds the object from the decoded state (after ``validate``, if any)."""
+
+    encode: Callable[[Any], Any]
+    decode: Callable[[type, Any], Any]
+
+
+CONSTRUCTORS: dict[str, Constructor] = {}
+
+
+def register(name: str, constructor: Constructor) -> None:
+    """Register the constructor for the class named ``module:qualname``."""
+    CONSTRUCTORS[name] = constructor

@@ -1,0 +1,199 @@
+"""The trust allowlist and the audit that runs before anything is imported.
+
+A name in a file is trusted when one of these says so:
+
+1. an exact entry of a library table (adapters register them; builtins, numpy, scipy...),
+2. a package rule (scikit-learn's classes: see ``PackageRule``),
+3. the caller, through ``amber.load(..., trusted=[...])`` or ``amber.trust(...)``.
+
+Loading audits in two steps. First every name is checked *without importing anything*; if
+any fails, one UntrustedTypeError lists them all. Then the names are resolved: only modules
+that passed the first step are imported, and each object found must be exactly the named
+one and pass its rule's check of the object itself.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib.machinery import EXTENSION_SUFFIXES
+from typing import Any, Literal
+
+from amber.errors import UntrustedTypeError
+from amber.graph.names import QualName, user_name
+
+Kind = Literal["type", "function"]
+
+
+@dataclass
+class PackageRule:
+    """Trust classes of an installed package by name shape, then by what they are.
+
+    Before import: the module must be a file inside the package (found on disk, not
+    imported), outside ``denied`` sub-modules and test packages, and the name a plain
+    CapWords class name.
+    After import: ``accept(obj)`` must be true (e.g. a scikit-learn estimator class).
+    """
+
+    package: str
+    accept: Callable[[Any], bool]
+    denied: tuple[str, ...] = ()
+    _root: str | None = field(default=None, repr=False)
+
+    def _package_dir(self) -> str | None:
+        if self._root is None:
+            spec = importlib.util.find_spec(self.package)  # top level: imports nothing
+            locations = list(spec.submodule_search_locations or []) if spec else []
+            self._root = locations[0] if locations else ""
+        return self._root or None
+
+    def allows_name(self, name: QualName) -> bool:
+        parts = name.module.split(".")
+        if parts[0] != self.package or any(p.startswith("__") or p == "tests" for p in parts):
+            return False
+        if any(name.module == d or name.module.startswith(d + ".") for d in self.denied):
+            return False
+        if "." in name.qualname or not _is_class_name(name.qualname):
+            return False
+        root = self._package_dir()
+        return root is not None and _module_file_exists(root, parts[1:])
+
+
+def _is_class_name(text: str) -> bool:
+    stripped = text.lstrip("_")
+    return bool(stripped) and stripped[0].isupper() and "__" not in text
+
+
+def _module_file_exists(root: str, parts: list[str]) -> bool:
+    path = os.path.join(root, *parts)
+    if os.path.isfile(os.path.join(path, "__init__.py")):
+        return True
+    if os.path.isfile(path + ".py"):
+        return True
+    return any(os.path.isfile(path + suffix) for suffix in EXTENSION_SUFFIXES)
+
+
+class Registry:
+    """Names trusted by the library (exact tables, package rules) and by the user."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._types: dict[QualName, Callable[[Any], bool] | None] = {}
+        self._functions: set[QualName] = set()
+        self._rules: list[PackageRule] = []
+        self._user: set[str] = set()
+        self._loaders: dict[tuple[str, Kind], list[Callable[[Registry], None]]] = {}
+
+    # -- registration (adapters at first use, users any time) --------------------------------
+
+    def add_types(self, names: Iterable[str]) -> None:
+        for name in names:
+            self._types[QualName.parse(name)] = None
+
+    def add_functions(self, names: Iterable[str]) -> None:
+        self._functions.update(QualName.parse(n) for n in names)
+
+    def add_rule(self, rule: PackageRule) -> None:
+        self._rules.append(rule)
+
+    def add_loader(self, package: str, kind: Kind, loader: Callable[[Registry], None]) -> None:
+        """Register a table filler for names of ``kind`` in ``package``, run once, the first
+        time such a name is audited (so auditing a numpy name never imports scipy)."""
+        self._loaders.setdefault((package, kind), []).append(loader)
+
+    def trust_user(self, items: Iterable[Any]) -> None:
+        with self._lock:
+            for item in items:
+                self._user |= user_name(item)
+
+    def _ensure_loaded(self, package: str, kind: Kind) -> None:
+        with self._lock:
+            for loader in self._loaders.pop((package, kind), []):
+                loader(self)
+
+    # -- audit -----------------------------------------------------------------------------
+
+    def allows(self, name: QualName, kind: Kind, extra: frozenset[str] = frozenset()) -> bool:
+        """Step 1: is ``name`` trusted, judged from the name alone? Nothing the file names is
+        imported; a loader may import the library's own table source (e.g. numpy)."""
+        self._ensure_loaded(name.top_package, kind)
+        if name.dotted in extra or name.dotted in self._user:
+            return True
+        if kind == "function":
+            return name in self._functions
+        if name in self._types:
+            return True
+        return any(rule.allows_name(name) for rule in self._rules)
+
+    def resolve(self, name: QualName, kind: Kind, extra: frozenset[str] = frozenset()) -> Any:
+        """Step 2: import and return the object; only for names that passed ``allows``."""
+        obj = name.resolve()
+        if name.dotted in extra or name.dotted in self._user:
+            return obj
+        if kind == "function":
+            if not callable(obj) or isinstance(obj, type):
+                raise LookupError(f"{name.dotted} is not a function")
+            return obj
+        if not isinstance(obj, type):
+            raise LookupError(f"{name.dotted} is not a class")
+        if name in self._types:
+            return obj
+        for rule in self._rules:
+            if rule.allows_name(name) and rule.accept(obj):
+                return obj
+        raise LookupError(f"{name.dotted} is not a class amber trusts by default")
+
+
+REGISTRY = Registry()
+
+
+def trust(*items: Any) -> Any:
+    """Trust classes or functions (objects or dotted names) for every later load.
+
+    Usable as a decorator on a class or function. Trust means: amber may import and
+    construct it from data in a file. Trust only code you wrote or reviewed.
+    """
+    REGISTRY.trust_user(items)
+    return items[0] if len(items) == 1 else None
+
+
+def trusted_set(trusted: Iterable[Any] | None) -> frozenset[str]:
+    """Normalize a ``trusted=`` argument to dotted names."""
+    out: set[str] = set()
+    for item in trusted or ():
+        out |= user_name(item)
+    return frozenset(out)
+
+
+def untrusted_message(names: list[tuple[Kind, QualName]], *, detail: str = "") -> str:
+    listed = ", ".join(sorted({n.dotted for _, n in names}))
+    example = sorted({n.dotted for _, n in names})[0]
+    return (
+        f"loading would import untrusted {'names' if len(names) > 1 else 'name'}: {listed}"
+        + (f" ({detail})" if detail else "")
+        + "; nothing was imported. If you wrote or reviewed this code, trust it with "
+        f"amber.load(path, trusted=[{example!r}, ...]) or amber.trust(<the class>)"
+    )
+
+
+def audit(names: Iterable[tuple[Kind, QualName]], trusted: frozenset[str]) -> dict:
+    """Check every name first, then resolve all of them; raise one error listing failures."""
+    unique = sorted(set(names), key=lambda item: (item[1], item[0]))
+    refused = [item for item in unique if not REGISTRY.allows(item[1], item[0], trusted)]
+    if refused:
+        raise UntrustedTypeError(untrusted_message(refused))
+    resolved: dict[tuple[Kind, QualName], Any] = {}
+    failures: list[str] = []
+    for kind, name in unique:
+        try:
+            resolved[kind, name] = REGISTRY.resolve(name, kind, trusted)
+        except LookupError as exc:
+            failures.append(str(exc))
+    if failures:
+        raise UntrustedTypeError(
+            "loading refused after checking the objects named: " + "; ".join(failures)
+        )
+    return resolved
