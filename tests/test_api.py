@@ -184,15 +184,18 @@ def test_load_modes_return_the_same_data(tmp_path: Path) -> None:
         {"verify": "lazy"},
         {"verify": "off"},
         {"mmap": False},
-        {"writable": True},
+        {"writable": False},
     ):
         assert np.array_equal(amber.load(path, **kwargs)["w"], original["w"]), kwargs
 
 
-def test_mmap_views_are_read_only_and_zero_copy(tmp_path: Path) -> None:
+def test_mmap_views_are_zero_copy_and_read_only_on_request(tmp_path: Path) -> None:
     path = tmp_path / "w.amber"
     amber.save({"w": np.ones((256, 256))}, path)
-    w = amber.load(path)["w"]
+    default = amber.load(path)["w"]
+    assert default.flags.writeable
+    assert not default.flags.owndata
+    w = amber.load(path, writable=False)["w"]
     assert not w.flags.writeable
     assert not w.flags.owndata
     with pytest.raises(ValueError, match="read-only"):
@@ -203,7 +206,7 @@ def test_writable_copies_never_change_the_file(tmp_path: Path) -> None:
     path = tmp_path / "w.amber"
     amber.save({"w": np.ones(16)}, path)
     before = path.read_bytes()
-    for kwargs in ({"writable": True}, {"mmap": False}):
+    for kwargs in ({}, {"mmap": False}):
         w = amber.load(path, **kwargs)["w"]
         w[:] = 7
         assert w.sum() == 7 * 16

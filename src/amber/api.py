@@ -242,7 +242,7 @@ def load(
     *,
     verify: Verify = "full",
     mmap: bool = True,
-    writable: bool = False,
+    writable: bool = True,
     trusted: Iterable[Any] | None = None,
     strict: bool = False,
 ) -> Any:
@@ -250,9 +250,10 @@ def load(
 
     ``verify``: "full" checks every tensor digest before building anything; "lazy" checks
     each tensor as it is materialized; "off" checks only the structure and the manifest
-    digest. With ``mmap`` (default) arrays are zero-copy read-only views of the file;
-    ``writable=True`` gives private copy-on-write arrays instead; ``mmap=False`` reads
-    every array into its own writable memory.
+    digest. With ``mmap`` (default) arrays are zero-copy views of the file, private and
+    copy-on-write: writing to one copies only the pages written, never changes the file,
+    and lets a loaded estimator keep training. ``writable=False`` gives read-only views
+    instead (writes raise); ``mmap=False`` reads every array into its own memory.
 
     Every class and function the file names is audited before anything is imported:
     ``trusted`` adds classes/functions (objects or dotted names) to the default allowlist
@@ -287,7 +288,7 @@ class AmberFile:
     """
 
     def __init__(
-        self, path: PathLike, *, verify: Verify = "lazy", mmap: bool = True, writable: bool = False
+        self, path: PathLike, *, verify: Verify = "lazy", mmap: bool = True, writable: bool = True
     ) -> None:
         check_verify_mode(verify)
         if not isinstance(mmap, bool) or not isinstance(writable, bool):
@@ -337,7 +338,7 @@ class AmberFile:
 
 
 def open(
-    path: PathLike, *, verify: Verify = "lazy", mmap: bool = True, writable: bool = False
+    path: PathLike, *, verify: Verify = "lazy", mmap: bool = True, writable: bool = True
 ) -> AmberFile:
     """Open a file for lazy access to individual tensors (see AmberFile)."""
     return AmberFile(path, verify=verify, mmap=mmap, writable=writable)
