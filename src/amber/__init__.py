@@ -12,6 +12,7 @@ from amber._version import __version__
 
 if TYPE_CHECKING:
     from amber.api import AmberFile, FileInfo, TensorInfo, inspect, load, open, save, verify
+    from amber.graph.trust import trust
 
 __all__ = [
     "AmberFile",
@@ -23,6 +24,7 @@ __all__ = [
     "load",
     "open",
     "save",
+    "trust",
     "verify",
 ]
 
@@ -36,8 +38,14 @@ def __getattr__(name: str) -> Any:
         value = getattr(api, name)
         globals()[name] = value
         return value
+    if name == "trust":
+        from amber import api  # noqa: F401  (registers the adapters first)
+        from amber.graph.trust import trust
+
+        globals()[name] = trust
+        return trust
     raise AttributeError(f"module 'amber' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY)
+    return sorted(set(globals()) | _LAZY | {"trust"})
