@@ -57,7 +57,7 @@ def test_minor_version_difference_warns_naming_each_package(tmp_path: Path) -> N
 def test_strict_refuses_a_mismatch(tmp_path: Path) -> None:
     path = _model(tmp_path)
     _with_versions(path, **{"scikit-learn": "0.24.2"})
-    with pytest.raises(EnvironmentMismatch, match="scikit-learn saved 0.24.2"):
+    with pytest.raises(EnvironmentMismatch, match=r"scikit-learn saved 0\.24\.2"):
         amber.load(path, strict=True)
 
 

@@ -39,7 +39,7 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     if name == "trust":
-        from amber import api  # noqa: F401  (registers the adapters first)
+        from amber import api
         from amber.graph.trust import trust
 
         globals()[name] = trust

@@ -25,6 +25,8 @@ from amber.errors import (
 )
 from amber.graph import GRAPH_PROTOCOL, Encoder
 from amber.graph.decode import decode, scan
+from amber.graph.outline import Outline
+from amber.graph.outline import outline as make_outline
 from amber.graph.trust import REGISTRY, trusted_set
 
 if TYPE_CHECKING:
@@ -271,6 +273,13 @@ def inspect(path: PathLike) -> FileInfo:
     """
     with ContainerReader(path, verify="off", use_mmap=False) as reader:
         return _info(reader)
+
+
+def outline(path: PathLike, *, max_depth: int = 6) -> Outline:
+    """The saved object as a tree of type names and keys, untrusted names marked; reads the
+    manifest only and imports nothing the file names."""
+    with ContainerReader(path, verify="off", use_mmap=False) as reader:
+        return make_outline(reader.manifest.get("root"), reader.entries, max_depth)
 
 
 def verify(path: PathLike, *, quick: bool = False) -> FileInfo:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,8 @@ AMBER = Path(sys.executable).with_name("amber")
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(AMBER), *args], capture_output=True, text=True)
+    env = {**os.environ, "COLUMNS": "200"}  # no wrapping, so assertions see whole lines
+    return subprocess.run([str(AMBER), *args], capture_output=True, text=True, env=env)
 
 
 @pytest.fixture
@@ -112,3 +114,21 @@ def test_truncated_file_is_exit_1(model: Path) -> None:
     result = run("verify", str(model))
     assert result.returncode == 1
     assert "truncated" in result.stderr
+
+
+def test_inspect_shows_the_object_tree_and_marks_untrusted(tmp_path: Path) -> None:
+    from tests.graph.user_models import NeuralNetwork
+
+    path = tmp_path / "net.amber"
+    amber.save({"net": NeuralNetwork(), "scale": np.float64}, path)
+    result = run("inspect", str(path))
+    assert result.returncode == 0, result.stderr
+    marked = [line for line in result.stdout.splitlines() if "(untrusted)" in line]
+    assert len(marked) == 1
+    assert "'net': tests.graph.user_models.NeuralNetwork" in marked[0]
+    assert ".weights: dict" in result.stdout
+    assert "'hidden': ndarray float64 (4, 3)" in result.stdout
+    assert "class numpy.float64" in result.stdout
+    assert "load needs trusted=" in result.stdout
+    data = json.loads(run("inspect", "--json", str(path)).stdout)
+    assert data["untrusted_types"] == ["tests.graph.user_models.NeuralNetwork"]

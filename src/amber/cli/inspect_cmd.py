@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
 
 from amber.cli.output import fail, human_bytes, stdout
 from amber.errors import AmberError
@@ -22,12 +25,15 @@ def inspect(
     file: Path = typer.Argument(..., help="The .amber file."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
     show_all: bool = typer.Option(False, "--all", help=f"List every tensor, not {_DEFAULT_ROWS}."),
+    depth: int = typer.Option(4, "--depth", min=0, help="Levels of the object tree to show."),
 ) -> None:
     """Show the tensors, metadata and producing environment of FILE without loading it."""
     import amber
+    from amber.api import outline
 
     try:
         info = amber.inspect(file)
+        tree = outline(file, max_depth=depth)
     except AmberError as exc:
         fail(exc)
     if as_json:
@@ -48,7 +54,16 @@ def inspect(
     summary.add_row("manifest", info.manifest_digest)
     if info.metadata:
         summary.add_row("metadata", json.dumps(info.metadata, ensure_ascii=False))
+    if info.untrusted_types:
+        summary.add_row(
+            "[red]untrusted[/]",
+            "[red]" + ", ".join(info.untrusted_types) + "[/] (load needs trusted=[...])",
+        )
+    if info.graph_error:
+        summary.add_row("[red]invalid[/]", f"[red]{info.graph_error}[/]")
     stdout.print(summary)
+    if depth:
+        stdout.print(_render(tree))
     if not info.tensors:
         return
     table = Table(show_edge=False, header_style="bold")
@@ -63,3 +78,22 @@ def inspect(
     stdout.print(table)
     if len(rows) < len(info.tensors):
         stdout.print(f"... {len(info.tensors) - len(rows)} more tensors (use --all)")
+
+
+def _render(outline: Any) -> Tree:
+    def label(item: Any) -> Text:
+        text = Text(item.label)
+        if item.untrusted:
+            text.stylize("bold red")
+            text.append("  (untrusted)", style="red")
+        return text
+
+    root = Tree(label(outline))
+    stack = [(root, outline)]
+    while stack:
+        branch, item = stack.pop()
+        for child in item.children:
+            stack.append((branch.add(label(child)), child))
+        if item.hidden:
+            branch.add(Text(f"... {item.hidden} more", style="dim"))
+    return root
