@@ -318,10 +318,13 @@ class Decoder:
             count *= dim
         if count * dtype.itemsize != raw.nbytes:
             raise self._bad(where, f"{raw.nbytes} bytes cannot hold shape {shape} of {dtype}")
-        array = raw.view(dtype).reshape(shape)
-        if dtype.kind == "U" and array.size and int(array.view(np.uint32).max()) > _MAX_UNICODE:
+        code_unit = ">u4" if dtype.byteorder == ">" else "<u4"
+        if dtype.kind == "U" and raw.size and int(raw.view(code_unit).max()) > _MAX_UNICODE:
             raise self._bad(where, "string array holds code points beyond U+10FFFF")
-        return array
+        try:
+            return raw.view(dtype).reshape(shape)
+        except ValueError as exc:  # e.g. a record itemsize that does not divide the bytes
+            raise self._bad(where, f"cannot view the bytes as {dtype}: {exc}") from None
 
     def _shape(self, shape: Any, where: str) -> tuple[int, ...]:
         if type(shape) is not list or len(shape) > 32:
