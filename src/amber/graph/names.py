@@ -57,7 +57,8 @@ class QualName:
         if "<locals>" in qualname or "<lambda>" in qualname:
             raise SerializationError(
                 f"{module}.{qualname} is defined inside a function (or is a lambda), so it "
-                "cannot be found again when loading; define it at module level (and trust it when loading)"
+                "cannot be found again when loading; define it at module level (and trust "
+                "it when loading)"
             )
         name = cls(module, qualname)
         if not _MODULE.match(module) or not _QUALNAME.match(qualname):
