@@ -133,9 +133,11 @@ def _names(root: Any) -> tuple[tuple[str, ...], tuple[str, ...], str | None]:
     return referenced, untrusted, None
 
 
-def _info(reader: ContainerReader) -> FileInfo:
+def _info(reader: ContainerReader, *, audit_names: bool = True) -> FileInfo:
+    """The summary of an open file; ``audit_names`` adds the referenced/untrusted names
+    (a walk of the whole graph, which ``load`` does anyway and skips here)."""
     m = reader.manifest
-    referenced, untrusted, graph_error = _names(m.get("root"))
+    referenced, untrusted, graph_error = _names(m.get("root")) if audit_names else ((), (), None)
     amber_section = m.get("amber") if isinstance(m.get("amber"), dict) else {}
     return FileInfo(
         path=reader.path,
@@ -303,7 +305,14 @@ class AmberFile:
         if not isinstance(mmap, bool) or not isinstance(writable, bool):
             raise InvalidArgumentError("mmap and writable must be True or False")
         self._reader = ContainerReader(path, verify=verify, use_mmap=mmap, writable=writable)
-        self.info = _info(self._reader)
+        self._info: FileInfo | None = None
+
+    @property
+    def info(self) -> FileInfo:
+        """The file's summary (as ``amber.inspect`` gives it), computed on first use."""
+        if self._info is None:
+            self._info = _info(self._reader)
+        return self._info
 
     def names(self) -> list[str]:
         return list(self._reader.entries)
@@ -325,7 +334,9 @@ class AmberFile:
         ``amber.load`` for ``trusted`` and ``strict``."""
         root = _root(self._reader)
         allowed = trusted_set(trusted)
-        environment.check(self.info.environment, strict=strict, source=str(self._reader.path))
+        saved_env = self._reader.manifest.get("environment")
+        if isinstance(saved_env, dict):
+            environment.check(saved_env, strict=strict, source=str(self._reader.path))
         return decode(root, self._reader.array, self._reader.entries, allowed)
 
     def verify(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import sys
 import warnings
@@ -17,8 +18,10 @@ _DISTRIBUTIONS = {"sklearn": "scikit-learn", "yaml": "PyYAML", "PIL": "Pillow"}
 _NOT_PACKAGES = set(sys.stdlib_module_names) | {"builtins", "__main__", "amber"}
 
 
+@functools.lru_cache(maxsize=256)
 def package_version(name: str) -> str | None:
-    """Installed version of a distribution, without importing it."""
+    """Installed version of a distribution, without importing it (cached: reading package
+    metadata costs milliseconds, and versions do not change under a running process)."""
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:

@@ -80,33 +80,44 @@ def _parse_int(text: str) -> int:
     return int(text)
 
 
-def json_depth(value: Any) -> int:
-    """Nesting depth of parsed JSON, computed without recursion."""
-    return _walk(value, check_strings=False)
-
-
-def _walk(value: Any, *, check_strings: bool) -> int:
+def json_depth(value: Any, *, skip: frozenset[str] = frozenset()) -> int:
+    """Nesting depth of parsed JSON, computed without recursion; top-level keys in ``skip``
+    are left out (their owners check them: see ``parse``)."""
     deepest = 0
-    stack = [(value, 1)]
+    top = {k: v for k, v in value.items() if k not in skip} if isinstance(value, dict) else value
+    stack = [(top, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, dict):
-            deepest = max(deepest, depth)
-            stack.extend((v, depth + 1) for v in item.values())
-            if check_strings:
-                stack.extend((key, depth) for key in item)
-        elif isinstance(item, list):
-            deepest = max(deepest, depth)
-            stack.extend((v, depth + 1) for v in item)
-        elif check_strings and isinstance(item, str) and not item.isascii():
+        if depth > deepest:
+            deepest = depth
+        children = item.values() if type(item) is dict else item
+        stack.extend((v, depth + 1) for v in children if type(v) is dict or type(v) is list)
+    return deepest
+
+
+def _check_strings(value: Any) -> None:
+    """Refuse strings holding lone surrogates (only "\\uD800"-style escapes produce them)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is dict:
+            stack.extend(item)
+            stack.extend(item.values())
+        elif type(item) is list:
+            stack.extend(item)
+        elif type(item) is str and not item.isascii():
             try:
                 item.encode("utf-8")
-            except UnicodeEncodeError:  # "\ud800" escapes decode to lone surrogates
+            except UnicodeEncodeError:
                 raise FormatError(
                     "manifest JSON holds a string with an unpaired surrogate escape, "
                     "which is not valid Unicode"
                 ) from None
-    return deepest
+
+
+# Top-level keys whose depth is bounded by their own validation: tensor entries hold only
+# scalars and a list of integers; the object graph's reader tracks depth while scanning.
+_DEPTH_CHECKED_ELSEWHERE = frozenset({"tensors", "root"})
 
 
 def parse(raw: bytes) -> dict[str, Any]:
@@ -136,7 +147,9 @@ def parse(raw: bytes) -> dict[str, Any]:
         raise FormatError(f"manifest is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise FormatError(f"manifest must be a JSON object, not {type(value).__name__}")
-    if _walk(value, check_strings=True) > MAX_JSON_DEPTH:
+    if "\\u" in text:  # without escapes, strict UTF-8 decoding already excluded surrogates
+        _check_strings(value)
+    if json_depth(value, skip=_DEPTH_CHECKED_ELSEWHERE) > MAX_JSON_DEPTH:
         raise FormatError(
             f"manifest JSON is nested deeper than the limit of {MAX_JSON_DEPTH} levels"
         )

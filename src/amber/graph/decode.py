@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from amber.container import dtypes
+from amber.container.format import MAX_JSON_DEPTH
 from amber.errors import FormatError
 from amber.graph import nodes as k
 from amber.graph.constructors import CONSTRUCTORS
@@ -35,6 +36,7 @@ _ALLOWED_KEYS: dict[str, frozenset[str]] = {
     k.NDARRAY: frozenset({"k", "tensor", "dtype", "shape", "id"}),
     k.OBJARRAY: frozenset({"k", "shape", "v", "id"}),
     k.NPSCALAR: frozenset({"k", "dtype", "b64", "array"}),
+    k.SCALARS: frozenset({"k", "of", "tensor", "id"}),
     k.DTYPE: frozenset({"k", "v"}),
     k.REF: frozenset({"k", "id"}),
     k.TYPE: frozenset({"k", "name"}),
@@ -43,32 +45,38 @@ _ALLOWED_KEYS: dict[str, frozenset[str]] = {
 }
 _NONFINITE = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
 _MAX_UNICODE = 0x10FFFF
+_MAX_RECORD_NESTING = 8
 
 
-def _child_nodes(node: dict[str, Any]) -> Iterator[Any]:
-    """The nodes directly inside ``node`` (its kind already checked)."""
+def _child_nodes(node: dict[str, Any]) -> Iterator[tuple[Any, int]]:
+    """The nodes directly inside ``node`` (its kind already checked), each with how many
+    JSON levels below ``node`` it sits."""
     kind = node["k"]
     if kind == k.DICT:
         values = node.get("v")
         if isinstance(values, dict):
-            yield from values.values()
-        for pair in node.get("items") or ():
-            if isinstance(pair, list):
-                yield from pair
+            yield from ((v, 2) for v in values.values())
+        yield from _pairs(node.get("items"))
     elif kind in (k.LIST, k.TUPLE, k.SET, k.FROZENSET, k.OBJARRAY, k.COMPLEX):
         if isinstance(node.get("v"), list):
-            yield from node["v"]
+            yield from ((v, 2) for v in node["v"])
     elif kind == k.NPSCALAR and "array" in node:
-        yield node["array"]
+        yield node["array"], 1
     elif kind == k.OBJECT:
         for key in ("args", "listitems"):
             if isinstance(node.get(key), list):
-                yield from node[key]
+                yield from ((v, 2) for v in node[key])
         if "state" in node:
-            yield node["state"]
-        for pair in node.get("dictitems") or ():
-            if isinstance(pair, list):
-                yield from pair
+            yield node["state"], 1
+        yield from _pairs(node.get("dictitems"))
+
+
+def _pairs(pairs: Any) -> Iterator[tuple[Any, int]]:
+    """The keys and values of a ``[[key, value], ...]`` field, three JSON levels down."""
+    if type(pairs) is list:
+        for pair in pairs:
+            if type(pair) is list:
+                yield from ((v, 3) for v in pair)
 
 
 def _check_kind(node: dict[str, Any], where: str = "a node") -> str:
@@ -83,16 +91,21 @@ def _check_kind(node: dict[str, Any], where: str = "a node") -> str:
     return kind
 
 
-def scan(root: Any) -> list[tuple[Kind, QualName]]:
-    """Check every node's kind and collect every class and function name, importing nothing."""
+def scan(root: Any, root_depth: int = 2) -> list[tuple[Kind, QualName]]:
+    """Check every node's kind and the JSON depth (the manifest object is level 1, the root
+    node level ``root_depth``), and collect every class and function name; imports nothing."""
     names: list[tuple[Kind, QualName]] = []
-    stack = [root]
+    stack = [(root, root_depth)]
     while stack:
-        node = stack.pop()
-        if isinstance(node, list):
+        node, depth = stack.pop()
+        if type(node) is list:
             raise FormatError("object graph: a node must be a scalar or an object, not a list")
-        if not isinstance(node, dict):
+        if type(node) is not dict:
             continue
+        if depth > MAX_JSON_DEPTH:
+            raise FormatError(
+                f"object graph is nested deeper than the limit of {MAX_JSON_DEPTH} JSON levels"
+            )
         kind = _check_kind(node)
         if kind == k.TYPE:
             names.append(("type", QualName.parse(node.get("name"))))
@@ -100,7 +113,11 @@ def scan(root: Any) -> list[tuple[Kind, QualName]]:
             names.append(("function", QualName.parse(node.get("name"))))
         elif kind == k.OBJECT:
             names.append(("type", QualName.parse(node.get("type"))))
-        stack.extend(_child_nodes(node))
+        stack.extend(
+            (child, depth + offset)
+            for child, offset in _child_nodes(node)
+            if type(child) is dict or type(child) is list
+        )
     return names
 
 
@@ -148,8 +165,8 @@ class Decoder:
             raise self._bad(
                 where, f"a node must be a scalar or an object, not {type(node).__name__}"
             )
-        kind = _check_kind(node, where)
-        return getattr(self, "_" + kind)(node, where)
+        # scan() has checked every node's kind and keys before decoding starts.
+        return getattr(self, "_" + node["k"])(node, where)
 
     def _register(self, node: dict[str, Any], obj: Any, where: str) -> None:
         if "id" not in node:
@@ -334,10 +351,13 @@ class Decoder:
                 raise self._bad(where, f"shape {shape} has a dimension out of range")
         return tuple(shape)
 
-    def _make_dtype(self, descr: Any, where: str) -> Any:
-        """Build a numpy dtype from a descriptor: a dtype string or a record layout."""
+    def _make_dtype(self, descr: Any, where: str, level: int = 0) -> Any:
+        """Build a numpy dtype from a descriptor: a dtype string or a record layout (records
+        nest at most ``_MAX_RECORD_NESTING`` deep)."""
         import numpy as np
 
+        if level > _MAX_RECORD_NESTING:
+            raise self._bad(where, f"record dtypes nest deeper than {_MAX_RECORD_NESTING}")
         if type(descr) is str:
             if len(descr) > 64:
                 raise self._bad(where, "dtype string too long")
@@ -356,7 +376,7 @@ class Decoder:
                 raise self._bad(where, "malformed record dtype")
             spec = {
                 "names": names,
-                "formats": [self._make_dtype(f, where) for f in formats],
+                "formats": [self._make_dtype(f, where, level + 1) for f in formats],
                 "offsets": offsets,
                 "itemsize": descr["itemsize"],
             }
@@ -387,6 +407,20 @@ class Decoder:
         out.shape = shape
         return out
 
+    def _scalars(self, node: dict[str, Any], where: str) -> list | tuple:
+        array = self._tensor_array(node, where)
+        if array.ndim != 1:
+            raise self._bad(where, "scalars tensor must be one-dimensional")
+        kind = node.get("of")
+        if kind == k.LIST:
+            out: list | tuple = list(array)
+        elif kind == k.TUPLE:
+            out = tuple(array)
+        else:
+            raise self._bad(where, "scalars node 'of' must be 'list' or 'tuple'")
+        self._register(node, out, where)
+        return out
+
     def _npscalar(self, node: dict[str, Any], where: str) -> Any:
         import numpy as np
 
@@ -406,7 +440,8 @@ class Decoder:
         if len(raw) != size:
             raise self._bad(where, f"{name} scalar needs {size} bytes, got {len(raw)}")
         dtype = dtypes.to_numpy(name)
-        return np.frombuffer(raw, dtype=dtype)[0].astype(dtype.newbyteorder("="))
+        value = np.frombuffer(raw, dtype=dtype)[0]
+        return value if dtype.isnative else value.astype(dtype.newbyteorder("="))
 
     # -- code references: only names the audit resolved ---------------------------------------
 

@@ -168,6 +168,11 @@ class Encoder:
         kind = _SEQUENCE_KINDS[type(obj)]
         node: dict[str, Any] = {"k": kind}
         self._remember(obj, node)
+        if kind in (k.LIST, k.TUPLE) and len(obj) >= k.SCALARS_MIN:
+            array = _scalar_run(obj)
+            if array is not None:  # e.g. a loss curve of np.float64: one tensor, not N nodes
+                node.update({"k": k.SCALARS, "of": kind, "tensor": self._add_tensor(array, path)})
+                return node
         immutable = kind in (k.TUPLE, k.FROZENSET)
         if immutable:
             self._built_after_children.add(id(obj))
@@ -358,6 +363,20 @@ class Encoder:
             "cannot replay without running arbitrary code; an adapter must be registered "
             "for this type",
         )
+
+
+def _scalar_run(items: list | tuple) -> Any:
+    """The items as one array when all are numpy scalars of one numeric dtype, else None."""
+    np = sys.modules.get("numpy")
+    first = type(items[0])
+    if np is None or not issubclass(first, np.generic) or first.__module__ != "numpy":
+        return None
+    if any(type(item) is not first for item in items):
+        return None
+    array = np.array(items)
+    if dtypes.from_numpy(array.dtype) is None or type(array[0]) is not first:
+        return None
+    return array
 
 
 def _numpy_handler(obj: Any) -> Any:

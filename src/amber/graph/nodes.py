@@ -25,6 +25,7 @@ BYTEARRAY = "bytearray"
 NDARRAY = "ndarray"
 OBJARRAY = "objarray"
 NPSCALAR = "npscalar"
+SCALARS = "scalars"  # a list/tuple of numpy scalars of one dtype, stored as a tensor
 DTYPE = "dtype"
 REF = "ref"
 # Nodes that name code; every name is audited against the trust allowlist before import.
@@ -47,6 +48,7 @@ KINDS = frozenset(
         NDARRAY,
         OBJARRAY,
         NPSCALAR,
+        SCALARS,
         DTYPE,
         REF,
         TYPE,
@@ -64,6 +66,8 @@ MODES = frozenset({MODE_NEW, MODE_CALL, MODE_CYTHON, MODE_ADAPTER})
 
 # bytes longer than this are stored as a uint8 tensor instead of base64 in the manifest.
 INLINE_BYTES_MAX = 4096
+# Lists of at least this many numpy scalars of one dtype are stored as one tensor.
+SCALARS_MIN = 16
 # Digits of an "int" node; Python's own default limit for int(str).
 MAX_INT_DIGITS = 4300
 INT64_MIN = -(1 << 63)
