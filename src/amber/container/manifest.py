@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ _ENTRY_KEYS = {"name", "dtype", "shape", "order", "offset", "nbytes", "digest"}
 # this version refuses a file that uses them instead of misreading its bytes.
 _RESERVED_ENTRY_KEYS = {"compression", "shard"}
 _RESERVED_TOP_KEYS = {"shards"}
-RESERVED_TOP_KEYS = frozenset({"tensors", *_RESERVED_TOP_KEYS})
+RESERVED_TOP_KEYS = frozenset({"tensors", "data_digest", *_RESERVED_TOP_KEYS})
 MAX_INT_DIGITS = 20
 
 
@@ -211,20 +212,19 @@ def validate_entry(raw: Any, index: int) -> TensorEntry:
         raise FormatError(f'{where}: \'order\' must be "C" or "F", got {order!r}')
     offset = _int_field(raw, "offset", where)
     digest = raw["digest"]
-    if (
-        not isinstance(digest, str)
-        or not digest.startswith(DIGEST_PREFIX)
-        or len(digest) != len(DIGEST_PREFIX) + DIGEST_HEX_LEN
-        or not _is_lower_hex(digest[len(DIGEST_PREFIX) :])
-    ):
+    if not is_digest(digest):
         raise FormatError(
             f"{where}: 'digest' must be 'blake3:' followed by 64 lowercase hex digits"
         )
     return TensorEntry(name, raw["dtype"], tuple(shape), order, offset, nbytes, digest)
 
 
-def _is_lower_hex(text: str) -> bool:
-    return all(c in "0123456789abcdef" for c in text)
+_DIGEST = re.compile(rf"{re.escape(DIGEST_PREFIX)}[0-9a-f]{{{DIGEST_HEX_LEN}}}")
+
+
+def is_digest(value: object) -> bool:
+    """A tagged digest string: 'blake3:' and 64 lowercase hex digits."""
+    return type(value) is str and _DIGEST.fullmatch(value) is not None
 
 
 def validate(
@@ -246,6 +246,10 @@ def validate(
     raw_entries = manifest.get("tensors")
     if not isinstance(raw_entries, list):
         raise FormatError("manifest has no 'tensors' list")
+    if not is_digest(manifest.get("data_digest")):
+        raise FormatError(
+            "manifest 'data_digest' must be 'blake3:' followed by 64 lowercase hex digits"
+        )
     if len(raw_entries) > MAX_TENSORS:
         raise FormatError(
             f"manifest declares {len(raw_entries)} tensors; the limit is {MAX_TENSORS}"

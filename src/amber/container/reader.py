@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 Verify = Literal["full", "lazy", "off"]
+_READ_CHUNK = 64 * 1024 * 1024
 VERIFY_MODES = ("full", "lazy", "off")
 
 
@@ -226,11 +227,19 @@ class ContainerReader:
             self._verified.add(name)
 
     def verify_all(self) -> None:
-        """Check every payload digest and that alignment padding is zero."""
+        """Check the whole data region in one parallel pass against ``data_digest``; when it
+        does not match, check each payload to name the damaged tensor (or the padding)."""
+        if self._region_digest() == self.manifest["data_digest"]:
+            with self._lock:
+                self._verified.update(self.entries)
+            return
         for name in self.entries:
-            if name not in self._verified:
-                self.verify_tensor(name)
+            self.verify_tensor(name)
         self._check_padding()
+        raise CorruptFileError(  # the manifest digest covers data_digest: a byte changed
+            f"{self.path}: the data region does not match its digest although every tensor "
+            "does; restore the file from a good copy"
+        )
 
     def _check_padding(self) -> None:
         ends = sorted((e.offset + e.nbytes) for e in self.entries.values())
@@ -239,8 +248,23 @@ class ContainerReader:
             if start > end and any(self._pread(start - end, end)):
                 raise CorruptFileError(
                     f"{self.path}: padding bytes at offset {end} are not zero; the file was "
-                    "modified after it was written"
+                    "modified after it was written; every tensor is intact, but restore the "
+                    "file from a good copy"
                 )
+
+    def _region_digest(self) -> str:
+        start, end = HEADER_SIZE, self.trailer.manifest_offset
+        h = digest.hasher(end - start)
+        if self._mmap is not None:
+            view = memoryview(self._mmap)
+            try:
+                h.update(view[start:end])
+            finally:
+                view.release()
+        else:
+            for offset in range(start, end, _READ_CHUNK):
+                h.update(self._pread(min(_READ_CHUNK, end - offset), offset))
+        return digest.tag(h)
 
     def array(self, name: str) -> np.ndarray:
         """The tensor as a numpy array (a view of the mapping when mmap is on)."""

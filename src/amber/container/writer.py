@@ -137,22 +137,38 @@ def _encode_manifest(manifest: dict[str, Any]) -> bytes:
 
 
 class _Stream:
-    """Writes payloads at aligned offsets while a helper thread hashes the previous chunk."""
+    """Writes payloads at aligned offsets while a helper thread hashes the previous chunk.
+
+    Two digests are kept: one per payload (lazy verification, content addressing) and one
+    of the whole data region, padding included (fast full verification in one pass).
+    """
 
     def __init__(self, fd: int, alignment: int, pool: ThreadPoolExecutor) -> None:
         self.fd = fd
         self.alignment = alignment
         self.pool = pool
         self.pos = 0
+        self.region = digest.hasher(1 << 30)
 
     def write(self, data: memoryview | bytes) -> None:
         _write_all(self.fd, data)
         self.pos += len(data) if isinstance(data, bytes) else data.nbytes
 
+    def write_data(self, data: memoryview | bytes, payload: Any = None) -> None:
+        """Write bytes of the data region, hashing them into the region (and payload)."""
+        size = len(data) if isinstance(data, bytes) else data.nbytes
+        if size >= _OVERLAP_MIN_BYTES:
+            pending = self.pool.submit(_update, self.region, payload, data)
+            self.write(data)
+            pending.result()
+        else:
+            _update(self.region, payload, data)
+            self.write(data)
+
     def pad(self) -> None:
         gap = align_up(self.pos, self.alignment) - self.pos
         if gap:
-            self.write(_ZEROS[:gap])
+            self.write_data(_ZEROS[:gap])
 
     def payload(self, name: str, array: np.ndarray, dtype_name: str) -> TensorEntry:
         self.pad()
@@ -160,19 +176,19 @@ class _Stream:
         order = payload_order(array)
         h = digest.hasher(array.nbytes)
         for chunk in iter_chunks(array, order):
-            if chunk.nbytes >= _OVERLAP_MIN_BYTES:
-                pending = self.pool.submit(h.update, chunk)
-                self.write(chunk)
-                pending.result()
-            else:
-                h.update(chunk)
-                self.write(chunk)
+            self.write_data(chunk, h)
         nbytes = self.pos - offset
         if nbytes != array.nbytes:  # a bug in chunking must never produce a wrong file
             raise AssertionError(f"wrote {nbytes} bytes for {name!r}, expected {array.nbytes}")
         return TensorEntry(
             name, dtype_name, tuple(array.shape), order, offset, nbytes, digest.tag(h)
         )
+
+
+def _update(region: Any, payload: Any, data: memoryview | bytes) -> None:
+    region.update(data)
+    if payload is not None:
+        payload.update(data)
 
 
 def write(
@@ -215,7 +231,11 @@ def write(
             entries.append(stream.payload(name, array, dtype_name))
         stream.pad()
         manifest_offset = stream.pos
-        manifest = {"tensors": [e.to_json() for e in entries], **extra}
+        manifest = {
+            "tensors": [e.to_json() for e in entries],
+            "data_digest": digest.tag(stream.region),
+            **extra,
+        }
         data = _encode_manifest(manifest)
         manifest_digest = digest.raw_digest(data)
         stream.write(data)
