@@ -7,6 +7,7 @@ materializing such a tensor needs it.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from amber.errors import FormatError, MissingDependencyError
@@ -53,6 +54,7 @@ def itemsize(name: object) -> int:
     return ITEMSIZE[name]
 
 
+@functools.cache
 def to_numpy(name: str) -> np.dtype:
     """The little-endian numpy dtype for a table name."""
     import numpy as np

@@ -271,19 +271,20 @@ class ContainerReader:
         import numpy as np
 
         entry = self._entry(name)
-        data = self._raw(entry)
         if self.verify_mode == "lazy" and name not in self._verified:
-            self._check(entry, data)
-            with self._lock:
-                self._verified.add(name)
+            self.verify_tensor(name)
         dtype = dtypes.to_numpy(entry.dtype)
         if entry.nbytes == 0:
             # A view of zero bytes at the end of a mapping is not allowed; nothing to share.
-            return np.zeros(entry.shape, dtype=dtype, order=entry.order)
-        array = np.ndarray(entry.shape, dtype=dtype, buffer=data, order=entry.order)
-        if self._mmap is not None and not self.writable:
-            array.flags.writeable = False
-        return array
+            array = np.zeros(entry.shape, dtype=dtype, order=entry.order)
+            array.flags.writeable = self.writable or self._mmap is None
+            return array
+        if self._mmap is None:
+            return np.ndarray(entry.shape, dtype, buffer=self._raw(entry), order=entry.order)
+        # A view of the mapping itself: read-only when the mapping is (ACCESS_READ).
+        return np.ndarray(
+            entry.shape, dtype, buffer=self._mmap, offset=entry.offset, order=entry.order
+        )
 
     def close(self) -> None:
         """Close the file descriptor. Arrays already handed out keep the mapping alive."""

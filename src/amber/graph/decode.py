@@ -145,6 +145,7 @@ class Decoder:
         self._tensor_names = tensor_names
         self._resolved = resolved or {}
         self._by_id: dict[int, Any] = {}
+        self._dtypes: dict[str, Any] = {}
 
     def decode(self, node: Any) -> Any:
         return self._decode(node, "root")
@@ -324,7 +325,7 @@ class Decoder:
         """A uint8 tensor viewed as the node's (non-numeric, object-free) dtype and shape."""
         import numpy as np
 
-        dtype = self._make_dtype(node.get("dtype"), where)
+        dtype = self._cached_dtype(node.get("dtype"), where)
         shape = self._shape(node.get("shape"), where)
         if dtype.hasobject or dtype.itemsize == 0:
             raise self._bad(where, f"raw arrays cannot have dtype {dtype}")
@@ -387,8 +388,16 @@ class Decoder:
         except (TypeError, ValueError) as exc:
             raise self._bad(where, f"invalid dtype {descr!r}: {exc}") from None
 
+    def _cached_dtype(self, descr: Any, where: str) -> Any:
+        # Forests hold hundreds of record arrays of one dtype; build it once per load.
+        key = descr if type(descr) is str else repr(descr)
+        dtype = self._dtypes.get(key)
+        if dtype is None:
+            dtype = self._dtypes[key] = self._make_dtype(descr, where)
+        return dtype
+
     def _dtype(self, node: dict[str, Any], where: str) -> Any:
-        return self._make_dtype(node.get("v"), where)
+        return self._cached_dtype(node.get("v"), where)
 
     def _objarray(self, node: dict[str, Any], where: str) -> Any:
         import numpy as np
