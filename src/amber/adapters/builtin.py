@@ -20,7 +20,6 @@ TYPES = [
     "builtins:frozenset",
     "builtins:slice",
     "builtins:range",
-    "builtins:NoneType",
     "collections:OrderedDict",
     "collections:defaultdict",
     "collections:Counter",

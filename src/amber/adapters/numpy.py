@@ -9,6 +9,9 @@ from amber.errors import FormatError
 from amber.graph.constructors import Constructor, register
 from amber.graph.trust import REGISTRY, Registry
 
+# Scalar types and dtype, as values (``dtype=np.float64``) or rebuilt from a file. Never
+# ``ndarray`` or ``object_``: constructing them from file data could make an array whose
+# elements are pointers taken from the file.
 SCALAR_TYPES = [
     "bool",
     "int8",
@@ -27,11 +30,20 @@ SCALAR_TYPES = [
     "complex128",
     "str_",
     "bytes_",
-    "object_",
     "datetime64",
     "timedelta64",
-    "ndarray",
     "dtype",
+    # abstract scalar types, used as values (make_column_selector(dtype_include=np.number))
+    "generic",
+    "number",
+    "integer",
+    "signedinteger",
+    "unsignedinteger",
+    "inexact",
+    "floating",
+    "complexfloating",
+    "character",
+    "flexible",
     "intc",
     "uintc",
     "intp",
@@ -48,6 +60,7 @@ BIT_GENERATORS = {
     "SFC64": "numpy.random._sfc64:SFC64",
 }
 RANDOM_STATE = "numpy.random.mtrand:RandomState"
+MASKED_ARRAY = "numpy.ma:MaskedArray"
 GENERATOR = "numpy.random._generator:Generator"
 
 # Functions commonly passed to FunctionTransformer, aggregations and scorers: pure numeric
@@ -80,30 +93,33 @@ FUNCTIONS = [
 def _load_types(registry: Registry) -> None:
     import numpy as np
 
+    namespace = vars(np)
     registry.add_types(
         f"numpy:{name}"
         for name in SCALAR_TYPES
-        if isinstance(getattr(np, name, None), type) and getattr(np, name).__module__ == "numpy"
+        if isinstance(namespace.get(name), type) and namespace[name].__module__ == "numpy"
     )
 
 
 def _load_functions(registry: Registry) -> None:
     import numpy as np
 
-    ufuncs = [n for n in dir(np) if isinstance(getattr(np, n), np.ufunc)]
+    # vars(), not dir()/getattr(): numpy loads some submodules lazily on attribute access,
+    # and auditing a name must not import them.
+    namespace = vars(np)
     registry.add_functions(
-        f"numpy:{getattr(np, n).__name__}"
-        for n in ufuncs
-        if getattr(np, n).__name__ == n  # aliases resolve under their own name
+        f"numpy:{name}"
+        for name, value in namespace.items()
+        if isinstance(value, np.ufunc) and value.__name__ == name  # aliases: own name only
     )
     registry.add_functions(
         f"numpy:{n}"
         for n in FUNCTIONS
-        if callable(getattr(np, n, None)) and getattr(getattr(np, n), "__module__", "") == "numpy"
+        if callable(namespace.get(n)) and getattr(namespace[n], "__module__", "") == "numpy"
     )
 
 
-REGISTRY.add_types([*BIT_GENERATORS.values(), RANDOM_STATE, GENERATOR])
+REGISTRY.add_types([*BIT_GENERATORS.values(), RANDOM_STATE, GENERATOR, MASKED_ARRAY])
 REGISTRY.add_loader("numpy", "type", _load_types)
 REGISTRY.add_loader("numpy", "function", _load_functions)
 
@@ -143,7 +159,46 @@ def _generator(cls: type, state: Any) -> Any:
     return cls(_bit_generator(state))
 
 
+def _bit_generator_of(cls: type, state: Any) -> Any:
+    if _check_generator_name(state) != cls.__name__:
+        raise FormatError(f"a {cls.__name__} cannot take {state['bit_generator']} state")
+    return _bit_generator(state)
+
+
 for _name in BIT_GENERATORS.values():
-    register(_name, Constructor(lambda g: g.state, lambda cls, state: _bit_generator(state)))
+    register(_name, Constructor(lambda g: g.state, _bit_generator_of))
 register(RANDOM_STATE, Constructor(lambda rs: rs.get_state(legacy=False), _random_state))
 register(GENERATOR, Constructor(lambda g: g.bit_generator.state, _generator))
+
+
+def _masked_state(array: Any) -> dict[str, Any]:
+    import numpy as np
+
+    return {
+        "data": np.asarray(array.data),
+        "mask": np.ma.getmaskarray(array),
+        "fill_value": array.fill_value,
+        "hard_mask": bool(array.hardmask),
+        "shared_mask": bool(array._sharedmask),
+    }
+
+
+def _masked_array(cls: type, state: Any) -> Any:
+    import numpy as np
+
+    keys = {"data", "mask", "fill_value", "hard_mask", "shared_mask"}
+    if not isinstance(state, dict) or set(state) != keys:
+        raise FormatError(f"masked array state needs exactly {sorted(keys)}")
+    data, mask = state["data"], state["mask"]
+    if not isinstance(data, np.ndarray) or not isinstance(mask, np.ndarray):
+        raise FormatError("masked array data and mask must be arrays")
+    if mask.shape != data.shape or mask.dtype != np.bool_:
+        raise FormatError("masked array mask must be a boolean array of the data's shape")
+    out = cls(
+        data, mask=mask, fill_value=state["fill_value"], hard_mask=state["hard_mask"], copy=True
+    )
+    out._sharedmask = bool(state["shared_mask"])
+    return out
+
+
+register(MASKED_ARRAY, Constructor(_masked_state, _masked_array))

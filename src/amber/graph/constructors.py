@@ -23,7 +23,17 @@ class Constructor:
 
 CONSTRUCTORS: dict[str, Constructor] = {}
 
+# Modules whose compiled (Cython) classes are designed to be created by ``cls.__new__(cls)``
+# and then filled by their own ``__setstate__`` (their pickling does exactly that, through a
+# helper function named ``newObj``). Other compiled classes are never created that way.
+NEW_MODE_MODULES: set[str] = set()
+
 
 def register(name: str, constructor: Constructor) -> None:
     """Register the constructor for the class named ``module:qualname``."""
     CONSTRUCTORS[name] = constructor
+
+
+def allow_new_mode(*modules: str) -> None:
+    """Allow the 'new' construction mode for the compiled classes of ``modules``."""
+    NEW_MODE_MODULES.update(modules)

@@ -18,7 +18,7 @@ from amber.container import dtypes
 from amber.container.format import MAX_JSON_DEPTH
 from amber.errors import FormatError
 from amber.graph import nodes as k
-from amber.graph.constructors import CONSTRUCTORS
+from amber.graph.constructors import CONSTRUCTORS, NEW_MODE_MODULES
 from amber.graph.names import QualName
 from amber.graph.trust import Kind, audit
 
@@ -46,6 +46,9 @@ _ALLOWED_KEYS: dict[str, frozenset[str]] = {
 _NONFINITE = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
 _MAX_UNICODE = 0x10FFFF
 _MAX_RECORD_NESTING = 8
+_HEAP_TYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class defined by a class statement
+# Builtin types whose instances pickle rebuilds with __new__ (no initializer needed).
+_NEW_MODE_BUILTINS = frozenset({object, dict, list, set, int, float, str, bytes, tuple})
 
 
 def _child_nodes(node: dict[str, Any]) -> Iterator[tuple[Any, int]]:
@@ -475,6 +478,8 @@ class Decoder:
                 where, f"object construction mode {mode!r} is not one of {sorted(k.MODES)}"
             )
         where = f"{where}<{name.qualname}>"
+        if mode in (k.MODE_ADAPTER, k.MODE_CYTHON) and ("listitems" in node or "dictitems" in node):
+            raise self._bad(where, f"{mode} objects cannot have listitems or dictitems")
         if mode == k.MODE_ADAPTER:
             constructor = CONSTRUCTORS.get(str(name))
             if constructor is None or "args" in node:
@@ -499,6 +504,14 @@ class Decoder:
             self._register(node, obj, where)
             return obj
         if mode == k.MODE_NEW:
+            if (
+                not cls.__flags__ & _HEAP_TYPE
+                and cls not in _NEW_MODE_BUILTINS
+                and cls.__module__ not in NEW_MODE_MODULES
+            ):
+                # Compiled (C/Cython) classes may need their initializer to be memory-safe;
+                # they are rebuilt by calling them, their own unpickler or an adapter.
+                raise self._bad(where, f"{name.dotted} cannot be created without its initializer")
             obj = self._build(name, lambda: cls.__new__(cls, *args))
         else:
             obj = self._build(name, lambda: cls(*args))

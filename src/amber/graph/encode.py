@@ -18,7 +18,7 @@ from typing import Any
 from amber.container import dtypes
 from amber.errors import SerializationError
 from amber.graph import nodes as k
-from amber.graph.constructors import CONSTRUCTORS
+from amber.graph.constructors import CONSTRUCTORS, NEW_MODE_MODULES
 from amber.graph.names import QualName
 
 # Python nesting allowed. A level costs two JSON levels (three for a dict with non-string
@@ -29,6 +29,9 @@ _FUNCTION_TYPES: tuple[type, ...] = (
     types.FunctionType,
     types.BuiltinFunctionType,
 )
+# Function types of compiled libraries, matched by name so their modules are not imported:
+# Cython functions, and numpy's wrappers of Python functions (np.mean, np.clip...).
+_FUNCTION_TYPE_NAMES = frozenset({"cython_function_or_method", "_ArrayFunctionDispatcher"})
 
 
 class _Path:
@@ -316,11 +319,8 @@ class Encoder:
             node["args"] = self._children(args, path, depth)
         finally:
             self._built_after_children.discard(id(obj))
-        if state is not None:
-            if type(state) is dict and all(type(key) is str for key in state):
-                node["state"] = {"k": k.DICT, **self._dict_body(state, path, depth, attr=True)}
-            else:
-                node["state"] = self._encode(state, path, depth + 1)
+        # The loader rebuilds in this order (as pickle does): items, then state. Encoding
+        # in the same order makes the first occurrence of a shared object the full node.
         if listitems is not None:
             node["listitems"] = self._children(list(listitems), path, depth)
         if dictitems is not None:
@@ -331,6 +331,11 @@ class Encoder:
                 ]
                 for key, value in dictitems
             ]
+        if state is not None:
+            if type(state) is dict and all(type(key) is str for key in state):
+                node["state"] = {"k": k.DICT, **self._dict_body(state, path, depth, attr=True)}
+            else:
+                node["state"] = self._encode(state, path, depth + 1)
         return node
 
     def _construction(
@@ -350,6 +355,12 @@ class Encoder:
             return k.MODE_NEW, cls, ()
         if isinstance(func, type):
             return k.MODE_CALL, func, args
+        if (
+            getattr(func, "__name__", "") == "newObj"
+            and getattr(func, "__module__", None) in NEW_MODE_MODULES
+            and args == (cls,)
+        ):
+            return k.MODE_NEW, cls, ()
         if (
             getattr(func, "__name__", "") == f"__pyx_unpickle_{cls.__name__}"
             and getattr(func, "__module__", None) == cls.__module__
@@ -399,7 +410,7 @@ def _numpy_handler(obj: Any) -> Any:
 def _reference_handler(obj: Any) -> Any:
     if isinstance(obj, type):
         return Encoder._type
-    if isinstance(obj, _FUNCTION_TYPES) or type(obj).__name__ == "cython_function_or_method":
+    if isinstance(obj, _FUNCTION_TYPES) or type(obj).__name__ in _FUNCTION_TYPE_NAMES:
         return Encoder._function
     if isinstance(obj, (types.MethodType, types.ModuleType)):
         return _unsupported

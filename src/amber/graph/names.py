@@ -43,7 +43,7 @@ class QualName:
         if not isinstance(text, str) or len(text) > MAX_NAME_LENGTH or text.count(":") != 1:
             raise FormatError(f"{text!r} is not a qualified name of the form 'module:qualname'")
         module, qualname = text.split(":")
-        if not _MODULE.match(module) or not _QUALNAME.match(qualname):
+        if not _MODULE.fullmatch(module) or not _QUALNAME.fullmatch(qualname):
             raise FormatError(f"{text!r} is not a qualified name of the form 'module:qualname'")
         return cls(module, qualname)
 
@@ -61,8 +61,16 @@ class QualName:
                 "it when loading)"
             )
         name = cls(module, qualname)
-        if not _MODULE.match(module) or not _QUALNAME.match(qualname):
+        if not _MODULE.fullmatch(module) or not _QUALNAME.fullmatch(qualname):
             raise SerializationError(f"{name.dotted} is not an importable name")
+        try:
+            found = name.resolve()
+        except LookupError as exc:
+            raise SerializationError(f"{exc}; it could not be found again when loading") from None
+        if found is not obj:
+            raise SerializationError(
+                f"{name.dotted} names a different object than the one being saved"
+            )
         return name
 
     def resolve(self) -> Any:

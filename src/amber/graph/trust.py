@@ -30,17 +30,19 @@ Kind = Literal["type", "function"]
 
 @dataclass
 class PackageRule:
-    """Trust classes of an installed package by name shape, then by what they are.
+    """Trust names of an installed package by their shape, then by what they are.
 
     Before import: the module must be a file inside the package (found on disk, not
-    imported), outside ``denied`` sub-modules and test packages, and the name a plain
-    CapWords class name.
-    After import: ``accept(obj)`` must be true (e.g. a scikit-learn estimator class).
+    imported), outside ``denied`` sub-modules and test packages. For classes the name must
+    be a plain CapWords identifier; for functions it must be one of ``functions``.
+    After import: the object must be exactly the named one and ``accept(obj)`` true.
     """
 
     package: str
     accept: Callable[[Any], bool]
+    kind: Kind = "type"
     denied: tuple[str, ...] = ()
+    functions: frozenset[str] = frozenset()
     _root: str | None = field(default=None, repr=False)
 
     def _package_dir(self) -> str | None:
@@ -50,13 +52,18 @@ class PackageRule:
             self._root = locations[0] if locations else ""
         return self._root or None
 
-    def allows_name(self, name: QualName) -> bool:
+    def allows_name(self, name: QualName, kind: Kind) -> bool:
+        if kind != self.kind:
+            return False
         parts = name.module.split(".")
         if parts[0] != self.package or any(p.startswith("__") or p == "tests" for p in parts):
             return False
         if any(name.module == d or name.module.startswith(d + ".") for d in self.denied):
             return False
-        if "." in name.qualname or not _is_class_name(name.qualname):
+        if kind == "function":
+            if name.qualname not in self.functions:
+                return False
+        elif "." in name.qualname or not _is_class_name(name.qualname):
             return False
         root = self._package_dir()
         return root is not None and _module_file_exists(root, parts[1:])
@@ -122,29 +129,33 @@ class Registry:
         self._ensure_loaded(name.top_package, kind)
         if name.dotted in extra or name.dotted in self._user:
             return True
-        if kind == "function":
-            return name in self._functions
-        if name in self._types:
+        if kind == "function" and name in self._functions:
             return True
-        return any(rule.allows_name(name) for rule in self._rules)
+        if kind == "type" and name in self._types:
+            return True
+        return any(rule.allows_name(name, kind) for rule in self._rules)
 
     def resolve(self, name: QualName, kind: Kind, extra: frozenset[str] = frozenset()) -> Any:
-        """Step 2: import and return the object; only for names that passed ``allows``."""
+        """Step 2: import and return the object; only for names that passed ``allows``.
+
+        The object must be of the kind the file uses it as, even when the user trusts the
+        name: a trusted function must never be called as a class by an ``object`` node.
+        """
         obj = name.resolve()
+        if kind == "function" and (not callable(obj) or isinstance(obj, type)):
+            raise LookupError(f"{name.dotted} is used as a function but is not one")
+        if kind == "type" and not isinstance(obj, type):
+            raise LookupError(f"{name.dotted} is used as a class but is not one")
         if name.dotted in extra or name.dotted in self._user:
             return obj
-        if kind == "function":
-            if not callable(obj) or isinstance(obj, type):
-                raise LookupError(f"{name.dotted} is not a function")
-            return obj
-        if not isinstance(obj, type):
-            raise LookupError(f"{name.dotted} is not a class")
-        if name in self._types:
+        if (kind == "function" and name in self._functions) or (
+            kind == "type" and name in self._types
+        ):
             return obj
         for rule in self._rules:
-            if rule.allows_name(name) and rule.accept(obj):
+            if rule.allows_name(name, kind) and rule.accept(obj):
                 return obj
-        raise LookupError(f"{name.dotted} is not a class amber trusts by default")
+        raise LookupError(f"{name.dotted} is not a {kind} amber trusts by default")
 
 
 REGISTRY = Registry()
@@ -168,15 +179,27 @@ def trusted_set(trusted: Iterable[Any] | None) -> frozenset[str]:
     return frozenset(out)
 
 
-def untrusted_message(names: list[tuple[Kind, QualName]], *, detail: str = "") -> str:
-    listed = ", ".join(sorted({n.dotted for _, n in names}))
-    example = sorted({n.dotted for _, n in names})[0]
-    return (
-        f"loading would import untrusted {'names' if len(names) > 1 else 'name'}: {listed}"
-        + (f" ({detail})" if detail else "")
-        + "; nothing was imported. If you wrote or reviewed this code, trust it with "
-        f"amber.load(path, trusted=[{example!r}, ...]) or amber.trust(<the class>)"
+def untrusted_message(names: list[tuple[Kind, QualName]]) -> str:
+    dotted = sorted({n.dotted for _, n in names})
+    missing = sorted({n.top_package for _, n in names if not _installed(n.top_package)})
+    note = (
+        f" ({', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed here)"
+        if missing
+        else ""
     )
+    return (
+        f"loading would import untrusted {'names' if len(dotted) > 1 else 'name'}: "
+        f"{', '.join(dotted)}{note}; nothing was imported. If you wrote or reviewed this "
+        f"code, trust it with amber.load(path, trusted=[{dotted[0]!r}, ...]) or "
+        "amber.trust(<the class or function>)"
+    )
+
+
+def _installed(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def audit(names: Iterable[tuple[Kind, QualName]], trusted: frozenset[str]) -> dict:
