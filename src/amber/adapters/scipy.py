@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from amber.errors import FormatError
-from amber.graph.constructors import Constructor, register
+from amber.graph.constructors import Constructor, register, register_validator
 from amber.graph.trust import REGISTRY
 
 FORMATS = ("csr", "csc", "coo", "bsr", "lil", "dok", "dia")
@@ -15,6 +15,9 @@ FORMATS = ("csr", "csc", "coo", "bsr", "lil", "dok", "dia")
 TYPES = [f"scipy.sparse._{fmt}:{fmt}_{api}" for fmt in FORMATS for api in ("matrix", "array")]
 
 BSPLINE = "scipy.interpolate._bsplines:BSpline"
+# dok matrices are dict subclasses that pickle through copyreg's protocol-0 path; amber
+# stores their coordinates instead and rebuilds them through scipy's public constructors.
+DOK = ("scipy.sparse._dok:dok_matrix", "scipy.sparse._dok:dok_array")
 
 REGISTRY.add_types([*TYPES, BSPLINE])
 
@@ -47,3 +50,54 @@ def _bspline(cls: type, state: Any) -> Any:
 
 
 register(BSPLINE, Constructor(_bspline_state, _bspline))
+
+
+def _dok_state(matrix: Any) -> dict[str, Any]:
+    coo = matrix.tocoo()
+    return {"shape": tuple(matrix.shape), "coords": list(coo.coords), "data": coo.data}
+
+
+def _dok(cls: type, state: Any) -> Any:
+    import scipy.sparse as sp
+
+    if not isinstance(state, dict) or set(state) != {"shape", "coords", "data"}:
+        raise FormatError("dok state needs shape, coords and data")
+    coo = sp.coo_array((state["data"], tuple(state["coords"])), shape=state["shape"])
+    coo._check()  # coordinates inside the shape, before any conversion uses them
+    return cls(coo)
+
+
+for _name in DOK:
+    register(_name, Constructor(_dok_state, _dok))
+
+
+def _check_compressed(matrix: Any) -> None:
+    matrix.check_format(full_check=True)  # index bounds, sorted indptr, array lengths
+
+
+def _check_coo(matrix: Any) -> None:
+    matrix._check()  # coordinates inside the shape
+
+
+def _check_dia(matrix: Any) -> None:
+    data, offsets = matrix.data, matrix.offsets
+    if data.ndim != 2 or offsets.ndim != 1 or data.shape[0] != offsets.shape[0]:
+        raise ValueError("dia data must be (n_diagonals, n) with one offset per diagonal")
+
+
+def _check_via_coo(matrix: Any) -> None:
+    matrix.tocoo()._check()  # lil rows and dok keys must lie inside the shape
+
+
+_CHECKS = {
+    "csr": _check_compressed,
+    "csc": _check_compressed,
+    "bsr": _check_compressed,
+    "coo": _check_coo,
+    "dia": _check_dia,
+    "lil": _check_via_coo,
+    "dok": _check_via_coo,
+}
+for _fmt, _check in _CHECKS.items():
+    for _api in ("matrix", "array"):
+        register_validator(f"scipy.sparse._{_fmt}:{_fmt}_{_api}", _check)

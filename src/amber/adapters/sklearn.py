@@ -10,8 +10,9 @@ list of names (score functions, metrics, kernels), checked the same way.
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
-from amber.graph.constructors import allow_new_mode
+from amber.graph.constructors import allow_new_mode, register_validator
 from amber.graph.trust import REGISTRY, PackageRule
 
 DENIED_MODULES = (
@@ -122,4 +123,49 @@ REGISTRY.add_rule(
         denied=DENIED_MODULES,
         functions=FUNCTIONS,
     )
+)
+
+
+def _check_tree(tree: Any) -> None:
+    """Child links must point forward inside the tree (no out-of-bounds read, no cycle),
+    features inside the fitted feature count, values shaped for the node count."""
+    import numpy as np
+
+    state = tree.__getstate__()
+    nodes, count = state["nodes"], int(state["node_count"])
+    index = np.arange(count)
+    left, right = nodes["left_child"], nodes["right_child"]
+    leaf = left == -1
+    if not np.array_equal(leaf, right == -1):
+        raise ValueError("a node has one child")
+    inner = ~leaf
+    for child in (left, right):
+        if np.any((child[inner] <= index[inner]) | (child[inner] >= count)):
+            raise ValueError("a child index points outside the tree or backwards")
+    feature = nodes["feature"][inner]
+    if np.any((feature < 0) | (feature >= tree.n_features)):
+        raise ValueError("a split uses a feature index outside the fitted features")
+    if state["values"].shape[0] != count:
+        raise ValueError("values do not match the node count")
+
+
+def _check_tree_predictor(predictor: Any) -> None:
+    import numpy as np
+
+    nodes = predictor.nodes
+    count = len(nodes)
+    inner = ~nodes["is_leaf"].astype(bool)
+    index = np.arange(count)[inner]
+    for child in (nodes["left"][inner], nodes["right"][inner]):
+        if np.any((child <= index) | (child >= count)):
+            raise ValueError("a child index points outside the tree or backwards")
+    categorical = inner & nodes["is_categorical"].astype(bool)
+    bitsets = len(predictor.binned_left_cat_bitsets)
+    if np.any(nodes["bitset_idx"][categorical] >= bitsets):
+        raise ValueError("a categorical split points outside the bitsets")
+
+
+register_validator("sklearn.tree._tree:Tree", _check_tree)
+register_validator(
+    "sklearn.ensemble._hist_gradient_boosting.predictor:TreePredictor", _check_tree_predictor
 )

@@ -29,6 +29,18 @@ CONSTRUCTORS: dict[str, Constructor] = {}
 NEW_MODE_MODULES: set[str] = set()
 
 
+# Checks run on a rebuilt object before it is handed out, for classes whose compiled code
+# trusts its data (sparse matrix indices, tree child links): a hostile file must not be
+# able to make them read or write out of bounds. Each raises ValueError when the object is
+# inconsistent.
+VALIDATORS: dict[str, Callable[[Any], None]] = {}
+
+
+def register_validator(name: str, check: Callable[[Any], None]) -> None:
+    """Register a consistency check for the class named ``module:qualname``."""
+    VALIDATORS[name] = check
+
+
 def register(name: str, constructor: Constructor) -> None:
     """Register the constructor for the class named ``module:qualname``."""
     CONSTRUCTORS[name] = constructor

@@ -18,7 +18,7 @@ from amber.container import dtypes
 from amber.container.format import MAX_JSON_DEPTH
 from amber.errors import FormatError
 from amber.graph import nodes as k
-from amber.graph.constructors import CONSTRUCTORS, NEW_MODE_MODULES
+from amber.graph.constructors import CONSTRUCTORS, NEW_MODE_MODULES, VALIDATORS
 from amber.graph.names import QualName
 from amber.graph.trust import Kind, audit
 
@@ -339,8 +339,7 @@ class Decoder:
             count *= dim
         if count * dtype.itemsize != raw.nbytes:
             raise self._bad(where, f"{raw.nbytes} bytes cannot hold shape {shape} of {dtype}")
-        code_unit = ">u4" if dtype.byteorder == ">" else "<u4"
-        if dtype.kind == "U" and raw.size and int(raw.view(code_unit).max()) > _MAX_UNICODE:
+        if not _valid_code_points(raw, dtype):
             raise self._bad(where, "string array holds code points beyond U+10FFFF")
         try:
             return raw.view(dtype).reshape(shape)
@@ -485,7 +484,7 @@ class Decoder:
             if constructor is None or "args" in node:
                 raise self._bad(where, f"amber has no constructor for {name.dotted}")
             state = self._decode(node.get("state"), where)
-            obj = self._build(name, lambda: constructor.decode(cls, state))
+            obj = self._validated(name, self._build(name, lambda: constructor.decode(cls, state)))
             self._register(node, obj, where)
             return obj
         args = [
@@ -500,7 +499,7 @@ class Decoder:
                 raise self._bad(
                     where, f"{name.dotted} is not a Cython class with a generated unpickler"
                 )
-            obj = self._build(name, lambda: unpickle(cls, *args))
+            obj = self._validated(name, self._build(name, lambda: unpickle(cls, *args)))
             self._register(node, obj, where)
             return obj
         if mode == k.MODE_NEW:
@@ -533,6 +532,17 @@ class Decoder:
         if "state" in node:
             state = self._decode(node["state"], where)
             self._build(name, lambda: _apply_state(obj, state))
+        return self._validated(name, obj)
+
+    def _validated(self, name: QualName, obj: Any) -> Any:
+        check = VALIDATORS.get(str(name))
+        if check is not None:
+            try:
+                check(obj)
+            except (ValueError, TypeError, IndexError, KeyError) as exc:
+                raise FormatError(
+                    f"{name.dotted} in the file is inconsistent and was refused: {exc}"
+                ) from None
         return obj
 
     def _build(self, name: QualName, step: Callable[[], Any]) -> Any:
@@ -551,6 +561,23 @@ class Decoder:
         if type(node_id) is not int or node_id not in self._by_id:
             raise self._bad(where, f"reference to id {node_id!r}, which no earlier node declares")
         return self._by_id[node_id]
+
+
+def _valid_code_points(raw: Any, dtype: Any) -> bool:
+    """numpy's str arrays hold UTF-32 code units; a unit past U+10FFFF fails (with a
+    SystemError) when read, so refuse it on load. Checks plain and record string fields."""
+    if not raw.size:
+        return True
+    if dtype.kind == "U":
+        unit = ">u4" if dtype.byteorder == ">" else "<u4"
+        return int(raw.view(unit).max()) <= _MAX_UNICODE
+    for field, offset in ((dtype.fields or {})[n][:2] for n in dtype.names or ()):
+        if field.kind == "U" and field.itemsize:
+            unit = ">u4" if field.byteorder == ">" else "<u4"
+            rows = raw.reshape(-1, dtype.itemsize)[:, offset : offset + field.itemsize]
+            if int(rows.copy().view(unit).max()) > _MAX_UNICODE:
+                return False
+    return True
 
 
 def _check_attributes(state: Any) -> None:
