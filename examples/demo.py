@@ -97,9 +97,49 @@ def main() -> None:
         caught = True
         print(f"\na flipped bit is caught on load:\n  {exc}")
     checks["a flipped bit is caught"] = caught
+    checks.update(scikit_learn_model())
     if not all(checks.values()):
         sys.exit("demo FAILED")
     print("\ndemo OK")
+
+
+def scikit_learn_model() -> dict[str, bool]:
+    """The iris MLP: save, inspect the object tree, load, predict, keep training."""
+    import warnings
+
+    from sklearn.datasets import load_iris
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    X, y = load_iris(return_X_y=True)
+    clf = MLPClassifier(
+        hidden_layer_sizes=(10,), max_iter=1000, alpha=1e-4, solver="sgd", random_state=1
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    path = OUT / "iris-mlp.amber"
+    amber.save(clf, path, metadata={"dataset": "iris"})
+    print(f"\n$ amber inspect {path} --depth 2")
+    subprocess.run(
+        [sys.executable, "-m", "amber.cli.main", "inspect", str(path), "--depth", "2"], check=True
+    )
+    loaded = amber.load(path)
+    accuracy = float((loaded.predict(X) == y).mean())
+    print(f"\nreloaded MLPClassifier: accuracy {accuracy:.3f} on iris")
+    results = {
+        "scikit-learn predict_proba identical after reload": np.array_equal(
+            loaded.predict_proba(X), clf.predict_proba(X)
+        ),
+    }
+    loaded.partial_fit(X, y)
+    clf.partial_fit(X, y)
+    results["training continues bit-identically after reload"] = all(
+        np.array_equal(a, b) for a, b in zip(loaded.coefs_, clf.coefs_, strict=True)
+    )
+    for name, ok in results.items():
+        print(f"  [{'ok' if ok else 'FAILED'}] {name}")
+    return results
 
 
 if __name__ == "__main__":
