@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+from typing import Any
+
+from amber.errors import FormatError
+from amber.graph.constructors import Constructor, register, register_call
 from amber.graph.trust import REGISTRY, Registry
 
 TYPES = [
@@ -62,3 +67,58 @@ def _register(registry: Registry) -> None:
 
 
 _register(REGISTRY)
+
+
+def _ints_or_none(args: tuple, count: int) -> bool:
+    return len(args) <= count and all(a is None or type(a) is int for a in args)
+
+
+def _small_int(value: Any) -> bool:
+    return type(value) is int and 0 <= value < 1 << 31
+
+
+# The argument shapes these classes' own pickling produces; anything else is refused.
+register_call("collections:OrderedDict", lambda args: args == ())
+register_call(
+    "collections:defaultdict",
+    lambda args: args == () or (len(args) == 1 and (args[0] is None or callable(args[0]))),
+)
+register_call("collections:Counter", lambda args: len(args) == 1 and type(args[0]) is dict)
+register_call(
+    "collections:deque",
+    lambda args: (
+        len(args) in (1, 2)
+        and type(args[0]) in (list, tuple)
+        and (len(args) == 1 or args[1] is None or _small_int(args[1]))
+    ),
+)
+register_call("functools:partial", lambda args: len(args) == 1 and callable(args[0]))
+register_call("decimal:Decimal", lambda args: len(args) == 1 and type(args[0]) is str)
+register_call("pathlib:PurePosixPath", lambda args: all(type(a) is str for a in args))
+register_call("pathlib:PosixPath", lambda args: all(type(a) is str for a in args))
+for _name in ("date", "datetime", "time"):
+    register_call(
+        f"datetime:{_name}",
+        lambda args: 1 <= len(args) <= 2 and type(args[0]) is bytes and len(args[0]) <= 10,
+    )
+register_call("datetime:timedelta", lambda args: _ints_or_none(args, 3))
+register_call("datetime:timezone", lambda args: 1 <= len(args) <= 2)
+register_call("uuid:UUID", lambda args: len(args) <= 1)
+register_call("builtins:slice", lambda args: len(args) == 3 and _ints_or_none(args, 3))
+register_call("builtins:range", lambda args: len(args) == 3 and _ints_or_none(args, 3))
+
+
+def _fraction(cls: type, state: Any) -> Any:
+    # Fraction("1e1000000000") computes 10**1000000000: rebuild from two integers instead.
+    if not (isinstance(state, list) and len(state) == 2 and all(type(v) is int for v in state)):
+        raise FormatError("a Fraction is stored as [numerator, denominator]")
+    if state[1] == 0:
+        raise FormatError("a Fraction cannot have a zero denominator")
+    return cls(state[0], state[1])
+
+
+register(
+    "fractions:Fraction",
+    Constructor(lambda f: [f.numerator, f.denominator], _fraction),
+)
+assert Fraction(1, 2).denominator == 2  # the constructor contract relied on above

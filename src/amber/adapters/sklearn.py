@@ -165,7 +165,36 @@ def _check_tree_predictor(predictor: Any) -> None:
         raise ValueError("a categorical split points outside the bitsets")
 
 
+def _check_binary_tree(tree: Any) -> None:
+    """KD and ball trees index their data through idx_array and node_data in compiled code:
+    every index must stay inside the data, and the metric must fit its dimension."""
+    import numpy as np
+
+    state = tree.__getstate__()
+    data, idx, node_data, node_bounds = state[0], state[1], state[2], state[3]
+    n_nodes, metric, sample_weight = state[6], state[11], state[12]
+    if data.ndim != 2:
+        raise ValueError("tree data must be two-dimensional")
+    n, d = data.shape
+    if idx.shape != (n,) or not np.array_equal(np.sort(idx), np.arange(n)):
+        raise ValueError("idx_array must be a permutation of the data rows")
+    if node_data.shape != (n_nodes,) or node_bounds.ndim != 3:
+        raise ValueError("node arrays do not match the node count")
+    if node_bounds.shape[1:] != (n_nodes, d):
+        raise ValueError("node bounds do not match the nodes and features")
+    start, end = node_data["idx_start"], node_data["idx_end"]
+    if np.any((start < 0) | (start > end) | (end > n)):
+        raise ValueError("a node's index range lies outside the data")
+    if sample_weight is not None and np.shape(sample_weight) != (n,):
+        raise ValueError("sample weights do not match the data")
+    _, vec, mat = metric.__getstate__()[:3]
+    if np.shape(vec) not in ((1,), (d,)) or np.shape(mat) not in ((1, 1), (d, d)):
+        raise ValueError("the distance metric does not match the data dimension")
+
+
 register_validator("sklearn.tree._tree:Tree", _check_tree)
+register_validator("sklearn.neighbors._kd_tree:KDTree", _check_binary_tree)
+register_validator("sklearn.neighbors._ball_tree:BallTree", _check_binary_tree)
 register_validator(
     "sklearn.ensemble._hist_gradient_boosting.predictor:TreePredictor", _check_tree_predictor
 )

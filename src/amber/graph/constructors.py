@@ -36,6 +36,17 @@ NEW_MODE_MODULES: set[str] = set()
 VALIDATORS: dict[str, Callable[[Any], None]] = {}
 
 
+# For library-trusted classes rebuilt by calling them: which decoded arguments a call may
+# take (the shapes their own pickling produces), so a file cannot make a trusted type do
+# unbounded work, e.g. deque(range(2**62)).
+CALL_ARGUMENTS: dict[str, Callable[[tuple], bool]] = {}
+
+
+def register_call(name: str, check: Callable[[tuple], bool]) -> None:
+    """Allow calling the class named ``module:qualname`` with arguments ``check`` accepts."""
+    CALL_ARGUMENTS[name] = check
+
+
 def register_validator(name: str, check: Callable[[Any], None]) -> None:
     """Register a consistency check for the class named ``module:qualname``."""
     VALIDATORS[name] = check

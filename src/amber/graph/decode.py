@@ -18,7 +18,12 @@ from amber.container import dtypes
 from amber.container.format import MAX_JSON_DEPTH
 from amber.errors import FormatError
 from amber.graph import nodes as k
-from amber.graph.constructors import CONSTRUCTORS, NEW_MODE_MODULES, VALIDATORS
+from amber.graph.constructors import (
+    CALL_ARGUMENTS,
+    CONSTRUCTORS,
+    NEW_MODE_MODULES,
+    VALIDATORS,
+)
 from amber.graph.names import QualName
 from amber.graph.trust import Kind, audit
 
@@ -46,6 +51,7 @@ _ALLOWED_KEYS: dict[str, frozenset[str]] = {
 _NONFINITE = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
 _MAX_UNICODE = 0x10FFFF
 _MAX_RECORD_NESTING = 8
+_NO_CALL_PACKAGES = frozenset({"builtins"})
 _HEAP_TYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class defined by a class statement
 # Builtin types whose instances pickle rebuilds with __new__ (no initializer needed).
 _NEW_MODE_BUILTINS = frozenset({object, dict, list, set, int, float, str, bytes, tuple})
@@ -472,7 +478,7 @@ class Decoder:
     def _object(self, node: dict[str, Any], where: str) -> Any:
         name, cls = self._resolved_name("type", node.get("type"), where)
         mode = node.get("mode")
-        if mode not in k.MODES:
+        if type(mode) is not str or mode not in k.MODES:
             raise self._bad(
                 where, f"object construction mode {mode!r} is not one of {sorted(k.MODES)}"
             )
@@ -502,6 +508,15 @@ class Decoder:
             obj = self._validated(name, self._build(name, lambda: unpickle(cls, *args)))
             self._register(node, obj, where)
             return obj
+        if str(name) in CONSTRUCTORS:  # types with an adapter are built only by it
+            raise self._bad(where, f"{name.dotted} must be rebuilt by its amber adapter")
+        if mode == k.MODE_CALL and str(name) in CALL_ARGUMENTS:
+            if not CALL_ARGUMENTS[str(name)](tuple(args)):
+                raise self._bad(where, f"{name.dotted} cannot be called with these arguments")
+        elif mode == k.MODE_CALL and name.top_package in _NO_CALL_PACKAGES:
+            # Builtin types have node kinds of their own; calling them with file data could
+            # allocate without bound (bytes(10**12), list(range(2**62))).
+            raise self._bad(where, f"{name.dotted} cannot be created by a call from a file")
         if mode == k.MODE_NEW:
             if (
                 not cls.__flags__ & _HEAP_TYPE
@@ -539,7 +554,7 @@ class Decoder:
         if check is not None:
             try:
                 check(obj)
-            except (ValueError, TypeError, IndexError, KeyError) as exc:
+            except Exception as exc:  # a malformed object fails its check in any way
                 raise FormatError(
                     f"{name.dotted} in the file is inconsistent and was refused: {exc}"
                 ) from None
