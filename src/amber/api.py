@@ -24,10 +24,10 @@ from amber.errors import (
     UnsupportedVersionError,
 )
 from amber.graph import GRAPH_PROTOCOL, Encoder
-from amber.graph.decode import decode, scan
+from amber.graph.decode import Decoder, scan
 from amber.graph.outline import Outline
 from amber.graph.outline import outline as make_outline
-from amber.graph.trust import REGISTRY, trusted_set
+from amber.graph.trust import REGISTRY, audit, trusted_set
 
 if TYPE_CHECKING:
     import numpy as np
@@ -125,7 +125,7 @@ def _names(root: Any) -> tuple[tuple[str, ...], tuple[str, ...], str | None]:
     if root is None:
         return (), (), None
     try:
-        names = sorted(set(scan(root)), key=lambda item: (item[1], item[0]))
+        names = sorted(set(scan(root).names), key=lambda item: (item[1], item[0]))
     except FormatError as exc:
         return (), (), str(exc)
     referenced = tuple(dict.fromkeys(n.dotted for _, n in names))
@@ -333,11 +333,15 @@ class AmberFile:
         """Build the saved object (tensors as views of the file when mmap is on); see
         ``amber.load`` for ``trusted`` and ``strict``."""
         root = _root(self._reader)
-        allowed = trusted_set(trusted)
+        # Scan and audit first: nothing is imported before every name is judged. The
+        # environment check follows (the audit has imported the frameworks involved, so
+        # their versions are at hand), and only then is anything constructed.
+        found = scan(root)
+        resolved = audit(found.names, trusted_set(trusted), before_import=found.check)
         saved_env = self._reader.manifest.get("environment")
         if isinstance(saved_env, dict):
             environment.check(saved_env, strict=strict, source=str(self._reader.path))
-        return decode(root, self._reader.array, self._reader.entries, allowed)
+        return Decoder(self._reader.array, self._reader.entries, resolved).decode(root)
 
     def verify(self) -> None:
         """Check every tensor digest now."""

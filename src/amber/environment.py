@@ -7,7 +7,6 @@ import platform
 import sys
 import warnings
 from collections.abc import Iterable
-from importlib import metadata
 from typing import Any
 
 from amber._version import __version__
@@ -22,6 +21,8 @@ _NOT_PACKAGES = set(sys.stdlib_module_names) | {"builtins", "__main__", "amber"}
 def package_version(name: str) -> str | None:
     """Installed version of a distribution, without importing it (cached: reading package
     metadata costs milliseconds, and versions do not change under a running process)."""
+    from importlib import metadata  # imported here: it costs ~25 ms, and only saving needs it
+
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
@@ -30,6 +31,17 @@ def package_version(name: str) -> str | None:
 
 def distribution(top_level: str) -> str:
     return _DISTRIBUTIONS.get(top_level, top_level)
+
+
+_IMPORT_NAMES = {dist: module for module, dist in _DISTRIBUTIONS.items()}
+
+
+def installed_version(dist: str) -> str | None:
+    """The installed version, from the already-imported module when there is one (cheap),
+    else from the package metadata."""
+    module = sys.modules.get(_IMPORT_NAMES.get(dist, dist))
+    version = getattr(module, "__version__", None)
+    return version if isinstance(version, str) else package_version(dist)
 
 
 def current(modules: Iterable[str] = ()) -> dict[str, Any]:
@@ -62,7 +74,7 @@ def differences(saved: dict[str, Any]) -> list[str]:
     for name, version in (packages if isinstance(packages, dict) else {}).items():
         if name == "amber" or not isinstance(version, str):
             continue
-        installed = package_version(name)
+        installed = installed_version(name)
         if installed is None:
             out.append(f"{name} saved {version}, not installed")
         elif _minor(installed) != _minor(version):

@@ -12,6 +12,7 @@ import base64
 import binascii
 import sys
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from amber.container import dtypes
@@ -80,6 +81,30 @@ def _child_nodes(node: dict[str, Any]) -> Iterator[tuple[Any, int]]:
         yield from _pairs(node.get("dictitems"))
 
 
+def _mode_problem(name: QualName, mode: Any) -> str | None:
+    """The construction rules that depend on the name alone, so that a file breaking them
+    is refused before anything is imported."""
+    if type(mode) is not str or mode not in k.MODES:
+        return (
+            f"object graph: {name.dotted} has construction mode {mode!r}; "
+            f"known modes: {sorted(k.MODES)}"
+        )
+    has_adapter = str(name) in CONSTRUCTORS
+    if has_adapter and mode != k.MODE_ADAPTER:
+        return f"object graph: {name.dotted} must be rebuilt by its amber adapter"
+    if not has_adapter and mode == k.MODE_ADAPTER:
+        return f"object graph: amber has no constructor for {name.dotted}"
+    if (
+        mode == k.MODE_CALL
+        and name.top_package in _NO_CALL_PACKAGES
+        and str(name) not in CALL_ARGUMENTS
+    ):
+        # Builtin types have node kinds of their own; calling them with file data could
+        # allocate without bound (bytes(10**12), list(range(2**62))).
+        return f"object graph: {name.dotted} cannot be created by a call"
+    return None
+
+
 def _pairs(pairs: Any) -> Iterator[tuple[Any, int]]:
     """The keys and values of a ``[[key, value], ...]`` field, three JSON levels down."""
     if type(pairs) is list:
@@ -100,10 +125,24 @@ def _check_kind(node: dict[str, Any], where: str = "a node") -> str:
     return kind
 
 
-def scan(root: Any, root_depth: int = 2) -> list[tuple[Kind, QualName]]:
+@dataclass
+class Scan:
+    """What a walk of the tree found: every name it uses (with its role), and the rule
+    breaks that can be judged from names alone (reported after the trust audit's first
+    step, so that untrusted names are always what a hostile file is refused for)."""
+
+    names: list[tuple[Kind, QualName]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        if self.problems:
+            raise FormatError(self.problems[0])
+
+
+def scan(root: Any, root_depth: int = 2) -> Scan:
     """Check every node's kind and the JSON depth (the manifest object is level 1, the root
     node level ``root_depth``), and collect every class and function name; imports nothing."""
-    names: list[tuple[Kind, QualName]] = []
+    found = Scan()
     stack = [(root, root_depth)]
     while stack:
         node, depth = stack.pop()
@@ -117,17 +156,21 @@ def scan(root: Any, root_depth: int = 2) -> list[tuple[Kind, QualName]]:
             )
         kind = _check_kind(node)
         if kind == k.TYPE:
-            names.append(("type", QualName.parse(node.get("name"))))
+            found.names.append(("type", QualName.parse(node.get("name"))))
         elif kind == k.FUNC:
-            names.append(("function", QualName.parse(node.get("name"))))
+            found.names.append(("function", QualName.parse(node.get("name"))))
         elif kind == k.OBJECT:
-            names.append(("type", QualName.parse(node.get("type"))))
+            name = QualName.parse(node.get("type"))
+            problem = _mode_problem(name, node.get("mode"))
+            if problem:
+                found.problems.append(problem)
+            found.names.append(("type", name))
         stack.extend(
             (child, depth + offset)
             for child, offset in _child_nodes(node)
             if type(child) is dict or type(child) is list
         )
-    return names
+    return found
 
 
 def decode(
@@ -137,7 +180,8 @@ def decode(
     trusted: frozenset[str] = frozenset(),
 ) -> Any:
     """Scan, audit, then build the object of ``root``."""
-    resolved = audit(scan(root), trusted)
+    found = scan(root)
+    resolved = audit(found.names, trusted, before_import=found.check)
     return Decoder(tensor, tensor_names, resolved).decode(root)
 
 
@@ -508,15 +552,12 @@ class Decoder:
             obj = self._validated(name, self._build(name, lambda: unpickle(cls, *args)))
             self._register(node, obj, where)
             return obj
-        if str(name) in CONSTRUCTORS:  # types with an adapter are built only by it
-            raise self._bad(where, f"{name.dotted} must be rebuilt by its amber adapter")
-        if mode == k.MODE_CALL and str(name) in CALL_ARGUMENTS:
-            if not CALL_ARGUMENTS[str(name)](tuple(args)):
-                raise self._bad(where, f"{name.dotted} cannot be called with these arguments")
-        elif mode == k.MODE_CALL and name.top_package in _NO_CALL_PACKAGES:
-            # Builtin types have node kinds of their own; calling them with file data could
-            # allocate without bound (bytes(10**12), list(range(2**62))).
-            raise self._bad(where, f"{name.dotted} cannot be created by a call from a file")
+        if (
+            mode == k.MODE_CALL
+            and str(name) in CALL_ARGUMENTS
+            and not CALL_ARGUMENTS[str(name)](tuple(args))
+        ):
+            raise self._bad(where, f"{name.dotted} cannot be called with these arguments")
         if mode == k.MODE_NEW:
             if (
                 not cls.__flags__ & _HEAP_TYPE
@@ -586,10 +627,10 @@ def _valid_code_points(raw: Any, dtype: Any) -> bool:
     if dtype.kind == "U":
         unit = ">u4" if dtype.byteorder == ">" else "<u4"
         return int(raw.view(unit).max()) <= _MAX_UNICODE
-    for field, offset in ((dtype.fields or {})[n][:2] for n in dtype.names or ()):
-        if field.kind == "U" and field.itemsize:
-            unit = ">u4" if field.byteorder == ">" else "<u4"
-            rows = raw.reshape(-1, dtype.itemsize)[:, offset : offset + field.itemsize]
+    for member, offset in ((dtype.fields or {})[n][:2] for n in dtype.names or ()):
+        if member.kind == "U" and member.itemsize:
+            unit = ">u4" if member.byteorder == ">" else "<u4"
+            rows = raw.reshape(-1, dtype.itemsize)[:, offset : offset + member.itemsize]
             if int(rows.copy().view(unit).max()) > _MAX_UNICODE:
                 return False
     return True

@@ -202,12 +202,22 @@ def _installed(package: str) -> bool:
         return False
 
 
-def audit(names: Iterable[tuple[Kind, QualName]], trusted: frozenset[str]) -> dict:
-    """Check every name first, then resolve all of them; raise one error listing failures."""
+def audit(
+    names: Iterable[tuple[Kind, QualName]],
+    trusted: frozenset[str],
+    before_import: Callable[[], None] | None = None,
+) -> dict:
+    """Check every name first, then resolve all of them; raise one error listing failures.
+
+    ``before_import`` runs between the two steps: the last chance to refuse a file before
+    the modules of its trusted names are imported.
+    """
     unique = sorted(set(names), key=lambda item: (item[1], item[0]))
     refused = [item for item in unique if not REGISTRY.allows(item[1], item[0], trusted)]
     if refused:
         raise UntrustedTypeError(untrusted_message(refused))
+    if before_import is not None:
+        before_import()
     resolved: dict[tuple[Kind, QualName], Any] = {}
     failures: list[str] = []
     for kind, name in unique:
