@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 CHUNK_BYTES = 32 * 1024 * 1024
 # Chunks smaller than this are hashed inline; handing them to a thread costs more.
 _OVERLAP_MIN_BYTES = 1 << 20
+# Ask the kernel to write back after this many new bytes, so the final fsync is short.
+_FLUSH_BYTES = 64 * 1024 * 1024
 _ZEROS = bytes(MAX_ALIGNMENT)
 
 
@@ -137,7 +139,9 @@ def _encode_manifest(manifest: dict[str, Any]) -> bytes:
 
 
 class _Stream:
-    """Writes payloads at aligned offsets while a helper thread hashes the previous chunk.
+    """Writes payloads at aligned offsets; a helper thread hashes each chunk while the next
+    one is written, and another asks the kernel to write back what is already written, so
+    the final fsync has little left to do.
 
     Two digests are kept: one per payload (lazy verification, content addressing) and one
     of the whole data region, padding included (fast full verification in one pass).
@@ -148,22 +152,53 @@ class _Stream:
         self.alignment = alignment
         self.pool = pool
         self.pos = 0
-        self.region = digest.hasher(1 << 30)
+        # Single-threaded hashers: the writer thread and the hash thread already use both
+        # cores of a small machine; more hashing threads only contend (measured).
+        self.region = digest.hasher(0)
+        self.pending: Future[None] | None = None
+        self.flusher = ThreadPoolExecutor(1, "amber-flush")
+        self.flushing: Future[None] | None = None
+        self.unflushed = 0
+        self.manifest_digest = b""
 
     def write(self, data: memoryview | bytes) -> None:
         _write_all(self.fd, data)
-        self.pos += len(data) if isinstance(data, bytes) else data.nbytes
+        size = len(data) if isinstance(data, bytes) else data.nbytes
+        self.pos += size
+        self.unflushed += size
+        if self.unflushed >= _FLUSH_BYTES and (self.flushing is None or self.flushing.done()):
+            if self.flushing is not None:
+                self.flushing.result()  # a write-back error surfaces here
+            self.flushing = self.flusher.submit(os.fdatasync, self.fd)
+            self.unflushed = 0
 
     def write_data(self, data: memoryview | bytes, payload: Any = None) -> None:
         """Write bytes of the data region, hashing them into the region (and payload)."""
         size = len(data) if isinstance(data, bytes) else data.nbytes
-        if size >= _OVERLAP_MIN_BYTES:
-            pending = self.pool.submit(_update, self.region, payload, data)
-            self.write(data)
-            pending.result()
-        else:
+        if size < _OVERLAP_MIN_BYTES:
+            self.drain()
             _update(self.region, payload, data)
             self.write(data)
+            return
+        future = self.pool.submit(_update, self.region, payload, data)
+        self.write(data)
+        self.drain()  # the previous chunk's hash; this one runs while the next is written
+        self.pending = future
+
+    def drain(self) -> None:
+        """Wait for the hashing of everything written so far."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
+
+    def close(self) -> None:
+        """Wait for the helpers; called before the final fsync (and on failure)."""
+        try:
+            self.drain()
+            if self.flushing is not None:
+                self.flushing.result()
+        finally:
+            self.flusher.shutdown(wait=True)
 
     def pad(self) -> None:
         gap = align_up(self.pos, self.alignment) - self.pos
@@ -174,9 +209,10 @@ class _Stream:
         self.pad()
         offset = self.pos
         order = payload_order(array)
-        h = digest.hasher(array.nbytes)
+        h = digest.hasher(0)
         for chunk in iter_chunks(array, order):
             self.write_data(chunk, h)
+        self.drain()
         nbytes = self.pos - offset
         if nbytes != array.nbytes:  # a bug in chunking must never produce a wrong file
             raise AssertionError(f"wrote {nbytes} bytes for {name!r}, expected {array.nbytes}")
@@ -216,31 +252,48 @@ def write(
     _encode_manifest(extra)
     target = Path(path)
     entries: list[TensorEntry] = []
-    names: set[str] = set()
     with atomic_file(target) as fd, ThreadPoolExecutor(1, "amber-hash") as pool:
         stream = _Stream(fd, alignment, pool)
-        stream.write(Header(FORMAT_MAJOR, FORMAT_MINOR, alignment).pack())
-        assert stream.pos == HEADER_SIZE
-        for name, array in tensors:
-            dtype_name = _check_array(name, array)
-            if name in names:
-                raise SerializationError(f"tensor name {name!r} is used twice")
-            if len(entries) >= MAX_TENSORS:
-                raise SerializationError(f"more than {MAX_TENSORS} tensors in one file")
-            names.add(name)
-            entries.append(stream.payload(name, array, dtype_name))
-        stream.pad()
-        manifest_offset = stream.pos
-        manifest = {
-            "tensors": [e.to_json() for e in entries],
-            "data_digest": digest.tag(stream.region),
-            **extra,
-        }
-        data = _encode_manifest(manifest)
-        manifest_digest = digest.raw_digest(data)
-        stream.write(data)
-        stream.write(
-            Trailer(manifest_offset, len(data), manifest_digest, FORMAT_MAJOR, FORMAT_MINOR).pack()
-        )
-        size = stream.pos
-    return WriteResult(target, size, manifest_digest, tuple(entries))
+        try:
+            size = _write_body(stream, tensors, extra, entries, alignment)
+        finally:
+            stream.close()
+    return WriteResult(target, size, stream.manifest_digest, tuple(entries))
+
+
+def _write_body(
+    stream: _Stream,
+    tensors: Iterable[tuple[str, np.ndarray]],
+    extra: dict[str, Any],
+    entries: list[TensorEntry],
+    alignment: int,
+) -> int:
+    """Header, payloads, manifest and trailer; returns the file size."""
+    names: set[str] = set()
+    stream.write(Header(FORMAT_MAJOR, FORMAT_MINOR, alignment).pack())
+    assert stream.pos == HEADER_SIZE
+    for name, array in tensors:
+        dtype_name = _check_array(name, array)
+        if name in names:
+            raise SerializationError(f"tensor name {name!r} is used twice")
+        if len(entries) >= MAX_TENSORS:
+            raise SerializationError(f"more than {MAX_TENSORS} tensors in one file")
+        names.add(name)
+        entries.append(stream.payload(name, array, dtype_name))
+    stream.pad()
+    stream.drain()
+    manifest_offset = stream.pos
+    manifest = {
+        "tensors": [e.to_json() for e in entries],
+        "data_digest": digest.tag(stream.region),
+        **extra,
+    }
+    data = _encode_manifest(manifest)
+    stream.manifest_digest = digest.raw_digest(data)
+    stream.write(data)
+    stream.write(
+        Trailer(
+            manifest_offset, len(data), stream.manifest_digest, FORMAT_MAJOR, FORMAT_MINOR
+        ).pack()
+    )
+    return stream.pos
