@@ -67,6 +67,11 @@ def _reject_constant(name: str) -> None:
     raise FormatError(f"manifest JSON contains {name}, which is not valid JSON")
 
 
+# 21 digits in a row, or an exponent of 3 digits: the only ways a JSON number can exceed
+# 20-digit integers or overflow float64 (a 309-digit mantissa contains 21 digits in a row).
+_LONG_NUMBER = re.compile(r"\d{21}|[eE][+-]?\d{3}")
+
+
 def _parse_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):  # 1e400 would silently become infinity
@@ -130,13 +135,16 @@ def parse(raw: bytes) -> dict[str, Any]:
         raise FormatError(
             f"manifest is not valid UTF-8 ({exc.reason} at byte {exc.start})"
         ) from None
+    # The number hooks cost a Python call per number; run them only when the text has a
+    # digit run long enough to hold an integer over 20 digits or a float past float64.
+    strict_numbers = _LONG_NUMBER.search(text) is not None
     try:
         value = json.loads(
             text,
             object_pairs_hook=_reject_duplicate_keys,
             parse_constant=_reject_constant,
-            parse_float=_parse_float,
-            parse_int=_parse_int,
+            parse_float=_parse_float if strict_numbers else None,
+            parse_int=_parse_int if strict_numbers else None,
         )
     except RecursionError:
         raise FormatError(

@@ -18,6 +18,7 @@ _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _MODULE = re.compile(rf"^{_IDENT}(\.{_IDENT})*$")
 _QUALNAME = re.compile(rf"^{_IDENT}(\.{_IDENT})*$")
 MAX_NAME_LENGTH = 512
+_PARSED: dict[str, QualName] = {}
 
 
 @dataclass(frozen=True, order=True)
@@ -40,6 +41,17 @@ class QualName:
     @classmethod
     def parse(cls, text: object) -> QualName:
         """Parse a name from a file; FormatError if it is not ``module:qualname``."""
+        if type(text) is str:
+            cached = _PARSED.get(text)
+            if cached is not None:  # a forest names the same few classes thousands of times
+                return cached
+        name = cls._parse(text)
+        if len(_PARSED) < 4096:
+            _PARSED[text] = name  # type: ignore[index]
+        return name
+
+    @classmethod
+    def _parse(cls, text: object) -> QualName:
         if not isinstance(text, str) or len(text) > MAX_NAME_LENGTH or text.count(":") != 1:
             raise FormatError(f"{text!r} is not a qualified name of the form 'module:qualname'")
         module, qualname = text.split(":")
