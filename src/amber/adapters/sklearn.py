@@ -128,24 +128,26 @@ REGISTRY.add_rule(
 
 def _check_tree(tree: Any) -> None:
     """Child links must point forward inside the tree (no out-of-bounds read, no cycle),
-    features inside the fitted feature count, values shaped for the node count."""
+    features inside the fitted feature count, values shaped for the node count. Uses the
+    tree's array properties, which view its memory (``__getstate__`` would copy it)."""
     import numpy as np
 
-    state = tree.__getstate__()
-    nodes, count = state["nodes"], int(state["node_count"])
-    index = np.arange(count)
-    left, right = nodes["left_child"], nodes["right_child"]
+    count = int(tree.node_count)
+    left, right = tree.children_left, tree.children_right
+    if left.shape != (count,) or right.shape != (count,):
+        raise ValueError("child arrays do not match the node count")
     leaf = left == -1
     if not np.array_equal(leaf, right == -1):
         raise ValueError("a node has one child")
     inner = ~leaf
-    for child in (left, right):
-        if np.any((child[inner] <= index[inner]) | (child[inner] >= count)):
+    index = np.arange(count)[inner]
+    for child in (left[inner], right[inner]):
+        if np.any((child <= index) | (child >= count)):
             raise ValueError("a child index points outside the tree or backwards")
-    feature = nodes["feature"][inner]
+    feature = tree.feature[inner]
     if np.any((feature < 0) | (feature >= tree.n_features)):
         raise ValueError("a split uses a feature index outside the fitted features")
-    if state["values"].shape[0] != count:
+    if tree.value.shape[0] != count:
         raise ValueError("values do not match the node count")
 
 
