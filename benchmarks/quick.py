@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.timing import Timing, now, quiet_gc
+from benchmarks.timing import Timing, now, quiet_gc, user_environment
 
 
 def api_runs(repeat: int) -> int:
@@ -51,7 +51,13 @@ def api_calls(path: Path, runs: int) -> dict[str, Timing]:
 
 def _time_subprocess(argv: list[str]) -> float:
     t0 = now()
-    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    subprocess.run(
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+        env=user_environment(),
+    )
     return now() - t0
 
 

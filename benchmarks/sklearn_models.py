@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 import amber
+from benchmarks.timing import user_environment
 
 Model = tuple[Any, np.ndarray]
 
@@ -177,9 +178,10 @@ def fresh_process(folder: Path, mlp: Any, repeat: int) -> dict[str, float]:
     out = {}
     for name, script in scripts.items():
         code = script + "; m.predict_proba(np.zeros((1, 4)))"
-        subprocess.run([sys.executable, "-c", code], check=True)  # warm caches
+        argv, env = [sys.executable, "-c", code], user_environment()
+        subprocess.run(argv, check=True, env=env)  # warm caches, write .pyc files
         out[name] = _median_ms(
-            lambda code=code: subprocess.run([sys.executable, "-c", code], check=True), repeat
+            lambda argv=argv, env=env: subprocess.run(argv, check=True, env=env), repeat
         )
     return out
 

@@ -131,3 +131,12 @@ def touch(arrays: Iterable[np.ndarray]) -> float:
 
 def now() -> float:
     return time.perf_counter()
+
+
+def user_environment() -> dict[str, str]:
+    """The environment for timed subprocesses, as a user's machine has it: this sandbox sets
+    PYTHONDONTWRITEBYTECODE, which makes every fresh process recompile amber's sources (and
+    a user's never does); the first, untimed run writes the .pyc files."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,7 +71,7 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[int]:
         )
     if not directory.is_dir():
         raise write_error(target, FileNotFoundError(errno.ENOENT, "directory does not exist"))
-    tmp = directory / f".{target.name}.{secrets.token_hex(6)}.amber-tmp"
+    tmp = directory / f".{target.name}.{os.urandom(6).hex()}.amber-tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     except OSError as exc:

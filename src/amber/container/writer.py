@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,8 @@ from amber.container.manifest import RESERVED_TOP_KEYS, TensorEntry, json_depth
 from amber.errors import InvalidArgumentError, SerializationError
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     import numpy as np
 
 # Peak extra memory while saving is about one chunk (for arrays that must be copied to be
@@ -156,6 +157,8 @@ class _Stream:
         # cores of a small machine; more hashing threads only contend (measured).
         self.region = digest.hasher(0)
         self.pending: Future[None] | None = None
+        from concurrent.futures import ThreadPoolExecutor
+
         self.flusher = ThreadPoolExecutor(1, "amber-flush")
         self.flushing: Future[None] | None = None
         self.unflushed = 0
@@ -251,6 +254,8 @@ def write(
     # Fail on an unencodable manifest before streaming gigabytes of tensors.
     _encode_manifest(extra)
     target = Path(path)
+    from concurrent.futures import ThreadPoolExecutor  # only saving needs threads
+
     entries: list[TensorEntry] = []
     with atomic_file(target) as fd, ThreadPoolExecutor(1, "amber-hash") as pool:
         stream = _Stream(fd, alignment, pool)
