@@ -43,7 +43,7 @@ _ALLOWED_KEYS: dict[str, frozenset[str]] = {
     k.OBJARRAY: frozenset({"k", "shape", "v", "id"}),
     k.NPSCALAR: frozenset({"k", "dtype", "b64", "array"}),
     k.SCALARS: frozenset({"k", "of", "tensor", "id"}),
-    k.DTYPE: frozenset({"k", "v"}),
+    k.DTYPE: frozenset({"k", "v", "id"}),
     k.REF: frozenset({"k", "id"}),
     k.TYPE: frozenset({"k", "name"}),
     k.FUNC: frozenset({"k", "name"}),
@@ -72,6 +72,8 @@ def _child_nodes(node: dict[str, Any]) -> Iterator[tuple[Any, int]]:
             yield from ((v, 2) for v in node["v"])
     elif kind == k.NPSCALAR and "array" in node:
         yield node["array"], 1
+    elif kind == k.NDARRAY and type(node.get("dtype")) is dict and "k" in node["dtype"]:
+        yield node["dtype"], 1
     elif kind == k.OBJECT:
         for key in ("args", "listitems"):
             if isinstance(node.get(key), list):
@@ -368,17 +370,39 @@ class Decoder:
         return out
 
     def _ndarray(self, node: dict[str, Any], where: str) -> Any:
-        array = self._tensor_array(node, where)
-        if "dtype" in node or "shape" in node:
-            array = self._raw_view(node, array, where)
+        if "tensor" not in node:
+            array = self._empty_array(node, where)
+        else:
+            array = self._tensor_array(node, where)
+            if "dtype" in node or "shape" in node:
+                array = self._raw_view(node, array, where)
         self._register(node, array, where)
         return array
+
+    def _empty_array(self, node: dict[str, Any], where: str) -> Any:
+        """An array with no elements, described inline: a dtype from the table and a shape
+        whose product is zero."""
+        import numpy as np
+
+        name = node.get("dtype")
+        if type(name) is not str or name not in dtypes.ITEMSIZE:
+            raise self._bad(where, "an inline array needs a dtype name from the tensor table")
+        shape = self._shape(node.get("shape"), where)
+        if 0 not in shape:
+            raise self._bad(where, "only arrays without elements are described inline")
+        return np.zeros(shape, dtype=dtypes.to_numpy(name).newbyteorder("="))
 
     def _raw_view(self, node: dict[str, Any], raw: Any, where: str) -> Any:
         """A uint8 tensor viewed as the node's (non-numeric, object-free) dtype and shape."""
         import numpy as np
 
-        dtype = self._cached_dtype(node.get("dtype"), where)
+        field = node.get("dtype")
+        if type(field) is dict and "k" in field:  # a dtype node, or a ref to one
+            dtype = self._decode(field, where)
+            if not isinstance(dtype, np.dtype):
+                raise self._bad(where, "an array's 'dtype' node must be a dtype")
+        else:
+            dtype = self._cached_dtype(field, where)
         shape = self._shape(node.get("shape"), where)
         if dtype.hasobject or dtype.itemsize == 0:
             raise self._bad(where, f"raw arrays cannot have dtype {dtype}")
@@ -449,7 +473,9 @@ class Decoder:
         return dtype
 
     def _dtype(self, node: dict[str, Any], where: str) -> Any:
-        return self._cached_dtype(node.get("v"), where)
+        dtype = self._cached_dtype(node.get("v"), where)
+        self._register(node, dtype, where)
+        return dtype
 
     def _objarray(self, node: dict[str, Any], where: str) -> Any:
         import numpy as np
@@ -539,7 +565,7 @@ class Decoder:
             return obj
         args = [
             self._decode(a, f"{where}(arg {i})")
-            for i, a in enumerate(self._items(node, where, "args"))
+            for i, a in enumerate(self._items(node, where, "args") if "args" in node else ())
         ]
         if mode == k.MODE_CYTHON:
             unpickle = getattr(

@@ -72,6 +72,7 @@ class Encoder:
         # objects made by calling a class): a reference back to them would be a cycle
         # the loader cannot rebuild.
         self._built_after_children: set[int] = set()
+        self._dtypes: dict[str, dict[str, Any]] = {}  # descriptor -> first dtype node
         self._next_id = 0
 
     def encode(self, obj: Any) -> Any:
@@ -230,7 +231,11 @@ class Encoder:
 
         node: dict[str, Any] = {"k": k.NDARRAY}
         self._remember(obj, node)
-        if dtypes.from_numpy(obj.dtype) is not None:
+        table_name = dtypes.from_numpy(obj.dtype)
+        if table_name is not None and obj.size == 0:
+            # No payload: an empty array is described inline, without a tensor entry.
+            node.update({"dtype": table_name, "shape": list(obj.shape)})
+        elif table_name is not None:
             node["tensor"] = self._add_tensor(obj, path)
         elif obj.dtype.hasobject:
             if obj.dtype != np.dtype(object):
@@ -242,7 +247,8 @@ class Encoder:
             node["v"] = self._children(obj.reshape(-1).tolist(), path, depth)
         else:
             # Strings, datetimes, structured records: raw bytes plus the exact dtype.
-            node["dtype"] = self._dtype_descr(obj.dtype, path)
+            # A dtype node (shared by reference): a forest's record arrays name one dtype.
+            node["dtype"] = self._dtype(obj.dtype, path, depth)
             node["shape"] = list(obj.shape)
             raw = np.ascontiguousarray(obj).reshape(-1).view(np.uint8)
             node["tensor"] = self._add_tensor(raw, path)
@@ -264,7 +270,16 @@ class Encoder:
         }
 
     def _dtype(self, obj: Any, path: _Path, depth: int) -> dict:
-        return {"k": k.DTYPE, "v": self._dtype_descr(obj, path)}
+        descr = self._dtype_descr(obj, path)
+        key = descr if isinstance(descr, str) else repr(descr)
+        first = self._dtypes.get(key)
+        if first is None:
+            node = self._dtypes[key] = {"k": k.DTYPE, "v": descr}
+            return node
+        if "id" not in first:
+            first["id"] = self._next_id
+            self._next_id += 1
+        return {"k": k.REF, "id": first["id"]}
 
     def _npscalar(self, obj: Any, path: _Path, depth: int) -> dict:
         import numpy as np
@@ -316,7 +331,8 @@ class Encoder:
         node["mode"] = mode
         self._built_after_children.add(id(obj))
         try:
-            node["args"] = self._children(args, path, depth)
+            if args:  # "args" is optional: most objects are rebuilt with none
+                node["args"] = self._children(args, path, depth)
         finally:
             self._built_after_children.discard(id(obj))
         # The loader rebuilds in this order (as pickle does): items, then state. Encoding
