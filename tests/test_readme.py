@@ -44,3 +44,17 @@ def test_cli_examples_run(tmp_path: Path) -> None:
         )
         assert result.returncode == 0, (argv, result.stdout, result.stderr)
         assert result.stdout.strip(), argv
+
+
+def test_documentation_examples_run(tmp_path: Path) -> None:
+    """The Python examples of the user guide and the security page run as written."""
+    docs = README.parent / "docs"
+    for page in ("saving-models.md", "security.md"):
+        blocks = re.findall(r"```python\n(.*?)```", (docs / page).read_text(), flags=re.S)
+        assert blocks, page
+        folder = tmp_path / page
+        folder.mkdir()
+        result = subprocess.run(
+            [sys.executable, "-c", "\n".join(blocks)], cwd=folder, capture_output=True, text=True
+        )
+        assert result.returncode == 0, (page, result.stderr)

@@ -60,8 +60,9 @@ class QualName:
         return cls(module, qualname)
 
     @classmethod
-    def of(cls, obj: Any) -> QualName:
-        """The name of a class or function, checked to resolve back to ``obj``."""
+    def of(cls, obj: Any, *, check: bool = True) -> QualName:
+        """The name of a class or function, checked (unless ``check`` is false) to resolve
+        back to ``obj``."""
         module = getattr(obj, "__module__", None)
         qualname = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
         if not isinstance(module, str) or not isinstance(qualname, str):
@@ -75,6 +76,8 @@ class QualName:
         name = cls(module, qualname)
         if not _MODULE.fullmatch(module) or not _QUALNAME.fullmatch(qualname):
             raise SerializationError(f"{name.dotted} is not an importable name")
+        if not check:
+            return name
         try:
             found = name.resolve()
         except LookupError as exc:
@@ -103,4 +106,5 @@ def user_name(item: Any) -> set[str]:
     """The spellings that match a user's ``trusted=`` entry: a class/function or a string."""
     if isinstance(item, str):
         return {item.replace(":", ".")}
-    return {QualName.of(item).dotted}
+    # Not resolved: ``@amber.trust`` runs before the class is bound to its module name.
+    return {QualName.of(item, check=False).dotted}
