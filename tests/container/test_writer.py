@@ -247,3 +247,15 @@ def test_streaming_save_memory_is_bounded(tmp_path: Path) -> None:
         assert f["c"][-1] == 1.5 and f["be"][-1, -1] == 2.5 and f["f"][-1, -1] == 3.5
         assert f["be"].dtype.isnative
     path.unlink()
+
+
+def test_fault_in_background_write_back_leaves_nothing(
+    target: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer asks the kernel to write back every 64 MiB from a helper thread; an error
+    there fails the save like any other."""
+    monkeypatch.setattr(os, "fdatasync", _failing_after(os.fdatasync, 1, OSError(errno.EIO, "I/O")))
+    with pytest.raises(WriteError, match="nothing was written"):
+        amber.save({"w": np.zeros(20 * 1024 * 1024)}, target)  # 160 MiB: several flushes
+    monkeypatch.undo()
+    _assert_untouched(target)

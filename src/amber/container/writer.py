@@ -194,12 +194,16 @@ class _Stream:
             pending, self.pending = self.pending, None
             pending.result()
 
-    def close(self) -> None:
-        """Wait for the helpers; called before the final fsync (and on failure)."""
+    def close(self, *, quiet: bool = False) -> None:
+        """Wait for the helpers; called before the final fsync (and on failure, ``quiet``,
+        when their own errors must not hide the one being raised)."""
         try:
             self.drain()
             if self.flushing is not None:
                 self.flushing.result()
+        except Exception:
+            if not quiet:
+                raise
         finally:
             self.flusher.shutdown(wait=True)
 
@@ -261,8 +265,10 @@ def write(
         stream = _Stream(fd, alignment, pool)
         try:
             size = _write_body(stream, tensors, extra, entries, alignment)
-        finally:
-            stream.close()
+        except BaseException:
+            stream.close(quiet=True)  # the first error is the one to report
+            raise
+        stream.close()
     return WriteResult(target, size, stream.manifest_digest, tuple(entries))
 
 
