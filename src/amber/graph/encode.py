@@ -313,8 +313,11 @@ class Encoder:
         constructor = CONSTRUCTORS.get(str(name))
         if constructor is not None:
             node["mode"] = k.MODE_ADAPTER
-            state = constructor.encode(obj)
-            node["state"] = self._encode(state, path, depth + 1)
+            self._built_after_children.add(id(obj))  # built from its state: no cycle back
+            try:
+                node["state"] = self._encode(constructor.encode(obj), path, depth + 1)
+            finally:
+                self._built_after_children.discard(id(obj))
             return node
         try:
             reduced = obj.__reduce_ex__(4)
