@@ -219,20 +219,15 @@ def test_fitted_search(kind: str, tmp_path: Path) -> None:
     assert loaded.best_params_ == search.best_params_
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AmberError,
-    reason="amber: scipy.stats frozen distributions (rv_continuous_frozen holding a "
-    "reciprocal_gen...) are untrusted, and even trusted their state cannot be replayed "
-    "(it sets __doc__; discrete ones hold np.vectorize of bound methods); needs a "
-    "scipy.stats adapter storing (distribution name, args, kwds)",
-)
 def test_randomized_search_over_scipy_distributions(tmp_path: Path) -> None:
-    from scipy.stats import loguniform
+    from scipy.stats import loguniform, norm, randint
 
-    search = RandomizedSearchCV(
-        _pipeline(), {"clf__C": loguniform(1e-2, 1e1)}, n_iter=2, cv=3, random_state=0
-    )
+    grid = {
+        "clf__C": loguniform(1e-2, 1e1),
+        "clf__tol": norm(loc=1e-3, scale=1e-5),
+        "clf__max_iter": randint(100, 300),
+    }
+    search = RandomizedSearchCV(_pipeline(), grid, n_iter=2, cv=3, random_state=0)
     assert_round_trip(_fitted(search), iris()[0], tmp_path)
 
 

@@ -1,4 +1,5 @@
-"""scipy: sparse matrices and arrays (all seven formats, both APIs) and B-splines."""
+"""scipy: sparse matrices and arrays (all seven formats, both APIs), B-splines and frozen
+statistical distributions."""
 
 from __future__ import annotations
 
@@ -69,6 +70,50 @@ def _dok(cls: type, state: Any) -> Any:
 
 for _name in DOK:
     register(_name, Constructor(_dok_state, _dok))
+
+# Frozen distributions (RandomizedSearchCV parameter grids) are stored as the name of a
+# scipy.stats distribution and its numeric parameters, and rebuilt by calling scipy.stats.
+FROZEN = (
+    "scipy.stats._distn_infrastructure:rv_continuous_frozen",
+    "scipy.stats._distn_infrastructure:rv_discrete_frozen",
+)
+REGISTRY.add_types(FROZEN)
+
+
+def _number(value: Any) -> bool:
+    import numbers
+
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _frozen_state(frozen: Any) -> dict[str, Any]:
+    return {"name": frozen.dist.name, "args": list(frozen.args), "kwds": dict(frozen.kwds)}
+
+
+def _frozen(cls: type, state: Any) -> Any:
+    import scipy.stats
+
+    if not isinstance(state, dict) or set(state) != {"name", "args", "kwds"}:
+        raise FormatError("a frozen distribution is stored as name, args and kwds")
+    name, args, kwds = state["name"], state["args"], state["kwds"]
+    generator = getattr(scipy.stats, name, None) if isinstance(name, str) else None
+    if not isinstance(generator, (scipy.stats.rv_continuous, scipy.stats.rv_discrete)):
+        raise FormatError(f"{name!r} is not a scipy.stats distribution")
+    if not (
+        isinstance(args, list)
+        and isinstance(kwds, dict)
+        and all(_number(v) for v in [*args, *kwds.values()])
+        and all(isinstance(k, str) and k.isidentifier() for k in kwds)
+    ):
+        raise FormatError("distribution parameters must be numbers")
+    frozen = generator(*args, **kwds)
+    if type(frozen) is not cls:
+        raise FormatError(f"{name} does not freeze to a {cls.__name__}")
+    return frozen
+
+
+for _name in FROZEN:
+    register(_name, Constructor(_frozen_state, _frozen))
 
 
 def _check_compressed(matrix: Any) -> None:
