@@ -156,14 +156,18 @@ def _check_tree_predictor(predictor: Any) -> None:
 
     nodes = predictor.nodes
     count = len(nodes)
-    inner = ~nodes["is_leaf"].astype(bool)
-    index = np.arange(count)[inner]
-    for child in (nodes["left"][inner], nodes["right"][inner]):
-        if np.any((child <= index) | (child >= count)):
-            raise ValueError("a child index points outside the tree or backwards")
-    categorical = inner & nodes["is_categorical"].astype(bool)
-    bitsets = len(predictor.binned_left_cat_bitsets)
-    if np.any(nodes["bitset_idx"][categorical] >= bitsets):
+    inner = nodes["is_leaf"] == 0
+    index = np.flatnonzero(inner)
+    left, right = nodes["left"][index], nodes["right"][index]
+    # Children come after their parent and inside the array: forward links, no cycles.
+    if index.size and (
+        (left <= index).any() or (right <= index).any() or max(left.max(), right.max()) >= count
+    ):
+        raise ValueError("a child index points outside the tree or backwards")
+    categorical = index[nodes["is_categorical"][index] != 0]
+    if categorical.size and nodes["bitset_idx"][categorical].max() >= len(
+        predictor.binned_left_cat_bitsets
+    ):
         raise ValueError("a categorical split points outside the bitsets")
 
 

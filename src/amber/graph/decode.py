@@ -645,10 +645,14 @@ class Decoder:
         return self._by_id[node_id]
 
 
+def _has_strings(dtype: Any) -> bool:
+    return dtype.kind == "U" or any(dtype.fields[n][0].kind == "U" for n in (dtype.names or ()))
+
+
 def _valid_code_points(raw: Any, dtype: Any) -> bool:
     """numpy's str arrays hold UTF-32 code units; a unit past U+10FFFF fails (with a
     SystemError) when read, so refuse it on load. Checks plain and record string fields."""
-    if not raw.size:
+    if not raw.size or not _has_strings(dtype):
         return True
     if dtype.kind == "U":
         unit = ">u4" if dtype.byteorder == ">" else "<u4"
