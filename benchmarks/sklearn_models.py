@@ -175,15 +175,22 @@ def fresh_process(folder: Path, mlp: Any, repeat: int) -> dict[str, float]:
         )
     except ImportError:
         pass
-    out = {}
-    for name, script in scripts.items():
-        code = script + "; m.predict_proba(np.zeros((1, 4)))"
-        argv, env = [sys.executable, "-c", code], user_environment()
+    env = user_environment()
+    commands = {
+        name: [sys.executable, "-c", script + "; m.predict_proba(np.zeros((1, 4)))"]
+        for name, script in scripts.items()
+    }
+    for argv in commands.values():
         subprocess.run(argv, check=True, env=env)  # warm caches, write .pyc files
-        out[name] = _median_ms(
-            lambda argv=argv, env=env: subprocess.run(argv, check=True, env=env), repeat
-        )
-    return out
+    # Interleaved, so that the machine's drift (seconds of import time here) hits every
+    # format alike; at least 11 rounds, as a fresh process varies by ±20% on this VM.
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(max(repeat, 11)):
+        for name, argv in commands.items():
+            start = time.perf_counter()
+            subprocess.run(argv, check=True, env=env)
+            samples[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def _ratio(value: float, base: float) -> str:
