@@ -288,7 +288,7 @@ def verify(path: PathLike, *, quick: bool = False) -> FileInfo:
     """Check a file without loading a model: structure and manifest digest, then (unless
     ``quick``) every tensor digest. Raises CorruptFileError naming the first bad tensor."""
     with ContainerReader(path, verify="off" if quick else "full", use_mmap=True) as reader:
-        return _info(reader)
+        return _info(reader, audit_names=False)
 
 
 class AmberFile:
