@@ -81,19 +81,16 @@ def header(results: Results) -> list[str]:
     return lines
 
 
+def _timing_row(label: str, t: Any, last: str) -> list[str]:
+    """label, median, GB/s, spread, best, then ``last`` (a size or a ratio)."""
+    return [label, seconds(t.median), f"{t.gbps:.2f}", _spread(t), seconds(t.best), last]
+
+
 def limits(results: Results) -> list[str]:
     if not results.limits:
         return []
     rows = [
-        [
-            label,
-            seconds(t.median),
-            f"{t.gbps:.2f}",
-            _spread(t),
-            seconds(t.best),
-            f"{t.nbytes / 2**20:.0f} MiB",
-        ]
-        for label, t in results.limits.items()
+        _timing_row(label, t, f"{t.nbytes / 2**20:.0f} MiB") for label, t in results.limits.items()
     ]
     return [
         *_section("Machine limits (same run)"),
@@ -109,14 +106,7 @@ def saves(results: Results) -> list[str]:
         rows_in = {SAVE_BASELINE: results.limits[WRITE_FSYNC], **rows_in}
     amber = rows_in.get(AMBER_SAVE)
     rows = [
-        [
-            label,
-            seconds(t.median),
-            f"{t.gbps:.2f}",
-            _spread(t),
-            seconds(t.best),
-            ratio(t.median / amber.median if amber else None),
-        ]
+        _timing_row(label, t, ratio(t.median / amber.median if amber else None))
         for label, t in rows_in.items()
     ]
     return [

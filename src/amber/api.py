@@ -24,10 +24,11 @@ from amber.errors import (
     UnsupportedVersionError,
 )
 from amber.graph import GRAPH_PROTOCOL, Encoder
-from amber.graph.decode import Decoder, scan
+from amber.graph.decode import decode, scan
+from amber.graph.names import QualName
 from amber.graph.outline import Outline
 from amber.graph.outline import outline as make_outline
-from amber.graph.trust import REGISTRY, audit, trusted_set
+from amber.graph.trust import REGISTRY, Kind, trusted_set
 
 if TYPE_CHECKING:
     import numpy as np
@@ -125,12 +126,18 @@ def _names(root: Any) -> tuple[tuple[str, ...], tuple[str, ...], str | None]:
     if root is None:
         return (), (), None
     try:
-        names = sorted(set(scan(root).names), key=lambda item: (item[1], item[0]))
+        names = scan(root).names
     except FormatError as exc:
         return (), (), str(exc)
-    referenced = tuple(dict.fromkeys(n.dotted for _, n in names))
-    untrusted = tuple(dict.fromkeys(n.dotted for kind, n in names if not REGISTRY.allows(n, kind)))
-    return referenced, untrusted, None
+    return (*_name_lists(names), None)
+
+
+def _name_lists(names: Iterable[tuple[Kind, QualName]]) -> tuple[tuple[str, ...], ...]:
+    """(every name, the names the default allowlist refuses), dotted, sorted, unique."""
+    unique = set(names)
+    referenced = tuple(sorted({n.dotted for _, n in unique}))
+    untrusted = tuple(sorted({n.dotted for kind, n in unique if not REGISTRY.allows(n, kind)}))
+    return referenced, untrusted
 
 
 def _info(reader: ContainerReader, *, audit_names: bool = True) -> FileInfo:
@@ -195,6 +202,7 @@ def save(obj: Any, path: PathLike, *, metadata: dict[str, Any] | None = None) ->
         "root": root,
     }
     result = write(path, encoder.tensors, extra)
+    referenced, untrusted = _name_lists(encoder.names)
     return FileInfo(
         path=result.path,
         format_version=f"{_format_version()}",
@@ -207,10 +215,8 @@ def save(obj: Any, path: PathLike, *, metadata: dict[str, Any] | None = None) ->
         amber_version=__version__,
         object_type=_describe_root(root),
         graph_protocol=GRAPH_PROTOCOL,
-        referenced_types=tuple(sorted({n.dotted for _, n in encoder.names})),
-        untrusted_types=tuple(
-            sorted({n.dotted for kind, n in encoder.names if not REGISTRY.allows(n, kind)})
-        ),
+        referenced_types=referenced,
+        untrusted_types=untrusted,
     )
 
 
@@ -280,8 +286,8 @@ def inspect(path: PathLike) -> FileInfo:
 def outline(path: PathLike, *, max_depth: int = 6) -> Outline:
     """The saved object as a tree of type names and keys, untrusted names marked; reads the
     manifest only and imports nothing the file names."""
-    with ContainerReader(path, verify="off", use_mmap=False) as reader:
-        return make_outline(reader.manifest.get("root"), reader.entries, max_depth)
+    with AmberFile(path, verify="off", mmap=False) as f:
+        return f.outline(max_depth=max_depth)
 
 
 def verify(path: PathLike, *, quick: bool = False) -> FileInfo:
@@ -333,15 +339,23 @@ class AmberFile:
         """Build the saved object (tensors as views of the file when mmap is on); see
         ``amber.load`` for ``trusted`` and ``strict``."""
         root = _root(self._reader)
-        # Scan and audit first: nothing is imported before every name is judged. The
-        # environment check follows (the audit has imported the frameworks involved, so
-        # their versions are at hand), and only then is anything constructed.
-        found = scan(root)
-        resolved = audit(found.names, trusted_set(trusted), before_import=found.check)
         saved_env = self._reader.manifest.get("environment")
-        if isinstance(saved_env, dict):
-            environment.check(saved_env, strict=strict, source=str(self._reader.path))
-        return Decoder(self._reader.array, self._reader.entries, resolved).decode(root)
+
+        def check_environment() -> None:
+            if isinstance(saved_env, dict):
+                environment.check(saved_env, strict=strict, source=str(self._reader.path))
+
+        return decode(
+            root,
+            self._reader.array,
+            self._reader.entries,
+            trusted_set(trusted),
+            before_construct=check_environment,
+        )
+
+    def outline(self, *, max_depth: int = 6) -> Outline:
+        """The saved object as a tree of type names and keys (see ``amber.api.outline``)."""
+        return make_outline(self._reader.manifest.get("root"), self._reader.entries, max_depth)
 
     def verify(self) -> None:
         """Check every tensor digest now."""

@@ -29,11 +29,10 @@ def inspect(
 ) -> None:
     """Show the tensors, metadata and producing environment of FILE without loading it."""
     import amber
-    from amber.api import outline
 
     try:
-        info = amber.inspect(file)
-        tree = outline(file, max_depth=depth)
+        with amber.open(file, verify="off", mmap=False) as f:  # one read of the manifest
+            info, tree = f.info, f.outline(max_depth=depth)
     except AmberError as exc:
         fail(exc)
     if as_json:

@@ -180,10 +180,16 @@ def decode(
     tensor: Callable[[str], Any],
     tensor_names: Any,
     trusted: frozenset[str] = frozenset(),
+    before_construct: Callable[[], None] | None = None,
 ) -> Any:
-    """Scan, audit, then build the object of ``root``."""
+    """Scan, audit, then build the object of ``root``. ``before_construct`` runs once every
+    name is judged and resolved and before the first object is made (the loader compares
+    environments there: the audit has imported the frameworks, so their versions are at
+    hand)."""
     found = scan(root)
     resolved = audit(found.names, trusted, before_import=found.check)
+    if before_construct is not None:
+        before_construct()
     return Decoder(tensor, tensor_names, resolved).decode(root)
 
 
