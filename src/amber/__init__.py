@@ -12,23 +12,28 @@ from amber._version import __version__
 
 if TYPE_CHECKING:
     from amber.api import AmberFile, FileInfo, TensorInfo, inspect, load, open, save, verify
+    from amber.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
     from amber.graph.trust import trust
 
 __all__ = [
     "AmberFile",
+    "Checkpoint",
     "FileInfo",
     "TensorInfo",
     "__version__",
     "errors",
     "inspect",
     "load",
+    "load_checkpoint",
     "open",
     "save",
+    "save_checkpoint",
     "trust",
     "verify",
 ]
 
 _LAZY = {"AmberFile", "FileInfo", "TensorInfo", "inspect", "load", "open", "save", "verify"}
+_CHECKPOINT = {"Checkpoint", "load_checkpoint", "save_checkpoint"}
 
 
 def __getattr__(name: str) -> Any:
@@ -36,6 +41,12 @@ def __getattr__(name: str) -> Any:
         from amber import api
 
         value = getattr(api, name)
+        globals()[name] = value
+        return value
+    if name in _CHECKPOINT:
+        from amber import checkpoint
+
+        value = getattr(checkpoint, name)
         globals()[name] = value
         return value
     if name == "trust":
@@ -48,4 +59,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY | {"trust"})
+    return sorted(set(globals()) | _LAZY | _CHECKPOINT | {"trust"})

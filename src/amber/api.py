@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from amber import (
     adapters,  # noqa: F401  (registers the adapters' names and constructors)
     environment,
+    modules,
 )
 from amber._version import __version__
 from amber.container import ContainerReader, TensorEntry, write
@@ -22,6 +23,7 @@ from amber.errors import (
     InvalidArgumentError,
     SerializationError,
     UnsupportedVersionError,
+    UntrustedTypeError,
 )
 from amber.graph import GRAPH_PROTOCOL, Encoder
 from amber.graph.decode import decode, scan
@@ -193,12 +195,18 @@ def save(obj: Any, path: PathLike, *, metadata: dict[str, Any] | None = None) ->
     """
     user_metadata = _check_metadata(metadata)
     encoder = Encoder()
-    root = encoder.encode(obj)
+    sections: dict[str, Any] = {}
+    if modules.is_module(obj):
+        # The state dict first: load(into=) reads it without the module's class.
+        sections["state_dict"], root = encoder.encode_all([obj.state_dict(), obj])
+    else:
+        root = encoder.encode(obj)
     extra = {
         "amber": {"version": __version__, "graph_protocol": GRAPH_PROTOCOL},
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "environment": environment.current(n.top_package for _, n in encoder.names),
         "metadata": user_metadata,
+        **sections,
         "root": root,
     }
     result = write(path, encoder.tensors, extra)
@@ -255,6 +263,9 @@ def load(
     writable: bool = True,
     trusted: Iterable[Any] | None = None,
     strict: bool = False,
+    device: Any = None,
+    into: Any = None,
+    keys: Iterable[str] | None = None,
 ) -> Any:
     """Load the object saved at ``path``.
 
@@ -269,9 +280,29 @@ def load(
     ``trusted`` adds classes/functions (objects or dotted names) to the default allowlist
     for this call. A different minor version of python or of a saved package warns with
     EnvironmentMismatchWarning; ``strict=True`` raises EnvironmentMismatch instead.
+
+    PyTorch: ``device`` ("cuda:0", a torch.device) places every torch tensor there (one
+    copy per stored tensor; shared storage stays shared). ``into=module`` loads a saved
+    module's or state dict's weights into an existing ``torch.nn.Module`` after checking
+    every key, shape and dtype (StateDictMismatch lists all problems; the module is then
+    unchanged), and returns the module. ``keys`` loads only these entries of a saved dict
+    (a state dict), reading and checking only their tensors.
     """
+    key_list = _check_keys(keys)
+    if into is not None:
+        modules.check_target(into)
+    if key_list is not None and verify == "full":
+        verify = "lazy"  # each selected tensor is checked before it is used; others unread
     with AmberFile(path, verify=verify, mmap=mmap, writable=writable) as f:
-        return f.load(trusted=trusted, strict=strict)
+        return f.load(trusted=trusted, strict=strict, device=device, into=into, keys=key_list)
+
+
+def _check_keys(keys: Iterable[str] | None) -> list[str] | None:
+    if keys is None:
+        return None
+    if isinstance(keys, (str, bytes)) or not all(isinstance(k, str) for k in keys):
+        raise InvalidArgumentError("keys must be a list of strings (entry names)")
+    return list(dict.fromkeys(keys))
 
 
 def inspect(path: PathLike) -> FileInfo:
@@ -335,10 +366,47 @@ class AmberFile:
     def __getitem__(self, name: str) -> np.ndarray:
         return self._reader.array(name)
 
-    def load(self, *, trusted: Iterable[Any] | None = None, strict: bool = False) -> Any:
+    def load(
+        self,
+        *,
+        trusted: Iterable[Any] | None = None,
+        strict: bool = False,
+        device: Any = None,
+        into: Any = None,
+        keys: Iterable[str] | None = None,
+    ) -> Any:
         """Build the saved object (tensors as views of the file when mmap is on); see
-        ``amber.load`` for ``trusted`` and ``strict``."""
+        ``amber.load`` for the options."""
+        key_list = _check_keys(keys)
         root = _root(self._reader)
+        prelude = self._reader.manifest.get("state_dict")
+        if into is not None:
+            modules.check_target(into)
+            if prelude is not None:  # a saved module: its weights, without its class
+                root, prelude = prelude, None
+            state = self._decode(root, trusted, strict, None, key_list, None)
+            return modules.load_into(into, state, str(self._reader.path), key_list)
+        try:
+            return self._decode(
+                root, trusted, strict, modules.check_device(device), key_list, prelude
+            )
+        except UntrustedTypeError as exc:
+            if prelude is None:
+                raise
+            raise UntrustedTypeError(
+                f"{exc}. To load only the weights into a model you build, use "
+                "amber.load(path, into=model)"
+            ) from None
+
+    def _decode(
+        self,
+        root: Any,
+        trusted: Iterable[Any] | None,
+        strict: bool,
+        device: Any,
+        keys: list[str] | None,
+        prelude: Any,
+    ) -> Any:
         saved_env = self._reader.manifest.get("environment")
 
         def check_environment() -> None:
@@ -351,6 +419,10 @@ class AmberFile:
             self._reader.entries,
             trusted_set(trusted),
             before_construct=check_environment,
+            bits=lambda name: self._reader.array(name, bits=True),
+            device=device,
+            keys=keys,
+            prelude=prelude,
         )
 
     def outline(self, *, max_depth: int = 6) -> Outline:

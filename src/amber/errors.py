@@ -17,6 +17,7 @@ __all__ = [
     "MissingDependencyError",
     "ReadError",
     "SerializationError",
+    "StateDictMismatch",
     "StoreError",
     "TensorNotFoundError",
     "UnsupportedVersionError",
@@ -52,6 +53,11 @@ class UntrustedTypeError(AmberError, TypeError):
 
 class SerializationError(AmberError, TypeError):
     """An object cannot be saved; the message gives its path inside the saved object."""
+
+
+class StateDictMismatch(AmberError, ValueError):
+    """Weights in a file do not fit the module they were loaded into (missing or unexpected
+    keys, other shapes or dtypes); the module was left unchanged."""
 
 
 class TensorNotFoundError(AmberError, KeyError):

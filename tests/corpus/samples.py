@@ -69,11 +69,38 @@ def no_tensors() -> dict[str, Any]:
     return {"answer": 42, "none": None}
 
 
+def torch_state() -> dict[str, Any]:
+    """PyTorch tensors: dtypes numpy lacks, parameters, views sharing one storage."""
+    import torch
+
+    base = torch.arange(24, dtype=torch.float32).reshape(4, 6) / 7
+    return {
+        "encoder.weight": torch.nn.Parameter(base),
+        "decoder.weight": base.detach(),  # tied: the same storage, the same view
+        "rows": base[1:3],  # views of that storage at other offsets and strides
+        "transposed": base.t(),
+        "bf16": torch.tensor([1.0, -2.5, 3.25], dtype=torch.bfloat16),
+        "fp8": torch.tensor([0.5, -1.0]).to(torch.float8_e5m2),
+        "frozen": torch.nn.Parameter(torch.ones(2, 2, dtype=torch.float64), requires_grad=False),
+        "mask": torch.tensor([True, False]),
+        "step": torch.tensor(1234),
+        "empty": torch.zeros(0, 3),
+    }
+
+
 SAMPLES: dict[str, Callable[[], Any]] = {
     "weights": weights,
     "nested": nested,
     "no_tensors": no_tensors,
+    "torch_state": torch_state,
 }
+
+
+def _torch_bits(t: Any) -> bytes:
+    """The values of a tensor in row-major order, as raw little-endian bytes."""
+    import torch
+
+    return t.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
 
 
 def identical(a: Any, b: Any) -> bool:
@@ -82,6 +109,13 @@ def identical(a: Any, b: Any) -> bool:
         return False
     if isinstance(a, (np.ndarray, np.generic)):
         return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    if type(a).__module__.startswith("torch"):
+        return (
+            a.dtype == b.dtype
+            and a.shape == b.shape
+            and a.requires_grad == b.requires_grad
+            and _torch_bits(a) == _torch_bits(b)
+        )
     if isinstance(a, float):
         return struct.pack("<d", a) == struct.pack("<d", b)
     if isinstance(a, complex):
@@ -137,6 +171,15 @@ def to_sidecar(obj: Any) -> Any:
         }
     if isinstance(obj, np.generic):
         return {"type": "npscalar", "dtype": _dtype_name(obj.dtype), "hex": obj.tobytes().hex()}
+    if type(obj).__module__.startswith("torch"):
+        return {
+            "type": "torch",
+            "class": type(obj).__name__,
+            "dtype": str(obj.dtype).removeprefix("torch."),
+            "shape": list(obj.shape),
+            "requires_grad": obj.requires_grad,
+            "hex": _torch_bits(obj).hex(),
+        }
     raise TypeError(f"no sidecar form for {type(obj).__name__}")
 
 
@@ -164,6 +207,8 @@ def from_sidecar(node: Any) -> Any:
         return _CONTAINERS[kind]([from_sidecar(v) for v in node["items"]])
     if kind == "dict":
         return {from_sidecar(k): from_sidecar(v) for k, v in node["items"]}
+    if kind == "torch":
+        return _torch_from_sidecar(node)
     dtype = _dtype(node["dtype"])
     values = np.frombuffer(bytes.fromhex(node["hex"]), dtype=dtype)
     if kind == "npscalar":
@@ -172,21 +217,42 @@ def from_sidecar(node: Any) -> Any:
     return np.asfortranarray(array) if node["order"] == "F" else array
 
 
+def _torch_from_sidecar(node: dict[str, Any]) -> Any:
+    import torch
+
+    dtype = getattr(torch, node["dtype"])
+    raw = bytes.fromhex(node["hex"])
+    if raw:
+        flat = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+        tensor = flat.view(dtype).reshape(node["shape"])
+    else:
+        tensor = torch.zeros(node["shape"], dtype=dtype)
+    if node["class"] == "Parameter":
+        return torch.nn.Parameter(tensor, requires_grad=node["requires_grad"])
+    return tensor.requires_grad_(node["requires_grad"])
+
+
 def expected(name: str) -> Any:
     """The value ``valid/NAME.amber`` must load as, from its sidecar."""
     return from_sidecar(json.loads((VALID_DIR / f"{name}.json").read_text(encoding="utf-8")))
 
 
-def write_valid_fixtures(directory: Path = VALID_DIR) -> None:
-    """Write every sample and its sidecar (with the amber of this checkout)."""
+def write_valid_fixtures(directory: Path = VALID_DIR, names: list[str] | None = None) -> None:
+    """Write samples (all, or ``names``) and their sidecars with the amber of this
+    checkout. Committed fixtures are not rewritten: a fixture records what an earlier
+    writer produced."""
     import amber
 
     directory.mkdir(parents=True, exist_ok=True)
     for name, make in SAMPLES.items():
+        if names is not None and name not in names:
+            continue
         amber.save(make(), directory / f"{name}.amber")
         sidecar = json.dumps(to_sidecar(make()), indent=1, ensure_ascii=False)
         (directory / f"{name}.json").write_text(sidecar + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
-    write_valid_fixtures()
+    import sys
+
+    write_valid_fixtures(names=sys.argv[1:] or None)

@@ -266,14 +266,19 @@ class ContainerReader:
                 h.update(self._pread(min(_READ_CHUNK, end - offset), offset))
         return digest.tag(h)
 
-    def array(self, name: str) -> np.ndarray:
-        """The tensor as a numpy array (a view of the mapping when mmap is on)."""
+    def array(self, name: str, *, bits: bool = False) -> np.ndarray:
+        """The tensor as a numpy array (a view of the mapping when mmap is on). ``bits``:
+        types numpy lacks (bfloat16, float8...) come as unsigned integers of their size,
+        for readers that reinterpret them (torch), so ml_dtypes is not needed."""
         import numpy as np
 
         entry = self._entry(name)
         if self.verify_mode == "lazy" and name not in self._verified:
             self.verify_tensor(name)
-        dtype = dtypes.to_numpy(entry.dtype)
+        if bits and entry.dtype not in dtypes.NUMPY_DTYPES:
+            dtype = np.dtype(f"<u{dtypes.ITEMSIZE[entry.dtype]}")
+        else:
+            dtype = dtypes.to_numpy(entry.dtype)
         if entry.nbytes == 0:
             # A view of zero bytes at the end of a mapping is not allowed; nothing to share.
             array = np.zeros(entry.shape, dtype=dtype, order=entry.order)

@@ -45,6 +45,10 @@ _FLUSH_BYTES = 64 * 1024 * 1024
 _ZEROS = bytes(MAX_ALIGNMENT)
 
 
+# (name, array) or (name, array, table dtype); the array may be a zero-argument callable.
+TensorItem = tuple[str, Any] | tuple[str, Any, str]
+
+
 @dataclass(frozen=True)
 class WriteResult:
     path: Path
@@ -100,14 +104,23 @@ def _write_all(fd: int, data: memoryview | bytes) -> None:
         view = view[written:]
 
 
-def _check_array(name: str, array: Any) -> str:
+def _check_array(name: str, array: Any, declared: str | None = None) -> str:
+    """The table dtype of ``array``; ``declared`` names it when the array holds only the
+    bits of a type numpy lacks (a torch bfloat16 tensor seen as uint16)."""
     import numpy as np
 
     if not isinstance(array, np.ndarray):
         raise SerializationError(
             f"tensor {name!r}: expected a numpy array, got {type(array).__name__}"
         )
-    dtype_name = dtypes.from_numpy(array.dtype)
+    if declared is not None and declared != dtypes.from_numpy(array.dtype):
+        if dtypes.ITEMSIZE.get(declared) != array.dtype.itemsize or array.dtype.kind not in "biu":
+            raise SerializationError(
+                f"tensor {name!r}: {array.dtype} values cannot stand for {declared!r}"
+            )
+        dtype_name: str | None = declared
+    else:
+        dtype_name = dtypes.from_numpy(array.dtype)
     if dtype_name is None:
         raise SerializationError(
             f"tensor {name!r}: dtype {array.dtype} cannot be stored as a tensor; supported: "
@@ -236,14 +249,16 @@ def _update(region: Any, payload: Any, data: memoryview | bytes) -> None:
 
 def write(
     path: str | os.PathLike[str],
-    tensors: Iterable[tuple[str, np.ndarray]],
+    tensors: Iterable[TensorItem],
     extra: dict[str, Any] | None = None,
     *,
     alignment: int = DEFAULT_ALIGNMENT,
 ) -> WriteResult:
     """Write an .amber file holding ``tensors`` and the JSON object ``extra`` in its manifest.
 
-    Tensors are streamed in the order given; the file appears at ``path`` only once complete
+    Each item is ``(name, array)`` or ``(name, array, dtype)``: ``array`` is a numpy array
+    or a function returning one when its turn comes; ``dtype`` (a table name) declares the
+    type when the array holds only its bits. Tensors are streamed in the order given; the file appears at ``path`` only once complete
     and fsynced. ``extra`` must not use the key ``tensors``.
     """
     if not MIN_ALIGNMENT <= alignment <= MAX_ALIGNMENT or alignment & (alignment - 1):
@@ -274,7 +289,7 @@ def write(
 
 def _write_body(
     stream: _Stream,
-    tensors: Iterable[tuple[str, np.ndarray]],
+    tensors: Iterable[TensorItem],
     extra: dict[str, Any],
     entries: list[TensorEntry],
     alignment: int,
@@ -283,8 +298,11 @@ def _write_body(
     names: set[str] = set()
     stream.write(Header(FORMAT_MAJOR, FORMAT_MINOR, alignment).pack())
     assert stream.pos == HEADER_SIZE
-    for name, array in tensors:
-        dtype_name = _check_array(name, array)
+    for item in tensors:
+        name, array, declared = item if len(item) == 3 else (*item, None)
+        if callable(array):  # produced on demand, e.g. copied off a GPU one at a time
+            array = array()
+        dtype_name = _check_array(name, array, declared)
         if name in names:
             raise SerializationError(f"tensor name {name!r} is used twice")
         if len(entries) >= MAX_TENSORS:

@@ -19,6 +19,7 @@ from amber.container import dtypes
 from amber.container.format import MAX_JSON_DEPTH
 from amber.errors import FormatError
 from amber.graph import nodes as k
+from amber.graph import torch_nodes
 from amber.graph.constructors import (
     CALL_ARGUMENTS,
     CONSTRUCTORS,
@@ -45,6 +46,7 @@ _ALLOWED_KEYS: dict[str, frozenset[str]] = {
     k.SCALARS: frozenset({"k", "of", "tensor", "id"}),
     k.DTYPE: frozenset({"k", "v", "id"}),
     k.REF: frozenset({"k", "id"}),
+    k.TORCH: frozenset({"k", "tensor", "dtype", "view", "param", "grad", "id"}),
     k.TYPE: frozenset({"k", "name"}),
     k.FUNC: frozenset({"k", "name"}),
     k.OBJECT: frozenset({"k", "type", "mode", "args", "state", "listitems", "dictitems", "id"}),
@@ -167,6 +169,8 @@ def scan(root: Any, root_depth: int = 2) -> Scan:
             if problem:
                 found.problems.append(problem)
             found.names.append(("type", name))
+        elif kind == k.TORCH:
+            found.names.append(("type", torch_nodes.check_node(node)))
         stack.extend(
             (child, depth + offset)
             for child, offset in _child_nodes(node)
@@ -181,16 +185,55 @@ def decode(
     tensor_names: Any,
     trusted: frozenset[str] = frozenset(),
     before_construct: Callable[[], None] | None = None,
+    *,
+    bits: Callable[[str], Any] | None = None,
+    device: Any = None,
+    keys: list[str] | None = None,
+    prelude: Any = None,
 ) -> Any:
     """Scan, audit, then build the object of ``root``. ``before_construct`` runs once every
     name is judged and resolved and before the first object is made (the loader compares
     environments there: the audit has imported the frameworks, so their versions are at
-    hand)."""
+    hand). ``bits`` gives payloads for torch tensors (types numpy lacks as unsigned
+    integers); ``device`` is where torch tensors are placed. ``keys``: ``root`` must be a
+    dict with string keys, and only these entries are built (the whole tree is audited).
+    ``prelude``: a tree encoded before ``root`` in the same pass (that ``root`` may refer
+    to), audited and built first.
+    """
+    selected = _selected_entries(root, keys) if keys is not None else None
     found = scan(root)
+    if prelude is not None:
+        before = scan(prelude)
+        found.names += before.names
+        found.problems = before.problems + found.problems
     resolved = audit(found.names, trusted, before_import=found.check)
     if before_construct is not None:
         before_construct()
-    return Decoder(tensor, tensor_names, resolved).decode(root)
+    decoder = Decoder(tensor, tensor_names, resolved, bits=bits, device=device)
+    if prelude is not None:
+        decoder.decode_at(prelude, "prelude")
+    if selected is None:
+        return decoder.decode(root)
+    decoder.index_ids(root)
+    return {key: decoder.decode_at(node, f"root[{key!r}]") for key, node in selected.items()}
+
+
+def _selected_entries(root: Any, keys: list[str]) -> dict[str, Any]:
+    if type(root) is not dict or root.get("k") != k.DICT or type(root.get("v")) is not dict:
+        raise FormatError(
+            "keys= needs a file whose object is a dict with string keys (a state dict)"
+        )
+    entries = root["v"]
+    missing = [key for key in keys if key not in entries]
+    if missing:
+        from amber.errors import TensorNotFoundError
+
+        raise TensorNotFoundError(
+            f"keys not in the file: {', '.join(map(repr, missing[:10]))}"
+            + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+            + f"; it has {len(entries)} keys"
+        )
+    return {key: entries[key] for key in keys}
 
 
 class Decoder:
@@ -201,15 +244,39 @@ class Decoder:
         tensor: Callable[[str], Any],
         tensor_names: Any,
         resolved: Mapping[tuple[Kind, QualName], Any] | None = None,
+        *,
+        bits: Callable[[str], Any] | None = None,
+        device: Any = None,
     ) -> None:
         self._tensor = tensor
         self._tensor_names = tensor_names
         self._resolved = resolved or {}
         self._by_id: dict[int, Any] = {}
         self._dtypes: dict[str, Any] = {}
+        self._bits = bits or tensor
+        self._device = device
+        self._torch_loader: torch_nodes.TorchLoader | None = None
+        self._declared: dict[int, Any] = {}  # id -> node, for on-demand refs (keys=)
 
     def decode(self, node: Any) -> Any:
         return self._decode(node, "root")
+
+    def decode_at(self, node: Any, where: str) -> Any:
+        return self._decode(node, where)
+
+    def index_ids(self, root: Any) -> None:
+        """Remember where every id is declared, so that a part of the tree decoded alone
+        (``keys=``) can build what it refers to elsewhere on demand."""
+        index: dict[int, Any] = {}
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            if type(node) is not dict:
+                continue
+            if type(node.get("id")) is int and node.get("k") != k.REF:
+                index.setdefault(node["id"], node)
+            stack.extend(child for child, _ in _child_nodes(node))
+        self._declared = index
 
     def _bad(self, where: str, message: str) -> FormatError:
         return FormatError(f"object graph node at {where}: {message}")
@@ -536,6 +603,17 @@ class Decoder:
         value = np.frombuffer(raw, dtype=dtype)[0]
         return value if dtype.isnative else value.astype(dtype.newbyteorder("="))
 
+    def _torch(self, node: dict[str, Any], where: str) -> Any:
+        name = node.get("tensor")
+        if type(name) is not str or name not in self._tensor_names:
+            raise self._bad(where, f"refers to tensor {name!r}, which is not in the file")
+        self._resolved_name("type", str(torch_nodes.check_node(node)), where)
+        if self._torch_loader is None:
+            self._torch_loader = torch_nodes.TorchLoader(self._bits, self._device)
+        out = self._torch_loader.tensor(node, lambda message: self._bad(where, message))
+        self._register(node, out, where)
+        return out
+
     # -- code references: only names the audit resolved ---------------------------------------
 
     def _resolved_name(self, kind: Kind, text: Any, where: str) -> tuple[QualName, Any]:
@@ -646,6 +724,10 @@ class Decoder:
 
     def _ref(self, node: dict[str, Any], where: str) -> Any:
         node_id = node.get("id")
+        if type(node_id) is int and node_id not in self._by_id and node_id in self._declared:
+            # Declared outside the part being built; build its declaring node now, once.
+            declaring = self._declared.pop(node_id)
+            self._decode(declaring, f"{where}<id {node_id}>")
         if type(node_id) is not int or node_id not in self._by_id:
             raise self._bad(where, f"reference to id {node_id!r}, which no earlier node declares")
         return self._by_id[node_id]

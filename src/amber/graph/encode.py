@@ -20,6 +20,7 @@ from amber.errors import SerializationError
 from amber.graph import nodes as k
 from amber.graph.constructors import CONSTRUCTORS, NEW_MODE_MODULES
 from amber.graph.names import QualName
+from amber.graph.torch_nodes import TorchTensors
 
 # Python nesting allowed. A level costs two JSON levels (three for a dict with non-string
 # keys) and the manifest allows 256.
@@ -74,9 +75,18 @@ class Encoder:
         self._built_after_children: set[int] = set()
         self._dtypes: dict[str, dict[str, Any]] = {}  # descriptor -> first dtype node
         self._next_id = 0
+        self._torch: TorchTensors | None = None
 
     def encode(self, obj: Any) -> Any:
-        return self._encode(obj, _Path(None, None), 0)
+        return self.encode_all([obj])[0]
+
+    def encode_all(self, objs: list[Any]) -> list[Any]:
+        """Encode several roots that may share objects and tensors; a later root refers to
+        what an earlier one declared (decode them in the same order)."""
+        roots = [self._encode(obj, _Path(None, None), 0) for obj in objs]
+        if self._torch is not None:  # what shares storage is known only at the end
+            self._torch.finish(self.tensors)
+        return roots
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -106,6 +116,12 @@ class Encoder:
         name = self._tensor_name(path)
         self.tensors.append((name, array))
         return name
+
+    def _reserve_tensor(self, path: _Path) -> tuple[str, int]:
+        """A name and a slot in ``tensors``, filled once the encoding is complete."""
+        name = self._tensor_name(path)
+        self.tensors.append((name, None))
+        return name, len(self.tensors) - 1
 
     def _shared(self, obj: Any, path: _Path) -> dict[str, Any] | None:
         """A ref node when ``obj`` was already encoded, else None."""
@@ -161,7 +177,12 @@ class Encoder:
         ref = self._shared(obj, path)
         if ref is not None:
             return ref
-        handler = _HANDLERS.get(cls) or _numpy_handler(obj) or _reference_handler(obj)
+        handler = (
+            _HANDLERS.get(cls)
+            or _numpy_handler(obj)
+            or _torch_handler(obj)
+            or _reference_handler(obj)
+        )
         if handler is None:
             handler = Encoder._object
         return handler(self, obj, path, depth)
@@ -290,6 +311,16 @@ class Encoder:
             return {"k": k.NPSCALAR, "array": self._ndarray(np.asarray(obj), path, depth)}
         raw = np.asarray(obj).astype(obj.dtype.newbyteorder("<")).tobytes()
         return {"k": k.NPSCALAR, "dtype": name, "b64": base64.b64encode(raw).decode("ascii")}
+
+    # -- torch -----------------------------------------------------------------------------
+
+    def _torch_tensor(self, obj: Any, path: _Path, depth: int) -> dict:
+        if self._torch is None:
+            self._torch = TorchTensors(self._reserve_tensor)
+        node, name = self._torch.encode(obj, path, lambda message: self._fail(path, message))
+        self.names.add(("type", name))
+        self._remember(obj, node)
+        return node
 
     # -- references to classes and functions -----------------------------------------------
 
@@ -423,6 +454,13 @@ def _numpy_handler(obj: Any) -> Any:
         return Encoder._dtype
     if isinstance(obj, np.ufunc):
         return Encoder._function
+    return None
+
+
+def _torch_handler(obj: Any) -> Any:
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(obj, torch.Tensor):
+        return Encoder._torch_tensor
     return None
 
 

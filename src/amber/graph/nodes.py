@@ -28,6 +28,7 @@ NPSCALAR = "npscalar"
 SCALARS = "scalars"  # a list/tuple of numpy scalars of one dtype, stored as a tensor
 DTYPE = "dtype"
 REF = "ref"
+TORCH = "torch"  # a torch.Tensor (or Parameter) over a container tensor: graph/torch_nodes.py
 # Nodes that name code; every name is audited against the trust allowlist before import.
 TYPE = "type"
 FUNC = "func"
@@ -51,6 +52,7 @@ KINDS = frozenset(
         SCALARS,
         DTYPE,
         REF,
+        TORCH,
         TYPE,
         FUNC,
         OBJECT,

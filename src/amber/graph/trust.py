@@ -43,6 +43,8 @@ class PackageRule:
     kind: Kind = "type"
     denied: tuple[str, ...] = ()
     functions: frozenset[str] = frozenset()
+    # When set, only modules inside these (e.g. torch.nn.modules) qualify.
+    within: tuple[str, ...] = ()
     _root: str | None = field(default=None, repr=False)
 
     def _package_dir(self) -> str | None:
@@ -58,7 +60,9 @@ class PackageRule:
         parts = name.module.split(".")
         if parts[0] != self.package or any(p.startswith("__") or p == "tests" for p in parts):
             return False
-        if any(name.module == d or name.module.startswith(d + ".") for d in self.denied):
+        if any(_inside(name.module, d) for d in self.denied):
+            return False
+        if self.within and not any(_inside(name.module, w) for w in self.within):
             return False
         if kind == "function":
             if name.qualname not in self.functions:
@@ -67,6 +71,10 @@ class PackageRule:
             return False
         root = self._package_dir()
         return root is not None and _module_file_exists(root, parts[1:])
+
+
+def _inside(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
 
 
 def _is_class_name(text: str) -> bool:

@@ -1,0 +1,82 @@
+"""PyTorch: tensors and parameters (``torch`` graph nodes), dtypes, devices and sizes, and
+the layer classes of ``torch.nn``. Nothing here imports torch until a file or an object
+needs it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from amber.errors import FormatError
+from amber.graph.constructors import Constructor, register, register_call
+from amber.graph.torch_nodes import PARAMETER, TENSOR, TORCH_DTYPES
+from amber.graph.trust import REGISTRY, PackageRule
+
+DTYPE = "torch:dtype"
+DEVICE = "torch:device"
+SIZE = "torch:Size"
+_DEVICE_TEXT = re.compile(r"^(cpu|cuda|mps|xpu|meta)(:[0-9]{1,4})?$")
+
+# Activation functions that torch.nn layers keep as attributes (TransformerEncoderLayer's
+# ``activation``): pure tensor computations.
+FUNCTIONS = [
+    "torch.nn.functional:relu",
+    "torch.nn.functional:silu",
+    "torch.nn.functional:tanh",
+    "torch.nn.functional:sigmoid",
+    "torch.nn.functional:elu",
+    "torch.nn.functional:leaky_relu",
+    "torch.nn.functional:mish",
+    "torch.nn.functional:hardtanh",
+    "torch.nn.functional:relu6",
+    "torch.nn.functional:selu",
+    "torch.nn.functional:celu",
+    "torch.nn.functional:glu",
+    "torch.nn.functional:softmax",
+    "torch.nn.functional:log_softmax",
+    "torch.nn.functional:hardswish",
+    "torch.nn.functional:hardsigmoid",
+    "torch.nn.functional:softsign",
+    "torch.nn.functional:tanhshrink",
+    "torch._C._nn:gelu",
+    "torch._C._nn:softplus",
+    "torch._C._nn:log_sigmoid",
+]
+
+
+def _is_module_class(obj: object) -> bool:
+    import torch
+
+    return isinstance(obj, type) and issubclass(obj, torch.nn.Module)
+
+
+def _dtype(cls: type, state: Any) -> Any:
+    import torch
+
+    if type(state) is not str or state not in TORCH_DTYPES:
+        raise FormatError(f"unknown torch dtype {state!r}")
+    return getattr(torch, state)
+
+
+def _device(cls: type, state: Any) -> Any:
+    if type(state) is not str or not _DEVICE_TEXT.fullmatch(state):
+        raise FormatError(f"invalid torch device {state!r}")
+    return cls(state)
+
+
+def _size_arguments(args: tuple) -> bool:
+    return (
+        len(args) == 1
+        and type(args[0]) is tuple
+        and all(type(n) is int and n >= 0 for n in args[0])
+    )
+
+
+REGISTRY.add_types([str(TENSOR), str(PARAMETER), DTYPE, DEVICE, SIZE])
+REGISTRY.add_functions(FUNCTIONS)
+# torch.nn layers (Linear, Conv2d, LSTM, TransformerEncoder...): rebuilt from their state,
+# as torch.load does, without running their initializers.
+REGISTRY.add_rule(PackageRule("torch", accept=_is_module_class, within=("torch.nn.modules",)))
+register(DTYPE, Constructor(lambda d: str(d).removeprefix("torch."), _dtype))
+register(DEVICE, Constructor(str, _device))
+register_call(SIZE, _size_arguments)

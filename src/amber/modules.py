@@ -1,0 +1,108 @@
+"""PyTorch modules: what is saved beside a module, and loading weights into one.
+
+``amber.save(module)`` stores the module's object graph and, first, its ``state_dict()``
+(manifest key ``state_dict``). Both refer to the same container tensors, so the weights
+are stored once. ``amber.load(path, into=module)`` reads only the state dict: the module's
+class is never imported from the file, so weights load into a model built by code the user
+runs, whether or not its class is trusted.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from amber.errors import InvalidArgumentError, StateDictMismatch
+
+_SHOWN = 10
+
+
+def is_module(obj: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)
+
+
+def check_device(device: Any) -> Any:
+    """``device`` as torch understands it; torch is imported only when one is given."""
+    if device is None:
+        return None
+    import torch
+
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InvalidArgumentError(
+            f"device must be like 'cpu', 'cuda' or 'cuda:0', got {device!r} ({exc})"
+        ) from None
+
+
+def check_target(into: Any) -> None:
+    if not is_module(into):
+        raise InvalidArgumentError(
+            f"into= takes a torch.nn.Module to load weights into, got {type(into).__name__}"
+        )
+
+
+def _as_tensor(value: Any) -> Any:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    return None
+
+
+def _describe(value: Any) -> str:
+    return f"{tuple(value.shape)} {str(value.dtype).removeprefix('torch.')}"
+
+
+def load_into(module: Any, state: Any, source: str, keys: list[str] | None = None) -> Any:
+    """Copy ``state`` (a mapping of names to tensors or arrays) into ``module``'s parameters
+    and buffers after checking everything first: on any mismatch the module is unchanged.
+    ``keys``: only these entries are expected (a partial load)."""
+    if not isinstance(state, Mapping):
+        raise StateDictMismatch(
+            f"{source} holds a {type(state).__name__}, not a state dict; save one with "
+            "amber.save(model) or amber.save(model.state_dict(), path)"
+        )
+    expected = module.state_dict()
+    wanted = list(expected) if keys is None else keys
+    missing = [k for k in wanted if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    tensors: dict[str, Any] = {}
+    mismatched = []
+    for key, value in state.items():
+        if key not in expected:
+            continue
+        tensor = _as_tensor(value)
+        target = expected[key]
+        if tensor is None:
+            mismatched.append(f"{key}: the file holds a {type(value).__name__}, not a tensor")
+        elif tensor.shape != target.shape or tensor.dtype != target.dtype:
+            mismatched.append(f"{key}: file {_describe(tensor)}, module {_describe(target)}")
+        else:
+            tensors[key] = tensor
+    problems = []
+    for label, items in (
+        ("missing keys", missing),
+        ("unexpected keys", unexpected),
+        ("shape/dtype mismatches", mismatched),
+    ):
+        if items:
+            shown = ", ".join(items[:_SHOWN]) + (
+                f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else ""
+            )
+            problems.append(f"{len(items)} {label}: {shown}")
+    if problems:
+        raise StateDictMismatch(
+            f"cannot load {source} into {type(module).__name__}; the module was not changed. "
+            + "; ".join(problems)
+        )
+    result = module.load_state_dict(tensors, strict=keys is None)
+    if keys is not None and result.unexpected_keys:  # checked above; torch agrees or fails
+        raise StateDictMismatch(f"unexpected keys {result.unexpected_keys}")
+    return module
