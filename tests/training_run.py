@@ -55,7 +55,7 @@ def main() -> None:
     stop = k if mode == "first" else n
     losses = []
     model.train()
-    for step in range(start, stop):
+    for _ in range(start, stop):
         batch = torch.randperm(128)[:32]  # torch's global generator
         noise = float(np.random.normal(scale=0.01))  # numpy's
         scale = 1.0 + random.random() * 0.01  # python's

@@ -85,7 +85,7 @@ def save_checkpoint(
     }
     if model is not None:
         state["model"] = model if isinstance(model, Mapping) else model.state_dict()
-    for label, obj in zip(_PARTS, (optimizer, scheduler, scaler)):
+    for label, obj in zip(_PARTS, (optimizer, scheduler, scaler), strict=True):
         if obj is not None:
             state[label] = obj.state_dict()
     if rng:

@@ -258,8 +258,9 @@ def write(
 
     Each item is ``(name, array)`` or ``(name, array, dtype)``: ``array`` is a numpy array
     or a function returning one when its turn comes; ``dtype`` (a table name) declares the
-    type when the array holds only its bits. Tensors are streamed in the order given; the file appears at ``path`` only once complete
-    and fsynced. ``extra`` must not use the key ``tensors``.
+    type when the array holds only its bits. Tensors are streamed in the order given; the
+    file appears at ``path`` only once complete and fsynced. ``extra`` must not use the
+    key ``tensors``.
     """
     if not MIN_ALIGNMENT <= alignment <= MAX_ALIGNMENT or alignment & (alignment - 1):
         raise InvalidArgumentError(

@@ -137,7 +137,8 @@ class TorchTensors:
         ranges = [_byte_range(t) for _, t in group.members]
         start = min(r[0] for r in ranges)
         end = max(r[1] for r in ranges)
-        if any((r[0] - start) % t.element_size() for r, (_, t) in zip(ranges, group.members)):
+        sizes = [t.element_size() for _, t in group.members]
+        if any((r[0] - start) % item for r, item in zip(ranges, sizes, strict=True)):
             start = 0  # views of several dtypes at offsets no common start aligns
         names = {node["dtype"] for node, _ in group.members}
         common = names.pop() if len(names) == 1 else None
@@ -203,7 +204,7 @@ def _signature(tensor: Any) -> tuple:
 
 def _byte_range(tensor: Any) -> tuple[int, int]:
     item = tensor.element_size()
-    extent = sum((n - 1) * s for n, s in zip(tensor.shape, tensor.stride())) + 1
+    extent = sum((n - 1) * s for n, s in zip(tensor.shape, tensor.stride(), strict=True)) + 1
     start = tensor.storage_offset() * item
     return start, start + extent * item
 
@@ -261,7 +262,7 @@ class TorchLoader:
             shape, stride, offset = _view(view, bad)
             count = base.untyped_storage().nbytes() // item
             if shape and 0 not in shape:
-                last = offset + sum((n - 1) * s for n, s in zip(shape, stride))
+                last = offset + sum((n - 1) * s for n, s in zip(shape, stride, strict=True))
                 if last >= count:
                     raise bad(
                         f"view reaches element {last} of a storage of {count} {dtype_text} "
