@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,7 +26,7 @@ from amber.errors import (
     UntrustedTypeError,
 )
 from amber.graph import GRAPH_PROTOCOL, Encoder
-from amber.graph.decode import decode, scan
+from amber.graph.decode import decode, is_checkpoint, scan
 from amber.graph.names import QualName
 from amber.graph.outline import Outline
 from amber.graph.outline import outline as make_outline
@@ -383,8 +383,13 @@ class AmberFile:
         if into is not None:
             modules.check_target(into)
             if prelude is not None:  # a saved module: its weights, without its class
-                root, prelude = prelude, None
-            state = self._decode(root, trusted, strict, None, key_list, None)
+                root = prelude
+            if is_checkpoint(root):  # a training checkpoint: its model's weights
+                state = self._decode(root, trusted, strict, None, ["model"], None)["model"]
+                if key_list is not None and isinstance(state, Mapping):
+                    state = {k: state[k] for k in key_list if k in state}
+            else:
+                state = self._decode(root, trusted, strict, None, key_list, None)
             return modules.load_into(into, state, str(self._reader.path), key_list)
         try:
             return self._decode(

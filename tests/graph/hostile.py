@@ -705,6 +705,60 @@ def _model(model: bytes, spare: bytes) -> Iterator[Hostile]:
     )
 
 
+def torch_file() -> bytes:
+    """The committed PyTorch sample: parameters, views sharing a storage, bfloat16."""
+    from tests.corpus.samples import VALID_DIR
+
+    return (VALID_DIR / "torch_state.amber").read_bytes()
+
+
+def _torch(data: bytes) -> Iterator[Hostile]:
+    """torch nodes that lie about their dtype, their storage or their view of it."""
+    root = manifest_of(data)["root"]["v"]
+    rows = root["rows"]  # a view of the 24-element float32 "encoder.weight"
+
+    def torch_case(name: str, node: dict[str, Any], fragment: str) -> Hostile:
+        entries = {**root, "evil": node}
+        return Hostile(
+            f"torch-{name}",
+            with_root(data, {"k": "dict", "v": entries}),
+            (FormatError,),
+            fragment=fragment,
+            warm="torch",
+        )
+
+    def view(**fields: Any) -> dict[str, Any]:
+        return {**rows, "view": {**rows["view"], **fields}}
+
+    for dtype in ("float128", "qint8", "int4", "object", "Tensor", "", 7, None):
+        yield torch_case(f"dtype-{dtype}", {**rows, "dtype": dtype}, "unknown torch dtype")
+    yield torch_case("view-past-end", view(offset=19), "points outside the stored data")
+    yield torch_case("view-offset-huge", view(offset=2**61), "points outside")
+    yield torch_case("view-shape-too-big", view(shape=[5, 6]), "points outside")
+    yield torch_case("view-stride-too-big", view(stride=[100, 1]), "points outside")
+    yield torch_case("view-empty-offset-past-end", view(shape=[0, 6], offset=25), "past the end")
+    yield torch_case("view-negative-stride", view(stride=[-6, 1]), "integers >= 0")
+    yield torch_case("view-negative-offset", view(offset=-1), "integers >= 0")
+    yield torch_case("view-float-size", view(shape=[2.0, 6]), "integers >= 0")
+    yield torch_case("view-bool-size", view(shape=[True, 6]), "integers >= 0")
+    yield torch_case("view-huge-size", view(shape=[2**62, 1]), "integers >= 0")
+    yield torch_case("view-rank-mismatch", view(stride=[6]), "equal length")
+    yield torch_case("view-rank-65", view(shape=[1] * 65, stride=[1] * 65), "equal length")
+    yield torch_case("view-extra-key", view(storage="elsewhere"), "exactly 'shape'")
+    yield torch_case("view-not-object", {**rows, "view": [2, 6]}, "exactly 'shape'")
+    yield torch_case("tensor-missing", {**rows, "tensor": "nope"}, "not in the file")
+    yield torch_case("tensor-not-string", {**rows, "tensor": ["encoder.weight"]}, "not in the")
+    yield torch_case(
+        "whole-itemsize-mismatch",
+        {"k": "torch", "tensor": "encoder.weight", "dtype": "float64"},
+        "without a 'view'",
+    )
+    yield torch_case("grad-on-integers", {**root["step"], "grad": True}, "cannot require")
+    yield torch_case("grad-not-bool", {**rows, "grad": 1}, "true or false")
+    yield torch_case("param-not-bool", {**rows, "param": "yes"}, "true or false")
+    yield torch_case("unknown-key", {**rows, "code": "os.system"}, "unknown keys")
+
+
 def cases(model: bytes, spare: bytes, base: bytes | None = None) -> list[Hostile]:
     """Every hostile file (``model``, ``spare``: from ``model_files``)."""
     base = base_file() if base is None else base
@@ -716,6 +770,7 @@ def cases(model: bytes, spare: bytes, base: bytes | None = None) -> list[Hostile
         *_structure(base),
         *_memory(base),
         *_model(model, spare),
+        *_torch(torch_file()),
     ]
     names = [case.name for case in found]
     assert len(names) == len(set(names)), "case names must be unique"

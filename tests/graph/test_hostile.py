@@ -99,6 +99,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "benign": {
             "plain": str(VALID_DIR / "weights.amber"),
             "model": str(files / "benign-model.amber"),
+            "torch": str(VALID_DIR / "torch_state.amber"),
         },
         "cases": [],
         "controls": list(CONTROLS),
@@ -126,7 +127,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         return json.loads(path.read_text()) if path.exists() else None
 
     return {
-        "warm": {group: read(f"warm-{group}") for group in ("plain", "model")},
+        "warm": {group: read(f"warm-{group}") for group in ("plain", "model", "torch")},
         "cases": {name: _steps(read, key) for name, key in keys.items()},
         "controls": {
             name: (read(f"control-{name}"), read(f"control-{name}.status")) for name in CONTROLS
@@ -151,7 +152,7 @@ def _finished(result: Any, status: Any) -> dict[str, Any]:
 # -- the tripwire itself ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("group", ["plain", "model"])
+@pytest.mark.parametrize("group", ["plain", "model", "torch"])
 def test_valid_load_passes_the_tripwire(outcomes: dict[str, Any], group: str) -> None:
     """Negative control: loading a valid file leaves no trace (so every trace is the file's)."""
     report = outcomes["warm"][group]

@@ -218,12 +218,36 @@ def decode(
     return {key: decoder.decode_at(node, f"root[{key!r}]") for key, node in selected.items()}
 
 
+def _entries(root: Any) -> dict[str, Any] | None:
+    """The string-keyed entries of a dict node, or of an OrderedDict (what ``state_dict()``
+    returns); None for anything else."""
+    if type(root) is not dict:
+        return None
+    if root.get("k") == k.DICT and type(root.get("v")) is dict:
+        return root["v"]
+    pairs = root.get("dictitems")
+    if (
+        root.get("k") == k.OBJECT
+        and root.get("type") == "collections:OrderedDict"
+        and type(pairs) is list
+        and all(type(p) is list and len(p) == 2 and type(p[0]) is str for p in pairs)
+    ):
+        return dict(pairs)
+    return None
+
+
+def is_checkpoint(root: Any) -> bool:
+    """Whether ``root`` is the dict of an amber training checkpoint (see amber.checkpoint)."""
+    entries = _entries(root)
+    return entries is not None and entries.get("format") == "amber.checkpoint"
+
+
 def _selected_entries(root: Any, keys: list[str]) -> dict[str, Any]:
-    if type(root) is not dict or root.get("k") != k.DICT or type(root.get("v")) is not dict:
+    entries = _entries(root)
+    if entries is None:
         raise FormatError(
             "keys= needs a file whose object is a dict with string keys (a state dict)"
         )
-    entries = root["v"]
     missing = [key for key in keys if key not in entries]
     if missing:
         from amber.errors import TensorNotFoundError
