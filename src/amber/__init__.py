@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from amber.api import AmberFile, FileInfo, TensorInfo, inspect, load, open, save, verify
     from amber.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
     from amber.graph.trust import trust
+    from amber.interop import convert
 
 __all__ = [
     "AmberFile",
@@ -21,6 +22,7 @@ __all__ = [
     "FileInfo",
     "TensorInfo",
     "__version__",
+    "convert",
     "errors",
     "inspect",
     "load",
@@ -32,31 +34,29 @@ __all__ = [
     "verify",
 ]
 
-_LAZY = {"AmberFile", "FileInfo", "TensorInfo", "inspect", "load", "open", "save", "verify"}
-_CHECKPOINT = {"Checkpoint", "load_checkpoint", "save_checkpoint"}
+# Public name -> the module that defines it, imported on first use.
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(
+        ["AmberFile", "FileInfo", "TensorInfo", "inspect", "load", "open", "save", "verify"],
+        "amber.api",
+    ),
+    **dict.fromkeys(["Checkpoint", "load_checkpoint", "save_checkpoint"], "amber.checkpoint"),
+    "convert": "amber.interop",
+    # The allowlist is meaningful once the adapters have registered (amber.api imports them).
+    "trust": "amber.graph.trust",
+}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from amber import api
+        import importlib
 
-        value = getattr(api, name)
+        importlib.import_module("amber.api")
+        value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
-    if name in _CHECKPOINT:
-        from amber import checkpoint
-
-        value = getattr(checkpoint, name)
-        globals()[name] = value
-        return value
-    if name == "trust":
-        from amber import api
-        from amber.graph.trust import trust
-
-        globals()[name] = trust
-        return trust
     raise AttributeError(f"module 'amber' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY | _CHECKPOINT | {"trust"})
+    return sorted(set(globals()) | set(_LAZY))

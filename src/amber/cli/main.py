@@ -7,7 +7,7 @@ import sys
 import typer
 
 from amber._version import __version__
-from amber.cli import inspect_cmd, verify_cmd
+from amber.cli import convert_cmd, inspect_cmd, verify_cmd
 
 app = typer.Typer(
     name="amber",
@@ -35,6 +35,7 @@ def _root(
 
 inspect_cmd.register(app)
 verify_cmd.register(app)
+convert_cmd.register(app)
 
 
 def main() -> None:

@@ -17,9 +17,11 @@ stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def fail(exc: AmberError) -> NoReturn:
-    """Print ``exc`` as one line and exit with the code that matches its class."""
-    code = EXIT_FAILED if isinstance(exc, CorruptFileError) else EXIT_NOT_AMBER
+def fail(exc: AmberError, code: int | None = None) -> NoReturn:
+    """Print ``exc`` as one line and exit with ``code``, by default the one that matches
+    its class for commands that read a file."""
+    if code is None:
+        code = EXIT_FAILED if isinstance(exc, CorruptFileError) else EXIT_NOT_AMBER
     stderr.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
     raise typer.Exit(code)
 

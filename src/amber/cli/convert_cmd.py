@@ -1,0 +1,59 @@
+"""`amber convert IN OUT`: convert between amber and safetensors files."""
+
+from __future__ import annotations
+
+import time
+from enum import Enum
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+
+from amber.cli.output import EXIT_FAILED, EXIT_NOT_AMBER, fail, human_bytes, stdout
+from amber.errors import AmberError, FormatError, ReadError
+
+
+class Framework(str, Enum):
+    numpy = "numpy"
+    torch = "torch"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("convert")(convert)
+
+
+def _fail(exc: AmberError) -> NoReturn:
+    # 2 when the input cannot be read as a supported format (as for inspect/verify); 1 when
+    # it was read but the conversion failed: damaged input, content that does not convert,
+    # an existing output, a failed write.
+    fail(exc, EXIT_NOT_AMBER if isinstance(exc, (FormatError, ReadError)) else EXIT_FAILED)
+
+
+def convert(
+    src: Path = typer.Argument(..., help="The input file: .amber or .safetensors (by content)."),
+    dst: Path = typer.Argument(..., help="The output file; its suffix chooses the format."),
+    framework: Framework = typer.Option(
+        Framework.numpy, "--framework", help="Tensor type stored in an .amber output."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace DST if it exists."),
+) -> None:
+    """Convert SRC into DST: amber -> safetensors (for files holding a flat dict of names
+    to tensors) or safetensors -> amber.
+
+    Exit 0 on success, 1 when SRC was read but could not be converted (damaged, not a flat
+    dict of tensors, DST exists without --force, write failed), 2 when SRC is not a
+    readable amber or safetensors file.
+    """
+    from amber.interop import convert as run_convert
+
+    start = time.perf_counter()
+    try:
+        result = run_convert(src, dst, framework=framework.value, force=force)
+    except AmberError as exc:
+        _fail(exc)
+    elapsed = time.perf_counter() - start
+    stdout.print(
+        f"[green]ok[/] {src} ({result.src_format}) -> {dst} ({result.dst_format}): "
+        f"{result.tensor_count} tensors ({human_bytes(result.tensor_bytes)}) "
+        f"in {elapsed * 1000:.0f} ms"
+    )
