@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -186,14 +186,9 @@ def _check_metadata(metadata: Any) -> dict[str, Any]:
     return json.loads(json.dumps(metadata))
 
 
-def save(obj: Any, path: PathLike, *, metadata: dict[str, Any] | None = None) -> FileInfo:
-    """Save ``obj`` to ``path`` atomically; returns what was written.
-
-    Raises SerializationError (with the path inside ``obj``) before anything is written
-    when part of ``obj`` cannot be saved, and WriteError when the file cannot be written;
-    in both cases nothing appears at ``path`` and an existing file there is untouched.
-    """
-    user_metadata = _check_metadata(metadata)
+def encode(obj: Any, metadata: dict[str, Any]) -> tuple[Encoder, dict[str, Any]]:
+    """Encode ``obj``: the encoder (its tensors and names) and the manifest keys of the
+    file (or store version) that holds it."""
     encoder = Encoder()
     sections: dict[str, Any] = {}
     if modules.is_module(obj):
@@ -205,10 +200,23 @@ def save(obj: Any, path: PathLike, *, metadata: dict[str, Any] | None = None) ->
         "amber": {"version": __version__, "graph_protocol": GRAPH_PROTOCOL},
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "environment": environment.current(n.top_package for _, n in encoder.names),
-        "metadata": user_metadata,
+        "metadata": metadata,
         **sections,
         "root": root,
     }
+    return encoder, extra
+
+
+def save(obj: Any, path: PathLike, *, metadata: dict[str, Any] | None = None) -> FileInfo:
+    """Save ``obj`` to ``path`` atomically; returns what was written.
+
+    Raises SerializationError (with the path inside ``obj``) before anything is written
+    when part of ``obj`` cannot be saved, and WriteError when the file cannot be written;
+    in both cases nothing appears at ``path`` and an existing file there is untouched.
+    """
+    user_metadata = _check_metadata(metadata)
+    encoder, extra = encode(obj, user_metadata)
+    root = extra["root"]
     result = write(path, encoder.tensors, extra)
     referenced, untrusted = _name_lists(encoder.names)
     return FileInfo(
@@ -288,13 +296,43 @@ def load(
     unchanged), and returns the module. ``keys`` loads only these entries of a saved dict
     (a state dict), reading and checking only their tensors.
     """
+    _check_flags(mmap, writable)
+    return load_from(
+        lambda mode: ContainerReader(path, verify=mode, use_mmap=mmap, writable=writable),
+        verify=verify,
+        trusted=trusted,
+        strict=strict,
+        device=device,
+        into=into,
+        keys=keys,
+    )
+
+
+def load_from(
+    open_reader: Callable[[Verify], Any],
+    *,
+    verify: Verify,
+    trusted: Iterable[Any] | None,
+    strict: bool,
+    device: Any,
+    into: Any,
+    keys: Iterable[str] | None,
+) -> Any:
+    """``load`` over any source: ``open_reader(verify_mode)`` returns an object with
+    ContainerReader's interface (a file, or a version in a store)."""
+    check_verify_mode(verify)
     key_list = _check_keys(keys)
     if into is not None:
         modules.check_target(into)
     if key_list is not None and verify == "full":
         verify = "lazy"  # each selected tensor is checked before it is used; others unread
-    with AmberFile(path, verify=verify, mmap=mmap, writable=writable) as f:
+    with AmberFile.over(open_reader(verify)) as f:
         return f.load(trusted=trusted, strict=strict, device=device, into=into, keys=key_list)
+
+
+def _check_flags(mmap: Any, writable: Any) -> None:
+    if not isinstance(mmap, bool) or not isinstance(writable, bool):
+        raise InvalidArgumentError("mmap and writable must be True or False")
 
 
 def _check_keys(keys: Iterable[str] | None) -> list[str] | None:
@@ -339,10 +377,20 @@ class AmberFile:
         self, path: PathLike, *, verify: Verify = "lazy", mmap: bool = True, writable: bool = True
     ) -> None:
         check_verify_mode(verify)
-        if not isinstance(mmap, bool) or not isinstance(writable, bool):
-            raise InvalidArgumentError("mmap and writable must be True or False")
-        self._reader = ContainerReader(path, verify=verify, use_mmap=mmap, writable=writable)
+        _check_flags(mmap, writable)
+        self._reader: Any = ContainerReader(
+            path, verify=verify, use_mmap=mmap, writable=writable
+        )
         self._info: FileInfo | None = None
+
+    @classmethod
+    def over(cls, reader: Any) -> AmberFile:
+        """An AmberFile over another source with ContainerReader's interface (``manifest``,
+        ``entries``, ``array``, ``path``): a stored version."""
+        self = cls.__new__(cls)
+        self._reader = reader
+        self._info = None
+        return self
 
     @property
     def info(self) -> FileInfo:

@@ -1,0 +1,220 @@
+"""Keeping a store healthy: rebuild the index, collect garbage, check everything."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from amber.container.digest import hasher
+from amber.container.reader import ContainerReader
+from amber.errors import AmberError, StoreError
+from amber.store import records
+from amber.store.objects import object_key
+
+if TYPE_CHECKING:
+    from amber.store.store import Store
+
+_READ = 1 << 24
+
+
+def _live_records(store: Store, problems: list[str] | None = None) -> list[records.Record]:
+    out = []
+    for name in store._names():
+        for number in store._numbers(name):
+            try:
+                record = store._record(name, number)
+            except StoreError as exc:
+                if problems is None:
+                    raise
+                problems.append(str(exc))
+                continue
+            if record is not None and not record.deleted:
+                out.append(record)
+    return out
+
+
+def reindex(store: Store) -> int:
+    live = _live_records(store, problems=[])
+    rows = [store._index_row(r, store._tags(r)) for r in live]
+    refs = []
+    for name in {r.name for r in live}:
+        refs += [(name, alias, version) for alias, version in store._aliases_of(name).items()]
+    with store.index.transaction() as db:
+        store.index.clear(db)
+        for row in rows:
+            store.index.add_version(db, row)
+        db.executemany("INSERT INTO aliases (name, alias, version) VALUES (?, ?, ?)", refs)
+    return len(rows)
+
+
+@dataclass
+class GcReport:
+    objects_removed: int = 0
+    bytes_freed: int = 0
+    temporaries_removed: int = 0
+    objects_kept: int = 0
+    dry_run: bool = False
+
+    def __str__(self) -> str:
+        verb = "would remove" if self.dry_run else "removed"
+        return (
+            f"{verb} {self.objects_removed} objects ({self.bytes_freed} bytes) and "
+            f"{self.temporaries_removed} temporary files; {self.objects_kept} objects in use"
+        )
+
+
+def gc(store: Store, *, grace: float, dry_run: bool) -> GcReport:
+    """Objects are listed first and the records read after, so an object written by a
+    save that commits meanwhile is either referenced by the records read or younger than
+    the grace period; saves refresh every object they reuse right before committing, and
+    ``delete_if_older`` is atomic with that refresh."""
+    if grace < 0:
+        raise StoreError("grace must be >= 0 seconds")
+    report = GcReport(dry_run=dry_run)
+    limit = time.time() - grace
+    candidates = []
+    for key in store.backend.list("objects/"):
+        stat = store.backend.stat(key)
+        if stat is not None and stat.mtime < limit:
+            candidates.append((key, stat.size))
+    referenced = set()
+    for record in _live_records(store):
+        referenced |= {object_key(h) for h in record.objects()}
+    report.objects_kept = len(referenced)
+    for key, size in candidates:
+        if key in referenced:
+            continue
+        if dry_run:
+            report.objects_removed += 1
+            report.bytes_freed += size
+            continue
+        freed = store.backend.delete_if_older(key, limit)
+        if freed is not None:
+            report.objects_removed += 1
+            report.bytes_freed += freed
+    stale = getattr(store.backend, "stale_temporaries", None)
+    if stale is not None:
+        for path in stale(grace):
+            report.temporaries_removed += 1
+            if not dry_run:
+                with contextlib.suppress(OSError):
+                    report.bytes_freed += path.stat().st_size
+                    path.unlink()
+    # Tags of deleted versions.
+    for key in list(store.backend.list("tags/")):
+        parts = key.split("/")
+        if len(parts) == 3 and parts[2].isdigit():
+            record = store._record(parts[1], int(parts[2]))
+            if (record is None or record.deleted) and not dry_run:
+                store.backend.delete(key)
+    return report
+
+
+@dataclass
+class CheckReport:
+    versions_checked: int = 0
+    objects_checked: int = 0
+    # spec -> what is wrong with it
+    damaged: dict[str, list[str]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    index_drift: list[str] = field(default_factory=list)
+    repaired: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.damaged and not self.problems and (not self.index_drift or self.repaired)
+
+    def __str__(self) -> str:
+        lines = [
+            f"checked {self.versions_checked} versions and {self.objects_checked} objects: "
+            + ("no problems" if self.ok else "PROBLEMS FOUND")
+        ]
+        lines += [f"damaged {spec}: {'; '.join(why)}" for spec, why in sorted(self.damaged.items())]
+        lines += self.problems
+        lines += [
+            f"index: {d}" + (" (repaired)" if self.repaired else "") for d in self.index_drift
+        ]
+        return "\n".join(lines)
+
+
+def _object_problem(store: Store, digest_hex: str, is_pack: bool) -> str | None:
+    key = object_key(digest_hex)
+    if store.backend.stat(key) is None:
+        return f"object {digest_hex[:16]}... is missing"
+    h = hasher(1 << 30)
+    offset = 0
+    while True:
+        block = store.backend.read_range(key, offset, _READ)
+        if not block:
+            break
+        h.update(block)
+        offset += len(block)
+    if h.hexdigest() != digest_hex:
+        return f"object {digest_hex[:16]}... is corrupt (its digest does not match)"
+    if is_pack:
+        try:
+            with ContainerReader(store.files.path(digest_hex), verify="full"):
+                pass
+        except AmberError as exc:
+            return f"pack {digest_hex[:16]}... is invalid: {exc}"
+    return None
+
+
+def check(store: Store, *, repair: bool) -> CheckReport:
+    report = CheckReport()
+    live = _live_records(store, report.problems)
+    report.versions_checked = len(live)
+    verdicts: dict[str, str | None] = {}
+    for record in live:
+        spec = f"{record.name}@{record.version}"
+        packs = {record.pack} if record.pack else set()
+        for digest_hex in sorted(record.objects()):
+            if digest_hex not in verdicts:
+                verdicts[digest_hex] = _object_problem(store, digest_hex, digest_hex in packs)
+            if verdicts[digest_hex]:
+                report.damaged.setdefault(spec, []).append(verdicts[digest_hex])
+    report.objects_checked = len(verdicts)
+    # The index against storage.
+    indexed = {
+        (name, version): digest
+        for name, version, digest in store.index.query(
+            "SELECT name, version, content_digest FROM versions"
+        )
+    }
+    stored = {(r.name, r.version): r.raw.get("content_digest") for r in live}
+    for name, version in sorted(stored.keys() - indexed.keys()):
+        report.index_drift.append(f"{name}@{version} is in storage but not in the index")
+    for name, version in sorted(indexed.keys() - stored.keys()):
+        report.index_drift.append(f"{name}@{version} is in the index but not in storage")
+    for key in sorted(stored.keys() & indexed.keys()):
+        if stored[key] != indexed[key]:
+            report.index_drift.append(f"{key[0]}@{key[1]} differs between index and storage")
+    aliases = {
+        (n, a): v for n, a, v in store.index.query("SELECT name, alias, version FROM aliases")
+    }
+    refs = {}
+    for name in {r.name for r in live}:
+        refs.update({(name, a): v for a, v in store._aliases_of(name).items()})
+    if aliases != refs:
+        report.index_drift.append(f"aliases differ: index {len(aliases)}, storage {len(refs)}")
+    if repair and report.index_drift:
+        reindex(store)
+        report.repaired = True
+    return report
+
+
+def describe_json(report: CheckReport) -> str:
+    return json.dumps(
+        {
+            "ok": report.ok,
+            "versions_checked": report.versions_checked,
+            "objects_checked": report.objects_checked,
+            "damaged": report.damaged,
+            "problems": report.problems,
+            "index_drift": report.index_drift,
+            "repaired": report.repaired,
+        }
+    )

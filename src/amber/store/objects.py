@@ -1,0 +1,214 @@
+"""Content-addressed objects: tensor payloads, and one pack per version for small tensors.
+
+A tensor of at least ``PACK_MIN_BYTES`` is stored as its raw payload bytes (exactly what an
+.amber file holds for it) under ``objects/<2 hex>/<BLAKE3 hex of the payload>``: a tensor
+identical to one already stored is not stored again, and a local store maps the object
+file directly (zero-copy). Smaller tensors of a version go together into one pack, itself an
+.amber container without an object graph, stored under the BLAKE3 of its bytes: thousands of
+small arrays (a forest's nodes) then cost one file, not thousands.
+
+Whole tensors, not chunks, are the unit of deduplication: see docs/store.md ("Dedup") for
+the measurements behind that choice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from amber.container import dtypes
+from amber.container.digest import hasher
+from amber.container.format import DIGEST_PREFIX
+from amber.container.manifest import TensorEntry
+from amber.container.writer import TensorItem, _check_array, iter_chunks, payload_order, write
+from amber.errors import CorruptFileError, ReadError, StoreError
+from amber.store.backend import Backend
+
+if TYPE_CHECKING:
+    import numpy as np
+
+PACK_MIN_BYTES = 1 << 20  # tensors below this size go into the version's pack
+
+
+def object_key(hexdigest: str) -> str:
+    return f"objects/{hexdigest[:2]}/{hexdigest}"
+
+
+def hex_of(digest: str) -> str:
+    return digest.removeprefix(DIGEST_PREFIX)
+
+
+@dataclass(frozen=True)
+class StoredTensor:
+    """Where a tensor of a version lives: its own object, or the version's pack."""
+
+    entry: TensorEntry  # name, dtype, shape, order, nbytes, digest (offset unused)
+    in_pack: bool
+
+    def to_json(self) -> dict[str, Any]:
+        e = self.entry
+        out = {
+            "name": e.name,
+            "dtype": e.dtype,
+            "shape": list(e.shape),
+            "order": e.order,
+            "nbytes": e.nbytes,
+            "digest": e.digest,
+        }
+        if self.in_pack:
+            out["pack"] = True
+        return out
+
+
+def _normalized(item: TensorItem) -> tuple[str, Any, str]:
+    name, array, declared = item if len(item) == 3 else (*item, None)
+    if callable(array):
+        array = array()
+    return name, array, _check_array(name, array, declared)
+
+
+def _scratch(backend: Backend) -> Path:
+    make = getattr(backend, "temporary_file", None)
+    if make is not None:
+        return make()
+    fd, name = tempfile.mkstemp(prefix="amber-pack-")
+    os.close(fd)
+    return Path(name)
+
+
+def put_tensors(
+    backend: Backend, items: Iterable[TensorItem]
+) -> tuple[list[StoredTensor], str | None, int]:
+    """Store every tensor; returns their records, the pack's hex digest (None without small
+    tensors), and the number of payload bytes actually written (not deduplicated)."""
+    stored: list[StoredTensor] = []
+    small: list[tuple[str, Any, str]] = []
+    position: dict[str, int] = {}
+    written = 0
+    for item in items:
+        name, array, dtype_name = _normalized(item)
+        position[name] = len(position)
+        if array.nbytes < PACK_MIN_BYTES:
+            small.append((name, array, dtype_name))
+            continue
+        order = payload_order(array)
+        h = hasher(array.nbytes)
+        for chunk in iter_chunks(array, order):
+            h.update(chunk)
+        digest = h.hexdigest()
+        key = object_key(digest)
+        # touch: an existing object is refreshed so that a concurrent gc keeps it.
+        if not backend.touch(key) and backend.put_if_absent(key, iter_chunks(array, order)):
+            written += array.nbytes
+        entry = TensorEntry(
+            name, dtype_name, tuple(array.shape), order, 0, array.nbytes, DIGEST_PREFIX + digest
+        )
+        stored.append(StoredTensor(entry, in_pack=False))
+    pack = None
+    if small:
+        pack, pack_entries, pack_written = _put_pack(backend, small)
+        written += pack_written
+        stored.extend(StoredTensor(e, in_pack=True) for e in pack_entries)
+    return sorted(stored, key=lambda t: position[t.entry.name]), pack, written
+
+
+def _put_pack(backend: Backend, small: list[tuple[str, Any, str]]) -> tuple[str, list, int]:
+    scratch = _scratch(backend)
+    try:
+        result = write(scratch, small)
+        h = hasher(result.size)
+        with scratch.open("rb") as f:
+            while block := f.read(1 << 22):
+                h.update(block)
+        digest = h.hexdigest()
+        key = object_key(digest)
+        created = not backend.touch(key) and backend.put_if_absent(key, scratch)
+    finally:
+        with contextlib.suppress(OSError):
+            scratch.unlink()
+    return digest, list(result.tensors), result.size if created else 0
+
+
+class ObjectFiles:
+    """Local files for objects: the backend's own files when it has them, else copies
+    fetched into ``cache`` (verified on the way in) and mapped from there."""
+
+    def __init__(self, backend: Backend, cache: Path | None) -> None:
+        self.backend = backend
+        self.cache = cache
+
+    def path(self, digest_hex: str) -> Path:
+        key = object_key(digest_hex)
+        local = self.backend.local_path(key)
+        if local is not None:
+            if not local.exists():
+                raise StoreError(
+                    f"object {digest_hex[:16]}... is missing from the store; run "
+                    "store.check() to find the versions affected"
+                )
+            return local
+        assert self.cache is not None
+        target = self.cache / "objects" / digest_hex
+        if not target.exists():
+            data = self.backend.get(key)
+            if data is None:
+                raise StoreError(f"object {digest_hex[:16]}... is missing from the store")
+            h = hasher(len(data))
+            h.update(data)
+            if h.hexdigest() != digest_hex:
+                raise CorruptFileError(f"object {digest_hex[:16]}... is corrupt in the store")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+        return target
+
+
+def map_object(path: Path, nbytes: int, *, use_mmap: bool, writable: bool) -> Any:
+    """The bytes of an object file: a private (copy-on-write) or read-only mapping, or a
+    private copy in memory."""
+    try:
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size != nbytes:
+                raise CorruptFileError(
+                    f"{path}: object holds {size} bytes, its version expects {nbytes}; the "
+                    "store was damaged; run store.check()"
+                )
+            if nbytes == 0:
+                return bytearray()
+            if not use_mmap:
+                return bytearray(f.read())
+            access = mmap.ACCESS_COPY if writable else mmap.ACCESS_READ
+            return mmap.mmap(f.fileno(), 0, access=access)
+    except OSError as exc:
+        raise ReadError(f"cannot read object {path}: {exc.strerror or exc}") from None
+
+
+def array_of(buffer: Any, entry: TensorEntry, *, bits: bool = False) -> np.ndarray:
+    """The tensor ``entry`` over ``buffer`` (its payload), as ContainerReader gives it."""
+    import numpy as np
+
+    if bits and entry.dtype not in dtypes.NUMPY_DTYPES:
+        dtype = np.dtype(f"<u{dtypes.ITEMSIZE[entry.dtype]}")
+    else:
+        dtype = dtypes.to_numpy(entry.dtype)
+    if entry.nbytes == 0:
+        return np.zeros(entry.shape, dtype=dtype, order=entry.order)
+    return np.ndarray(entry.shape, dtype, buffer=buffer, order=entry.order)
+
+
+def digest_of_buffer(buffer: Any) -> str:
+    view = memoryview(buffer)
+    try:
+        h = hasher(view.nbytes)
+        h.update(view)
+        return DIGEST_PREFIX + h.hexdigest()
+    finally:
+        view.release()

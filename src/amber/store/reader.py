@@ -1,0 +1,107 @@
+"""Reading a stored version: the same interface as ``ContainerReader`` (``manifest``,
+``entries``, ``array``, ``verify_all``), so that ``amber.api`` loads a version exactly as it
+loads a file: trust audit, environment check, ``into=``, ``keys=``, ``device=``."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from amber.container.reader import ContainerReader, Verify, check_verify_mode
+from amber.errors import CorruptFileError
+from amber.store.objects import ObjectFiles, array_of, digest_of_buffer, hex_of, map_object
+from amber.store.records import Record
+
+
+class VersionReader:
+    def __init__(
+        self,
+        record: Record,
+        files: ObjectFiles,
+        *,
+        verify: Verify = "full",
+        use_mmap: bool = True,
+        writable: bool = True,
+    ) -> None:
+        check_verify_mode(verify)
+        self.record = record
+        self.path = f"{record.name}@{record.version}"
+        self.verify_mode = verify
+        self._files = files
+        self._use_mmap = use_mmap
+        self._writable = writable
+        self._tensors = {t.entry.name: t for t in record.tensors}
+        self.entries = {name: t.entry for name, t in self._tensors.items()}
+        self._buffers: dict[str, Any] = {}
+        self._verified: set[str] = set()
+        self._lock = threading.Lock()
+        self._pack: ContainerReader | None = None
+        if record.pack is not None:
+            # "full" here too: the pack's data digest covers all its tensors in one pass.
+            self._pack = ContainerReader(
+                files.path(record.pack),
+                verify="off" if verify == "off" else "full",
+                use_mmap=use_mmap,
+                writable=writable,
+            )
+            self._check_pack()
+        if verify == "full":
+            self.verify_all()
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self.record.manifest
+
+    def _check_pack(self) -> None:
+        assert self._pack is not None
+        for name, stored in self._tensors.items():
+            if not stored.in_pack:
+                continue
+            packed = self._pack.entries.get(name)
+            if packed is None or packed.digest != stored.entry.digest:
+                raise CorruptFileError(
+                    f"{self.path}: tensor {name!r} is not in its pack as recorded; the "
+                    "store was damaged; run store.check()"
+                )
+
+    def _buffer(self, name: str) -> Any:
+        buffer = self._buffers.get(name)
+        if buffer is None:
+            entry = self.entries[name]
+            path = self._files.path(hex_of(entry.digest))
+            buffer = map_object(
+                path, entry.nbytes, use_mmap=self._use_mmap, writable=self._writable
+            )
+            self._buffers[name] = buffer
+        return buffer
+
+    def verify_tensor(self, name: str) -> None:
+        stored = self._tensors[name]
+        if not stored.in_pack and digest_of_buffer(self._buffer(name)) != stored.entry.digest:
+            raise CorruptFileError(
+                f"{self.path}: tensor {name!r} is corrupt in the store (its BLAKE3 digest "
+                "does not match); run store.check() to list every damaged version"
+            )
+        with self._lock:
+            self._verified.add(name)
+
+    def verify_all(self) -> None:
+        if self._pack is not None:
+            self._pack.verify_all()
+        for name in self._tensors:
+            if name not in self._verified:
+                self.verify_tensor(name)
+
+    def array(self, name: str, *, bits: bool = False) -> Any:
+        stored = self._tensors[name]
+        if stored.in_pack:
+            assert self._pack is not None
+            return self._pack.array(name, bits=bits)
+        if self.verify_mode == "lazy" and name not in self._verified:
+            self.verify_tensor(name)
+        return array_of(self._buffer(name), stored.entry, bits=bits)
+
+    def close(self) -> None:
+        if self._pack is not None:
+            self._pack.close()
+        self._buffers.clear()  # mappings stay alive while arrays view them

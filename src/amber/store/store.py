@@ -1,0 +1,734 @@
+"""The model store: named versions, aliases, tags, metadata and metrics over one backend.
+
+Storage is the source of truth (see ``backend.py`` for its keys):
+
+- ``objects/..``: content-addressed payloads and packs (``objects.py``), written once;
+- ``versions/NAME/N``: one immutable record per version (``records.py``); a save is
+  committed when its record is created, and N is allocated by create-if-absent;
+- ``refs/NAME/ALIAS``: aliases, moved by compare-and-swap;
+- ``tags/NAME/N``: the editable tags of a version, by compare-and-swap.
+
+The SQLite index (``index.py``) is derived from them for listings and searches.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import math
+import os
+import socket
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from amber.errors import (
+    AliasConflict,
+    FormatError,
+    InvalidArgumentError,
+    StoreError,
+    VersionNotFound,
+)
+from amber.store import records
+from amber.store.backend import Backend
+from amber.store.index import Index
+from amber.store.local import CACHE, LocalBackend
+from amber.store.names import LATEST, Spec, check_alias, check_name, closest, parse_spec
+from amber.store.objects import ObjectFiles, object_key, put_tensors
+from amber.store.reader import VersionReader
+
+DEFAULT_PATH = ".amber"
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """What the store knows about one version (no tensor is read to build it)."""
+
+    name: str
+    version: int
+    created_at: str
+    creator: str
+    size: int
+    content_digest: str
+    message: str | None = None
+    parent: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+    signature: dict[str, Any] | None = None
+    environment: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "created_at": self.created_at,
+            "creator": self.creator,
+            "size": self.size,
+            "content_digest": self.content_digest,
+            "message": self.message,
+            "parent": self.parent,
+            "metadata": self.metadata,
+            "metrics": self.metrics,
+            "tags": self.tags,
+            "aliases": list(self.aliases),
+            "signature": self.signature,
+            "environment": self.environment,
+        }
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    name: str
+    latest: int
+    versions: int
+    size: int
+    aliases: dict[str, int]
+    updated_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "latest": self.latest,
+            "versions": self.versions,
+            "size": self.size,
+            "aliases": self.aliases,
+            "updated_at": self.updated_at,
+        }
+
+
+def _creator() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name in some containers
+        user = f"uid{os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _check_metrics(metrics: Any) -> dict[str, float | int]:
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, Mapping):
+        raise InvalidArgumentError(f"metrics must be a dict of numbers, got {type(metrics)}")
+    out: dict[str, float | int] = {}
+    for key, value in metrics.items():
+        if not isinstance(key, str) or not key:
+            raise InvalidArgumentError(f"metric names must be non-empty strings, got {key!r}")
+        if hasattr(value, "item") and callable(value.item):  # numpy/torch scalars
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidArgumentError(f"metric {key!r} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise InvalidArgumentError(f"metric {key!r} must be finite, got {value!r}")
+        out[key] = value
+    return out
+
+
+def _check_tags(tags: Any) -> dict[str, str]:
+    if tags is None:
+        return {}
+    if not isinstance(tags, Mapping) or not all(
+        isinstance(k, str) and k and isinstance(v, str) for k, v in tags.items()
+    ):
+        raise InvalidArgumentError("tags must be a dict of non-empty strings to strings")
+    return dict(tags)
+
+
+class Store:
+    """A model store. ``Store()`` opens (or creates) the local store at ``$AMBER_STORE`` or
+    ``./.amber``; ``Store(path)`` a local folder; ``Store(backend=...)`` any backend (its
+    index then lives in ``index_path``, or in memory)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        backend: Backend | None = None,
+        index_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if backend is not None and path is not None:
+            raise InvalidArgumentError("give a path or a backend, not both")
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        if backend is None:
+            root = Path(path if path is not None else os.environ.get("AMBER_STORE", DEFAULT_PATH))
+            backend = LocalBackend(root)
+            index_file: Path | None = root / CACHE / "index.sqlite"
+            cache = root / CACHE
+        else:
+            index_file = Path(index_path) if index_path is not None else None
+            self._scratch = tempfile.TemporaryDirectory(prefix="amber-store-cache-")
+            cache = Path(self._scratch.name)
+        self.backend = backend
+        self.index = Index(index_file)
+        self.files = ObjectFiles(backend, cache)
+        if index_file is not None and not self._index_initialized():
+            self.reindex()
+
+    def __repr__(self) -> str:
+        return f"Store({self.backend.describe()})"
+
+    def close(self) -> None:
+        self.index.close()
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- storage helpers -------------------------------------------------------------------
+
+    def _index_initialized(self) -> bool:
+        return bool(self.index.query("SELECT 1 FROM versions LIMIT 1")) or not any(
+            True for _ in self.backend.list("versions/")
+        )
+
+    def _numbers(self, name: str) -> list[int]:
+        """Every allocated version number of ``name`` (deleted ones included), ascending."""
+        prefix = f"versions/{name}/"
+        out = []
+        for key in self.backend.list(prefix):
+            tail = key[len(prefix) :]
+            if tail.isdigit() and not tail.startswith("0"):
+                out.append(int(tail))
+        return sorted(out)
+
+    def _names(self) -> list[str]:
+        return sorted(
+            {key.split("/")[1] for key in self.backend.list("versions/") if key.count("/") == 2}
+        )
+
+    def _record(self, name: str, version: int) -> records.Record | None:
+        raw = self.backend.get(records.version_key(name, version))
+        if raw is None:
+            return None
+        try:
+            return records.decode(raw, name, version)
+        except FormatError as exc:
+            raise StoreError(f"{exc}; run store.check() to list damaged versions") from None
+
+    def _live_record(self, name: str, version: int) -> records.Record:
+        record = self._record(name, version)
+        if record is None or record.deleted:
+            numbers = [str(n) for n in self._numbers(name)]
+            hint = f"; it has versions {', '.join(numbers[-10:])}" if numbers else ""
+            state = "was deleted" if record is not None else "does not exist"
+            raise VersionNotFound(f"{name}@{version} {state}{hint}")
+        return record
+
+    def _missing_model(self, name: str) -> VersionNotFound:
+        names = self._names()
+        near = closest(name, names)
+        hint = (
+            f"; did you mean {', '.join(near)}?"
+            if near
+            else (f"; the store has {len(names)} models" if names else "; the store is empty")
+        )
+        return VersionNotFound(f"no model named {name!r} in {self.backend.describe()}{hint}")
+
+    def _latest(self, name: str) -> records.Record:
+        numbers = self._numbers(name)
+        if not numbers:
+            raise self._missing_model(name)
+        for number in reversed(numbers):
+            record = self._record(name, number)
+            if record is not None and not record.deleted:
+                return record
+        raise VersionNotFound(f"every version of {name!r} was deleted")
+
+    def _ref(self, name: str, alias: str) -> tuple[bytes | None, int | None]:
+        raw = self.backend.get(f"refs/{name}/{alias}")
+        if raw is None:
+            return None, None
+        try:
+            version = json.loads(raw)["version"]
+        except (ValueError, KeyError, TypeError):
+            raise StoreError(f"alias {name}@{alias} is damaged; set it again") from None
+        return raw, version
+
+    def _aliases_of(self, name: str) -> dict[str, int]:
+        out = {}
+        for key in self.backend.list(f"refs/{name}/"):
+            alias = key.rsplit("/", 1)[1]
+            version = self._ref(name, alias)[1]
+            if version is not None:
+                out[alias] = version
+        return out
+
+    def resolve(self, spec: str | Spec) -> records.Record:
+        """The record a spec names (latest, a number or an alias)."""
+        parsed = parse_spec(spec) if isinstance(spec, str) else spec
+        if parsed.version is not None:
+            if not self._numbers(parsed.name):
+                raise self._missing_model(parsed.name)
+            return self._live_record(parsed.name, parsed.version)
+        if parsed.alias is not None:
+            _, version = self._ref(parsed.name, parsed.alias)
+            if version is None:
+                if not self._numbers(parsed.name):
+                    raise self._missing_model(parsed.name)
+                aliases = sorted(self._aliases_of(parsed.name))
+                near = closest(parsed.alias, aliases)
+                hint = (
+                    f"; did you mean {', '.join(near)}?"
+                    if near
+                    else f"; its aliases are: {', '.join(aliases) or 'none'}"
+                )
+                raise VersionNotFound(f"{parsed.name} has no alias {parsed.alias!r}{hint}")
+            return self._live_record(parsed.name, version)
+        return self._latest(parsed.name)
+
+    def _tags(self, record: records.Record) -> dict[str, str]:
+        raw = self.backend.get(f"tags/{record.name}/{record.version}")
+        if raw is None:
+            return dict(record.raw.get("tags") or {})
+        return json.loads(raw)
+
+    def _version(
+        self, record: records.Record, aliases: dict[str, int] | None = None
+    ) -> ModelVersion:
+        raw = record.raw
+        if aliases is None:
+            aliases = self._aliases_of(record.name)
+        return ModelVersion(
+            name=record.name,
+            version=record.version,
+            created_at=raw.get("created_at", ""),
+            creator=raw.get("creator", ""),
+            size=raw.get("size", 0),
+            content_digest=raw.get("content_digest", ""),
+            message=raw.get("message"),
+            parent=raw.get("parent"),
+            metadata=record.manifest.get("metadata") or {},
+            metrics=raw.get("metrics") or {},
+            tags=self._tags(record),
+            aliases=tuple(sorted(a for a, v in aliases.items() if v == record.version)),
+            signature=raw.get("signature"),
+            environment=record.manifest.get("environment") or {},
+        )
+
+    def _index_row(self, record: records.Record, tags: dict[str, str]) -> dict[str, Any]:
+        raw = record.raw
+        return {
+            "name": record.name,
+            "version": record.version,
+            "created_at": raw.get("created_at", ""),
+            "creator": raw.get("creator"),
+            "message": raw.get("message"),
+            "parent": raw.get("parent"),
+            "size": raw.get("size", 0),
+            "content_digest": raw.get("content_digest", ""),
+            "metadata": record.manifest.get("metadata") or {},
+            "metrics": raw.get("metrics") or {},
+            "tags": tags,
+        }
+
+    # -- saving ----------------------------------------------------------------------------
+
+    def save(
+        self,
+        model: Any,
+        name: str,
+        *,
+        metadata: dict[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+        parent: str | None = _UNSET,
+        message: str | None = None,
+        signature: dict[str, Any] | None = None,
+        input_example: Any = None,
+    ) -> ModelVersion:
+        """Save ``model`` as the next version of ``name``; returns the new version.
+
+        ``parent`` (lineage) defaults to the latest version of ``name``; pass a spec
+        (``"churn@4"``, ``"other@2"``) or None. ``signature`` is inferred from
+        ``input_example`` when given (column names and dtypes of a DataFrame, dtype and
+        shape of an array, and the same for the model's ``predict`` output).
+        """
+        from amber.api import _check_metadata, encode
+        from amber.store.signature import infer
+
+        check_name(name)
+        user_metadata = _check_metadata(metadata)
+        metric_values = _check_metrics(metrics)
+        tag_values = _check_tags(tags)
+        if message is not None and not isinstance(message, str):
+            raise InvalidArgumentError("message must be a string")
+        lineage = self._parent(name, parent)
+        if signature is None and input_example is not None:
+            signature = infer(model, input_example)
+        if signature is not None:
+            try:
+                json.dumps(signature, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise InvalidArgumentError(f"signature must be plain JSON: {exc}") from None
+        encoder, manifest = encode(model, user_metadata)
+        stored, pack, _ = put_tensors(self.backend, encoder.tensors)
+        body = {
+            "format": records.FORMAT,
+            "format_version": records.VERSION,
+            "name": name,
+            "version": 0,
+            "created_at": _now(),
+            "creator": _creator(),
+            "message": message,
+            "parent": lineage,
+            "metrics": metric_values,
+            "tags": tag_values,
+            "signature": signature,
+            "content_digest": records.content_digest(manifest, stored),
+            "size": sum(t.entry.nbytes for t in stored),
+            "pack": pack,
+            "tensors": [t.to_json() for t in stored],
+            "manifest": manifest,
+        }
+        record = self._commit(name, body, stored, pack, encoder.tensors)
+        return self._version(record)
+
+    def _parent(self, name: str, parent: Any) -> str | None:
+        if parent is _UNSET:
+            try:
+                return f"{name}@{self._latest(name).version}"
+            except VersionNotFound:
+                return None
+        if parent is None:
+            return None
+        record = self.resolve(parent)
+        return f"{record.name}@{record.version}"
+
+    def _commit(
+        self,
+        name: str,
+        body: dict[str, Any],
+        stored: list[Any],
+        pack: str | None,
+        items: list[Any],
+    ) -> records.Record:
+        """Create the record under the next free number: the save's commit point."""
+        needed = {t.entry.digest.removeprefix("blake3:") for t in stored if not t.in_pack}
+        if pack:
+            needed.add(pack)
+        # Refresh every object right before committing, so that gc's grace period counts
+        # from now; one that vanished meanwhile (a concurrent gc) is written again.
+        if any(not self.backend.touch(object_key(h)) for h in needed):
+            put_tensors(self.backend, items)
+        numbers = self._numbers(name)
+        number = (numbers[-1] if numbers else 0) + 1
+        for _ in range(10_000):
+            body["version"] = number
+            raw = records.encode(body)
+            if self.backend.put_if_absent(records.version_key(name, number), raw):
+                record = records.decode(raw, name, number)
+                with self.index.transaction() as db:
+                    self.index.add_version(db, self._index_row(record, body["tags"]))
+                return record
+            number += 1  # another writer took it
+        raise StoreError(f"could not allocate a version number for {name!r}")
+
+    # -- loading and reading ---------------------------------------------------------------
+
+    def load(
+        self,
+        spec: str,
+        *,
+        verify: str = "full",
+        mmap: bool = True,
+        writable: bool = True,
+        trusted: Iterable[Any] | None = None,
+        strict: bool = False,
+        device: Any = None,
+        into: Any = None,
+        keys: Iterable[str] | None = None,
+    ) -> Any:
+        """Load a version (``"churn"``: latest, ``"churn@7"``, ``"churn@production"``) with
+        the options of ``amber.load``; tensors are zero-copy views of the store's files."""
+        from amber.api import _check_flags, load_from
+
+        _check_flags(mmap, writable)
+        record = self.resolve(spec)
+        return load_from(
+            lambda mode: VersionReader(
+                record, self.files, verify=mode, use_mmap=mmap, writable=writable
+            ),
+            verify=verify,  # type: ignore[arg-type]
+            trusted=trusted,
+            strict=strict,
+            device=device,
+            into=into,
+            keys=keys,
+        )
+
+    def get(self, spec: str) -> ModelVersion:
+        """A version's metadata, metrics, lineage... without loading it."""
+        return self._version(self.resolve(spec))
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        """Every live version of ``name``, oldest first (from the index)."""
+        check_name(name)
+        rows = self.index.query(
+            "SELECT name, version, created_at, creator, message, parent, size, "
+            "content_digest, metadata, metrics, tags FROM versions WHERE name = ? "
+            "ORDER BY version",
+            (name,),
+        )
+        if not rows:
+            raise self._missing_model(name)
+        aliases = self._index_aliases(name)
+        return [self._from_row(row, aliases) for row in rows]
+
+    def _index_aliases(self, name: str) -> dict[str, int]:
+        return dict(self.index.query("SELECT alias, version FROM aliases WHERE name = ?", (name,)))
+
+    @staticmethod
+    def _from_row(row: tuple, aliases: dict[str, int]) -> ModelVersion:
+        name, version = row[0], row[1]
+        return ModelVersion(
+            name=name,
+            version=version,
+            created_at=row[2],
+            creator=row[3] or "",
+            message=row[4],
+            parent=row[5],
+            size=row[6],
+            content_digest=row[7],
+            metadata=json.loads(row[8]),
+            metrics=json.loads(row[9]),
+            tags=json.loads(row[10]),
+            aliases=tuple(sorted(a for a, v in aliases.items() if v == version)),
+        )
+
+    def models(self) -> list[ModelSummary]:
+        """Every model: latest version, number of versions, aliases, total size."""
+        rows = self.index.query(
+            "SELECT name, MAX(version), COUNT(*), SUM(size), MAX(created_at) FROM versions "
+            "GROUP BY name ORDER BY name"
+        )
+        aliases: dict[str, dict[str, int]] = {}
+        for name, alias, version in self.index.query("SELECT name, alias, version FROM aliases"):
+            aliases.setdefault(name, {})[alias] = version
+        return [
+            ModelSummary(name, latest, count, size or 0, aliases.get(name, {}), updated)
+            for name, latest, count, size, updated in rows
+        ]
+
+    def search(
+        self,
+        name: str | None = None,
+        *,
+        tags: Mapping[str, str] | None = None,
+        metrics: Iterable[str] | None = None,
+        after: str | datetime | None = None,
+        before: str | datetime | None = None,
+    ) -> list[ModelVersion]:
+        """Versions matching every condition: ``name`` (exact, or a prefix ending in
+        ``*``), ``tags`` (each key equal), ``metrics`` (conditions like ``"accuracy>=0.9"``
+        with ``<``, ``<=``, ``>``, ``>=``, ``=``), created ``after``/``before`` (ISO dates
+        or datetimes)."""
+        from amber.store.search import build_query
+
+        sql, params = build_query(name, tags, metrics, after, before)
+        rows = self.index.query(sql, params)
+        aliases: dict[str, dict[str, int]] = {}
+        for model, alias, version in self.index.query("SELECT name, alias, version FROM aliases"):
+            aliases.setdefault(model, {})[alias] = version
+        return [self._from_row(row, aliases.get(row[0], {})) for row in rows]
+
+    # -- aliases and tags ------------------------------------------------------------------
+
+    def set_alias(
+        self, spec: str, alias: str, *, expected: int | None = _UNSET, force: bool = False
+    ) -> ModelVersion:
+        """Point ``alias`` at the version ``spec`` names, atomically.
+
+        The move is a compare-and-swap from the alias's current version: if another move
+        lands in between, this one fails with AliasConflict instead of silently replacing
+        it (``force=True`` retries on top). ``expected`` (a version number, or None for
+        "no alias yet") states the version the alias must point to now.
+        """
+        check_alias(alias)
+        record = self.resolve(spec)
+        key = f"refs/{record.name}/{alias}"
+        for _ in range(1000):
+            current, version = self._ref(record.name, alias)
+            if expected is not _UNSET and version != expected and not force:
+                raise AliasConflict(
+                    f"{record.name}@{alias} points to "
+                    f"{'no version' if version is None else version}, not "
+                    f"{'no version' if expected is None else expected} as expected; "
+                    "nothing was changed"
+                )
+            doc = json.dumps(
+                {
+                    "version": record.version,
+                    "previous": version,
+                    "moved_at": _now(),
+                    "by": _creator(),
+                }
+            ).encode()
+            if self.backend.compare_and_swap(key, current, doc):
+                self.index.set_alias(record.name, alias, record.version)
+                return self._version(record)
+            if not force:
+                raise AliasConflict(
+                    f"{record.name}@{alias} was moved by someone else while setting it; "
+                    "nothing was changed; check it and retry (or pass force=True)"
+                )
+        raise AliasConflict(f"{record.name}@{alias} keeps changing; try again")
+
+    def remove_alias(self, name: str, alias: str) -> None:
+        check_name(name)
+        check_alias(alias)
+        current, _ = self._ref(name, alias)
+        if current is None:
+            raise VersionNotFound(f"{name} has no alias {alias!r}")
+        if not self.backend.compare_and_swap(f"refs/{name}/{alias}", current, None):
+            raise AliasConflict(f"{name}@{alias} changed while removing it; nothing was changed")
+        self.index.set_alias(name, alias, None)
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """``{alias: version}`` of a model, ``latest`` included."""
+        check_name(name)
+        out = self._aliases_of(name)
+        out[LATEST] = self._latest(name).version
+        return out
+
+    def set_tags(
+        self, spec: str, tags: Mapping[str, str], *, remove: Iterable[str] = ()
+    ) -> ModelVersion:
+        """Add or change tags of a version (and drop the keys in ``remove``)."""
+        changes = _check_tags(tags)
+        record = self.resolve(spec)
+        key = f"tags/{record.name}/{record.version}"
+        for _ in range(1000):
+            current_raw = self.backend.get(key)
+            current = json.loads(current_raw) if current_raw else dict(record.raw.get("tags") or {})
+            updated = {**current, **changes}
+            for gone in remove:
+                updated.pop(gone, None)
+            if self.backend.compare_and_swap(key, current_raw, json.dumps(updated).encode()):
+                self.index.set_tags(record.name, record.version, updated)
+                return self._version(record)
+        raise StoreError(f"tags of {record.name}@{record.version} keep changing; try again")
+
+    # -- deleting --------------------------------------------------------------------------
+
+    def delete(self, spec: str, *, force: bool = False) -> None:
+        """Delete a version (its number is never reused). Refused while an alias points
+        to it, unless ``force`` (which removes those aliases). Its data is reclaimed by
+        ``gc`` once no other version uses it."""
+        parsed = parse_spec(spec)
+        if parsed.version is None:
+            raise InvalidArgumentError(
+                f"delete takes one version, like '{parsed.name}@3'; got {spec!r}"
+            )
+        record = self.resolve(parsed)
+        pointing = sorted(
+            a for a, v in self._aliases_of(record.name).items() if v == record.version
+        )
+        if pointing and not force:
+            raise StoreError(
+                f"{record.name}@{record.version} is aliased as {', '.join(pointing)}; move "
+                "the alias first, or delete with force=True"
+            )
+        for alias in pointing:
+            current, _ = self._ref(record.name, alias)
+            self.backend.compare_and_swap(f"refs/{record.name}/{alias}", current, None)
+            self.index.set_alias(record.name, alias, None)
+        key = records.version_key(record.name, record.version)
+        current = self.backend.get(key)
+        tombstone = records.encode(
+            {
+                "format": records.FORMAT,
+                "format_version": records.VERSION,
+                "name": record.name,
+                "version": record.version,
+                "deleted": True,
+                "deleted_at": _now(),
+                "by": _creator(),
+            }
+        )
+        if current is None or not self.backend.compare_and_swap(key, current, tombstone):
+            raise StoreError(f"{record.name}@{record.version} changed while deleting it")
+        self.backend.delete(f"tags/{record.name}/{record.version}")
+        with self.index.transaction() as db:
+            self.index.remove_version(db, record.name, record.version)
+
+    # -- maintenance, transfer, comparison (in their own modules) ---------------------------
+
+    def reindex(self) -> int:
+        """Rebuild the index from storage; returns the number of versions indexed."""
+        from amber.store.maintenance import reindex
+
+        return reindex(self)
+
+    def gc(self, *, grace: float = 3600.0, dry_run: bool = False) -> Any:
+        """Remove objects that no version references (and temporary files of dead
+        writers) older than ``grace`` seconds; returns a GcReport with the bytes freed."""
+        from amber.store.maintenance import gc
+
+        return gc(self, grace=grace, dry_run=dry_run)
+
+    def check(self, *, repair: bool = False) -> Any:
+        """Re-hash every object, validate every record, compare the index with storage;
+        ``repair`` rebuilds a drifted index. Returns a CheckReport."""
+        from amber.store.maintenance import check
+
+        return check(self, repair=repair)
+
+    def export(self, spec: str, path: str | os.PathLike[str]) -> Path:
+        """Write a standalone .amber file of a version (``amber.load`` reads it) that
+        carries its metadata, metrics, tags and lineage (manifest key ``store``)."""
+        from amber.store.transfer import export_version
+
+        return export_version(self, spec, Path(path))
+
+    def import_file(self, path: str | os.PathLike[str], *, name: str | None = None) -> ModelVersion:
+        """Save the model of an .amber file as a new version of ``name`` (default: the name
+        it was exported under), keeping its metrics, tags, message and lineage."""
+        from amber.store.transfer import import_file
+
+        return import_file(self, Path(path), name)
+
+    def export_all(self, name: str, path: str | os.PathLike[str]) -> Path:
+        """Write every version of ``name`` (and its aliases) into one bundle file."""
+        from amber.store.transfer import export_all
+
+        return export_all(self, name, Path(path))
+
+    def import_bundle(
+        self, path: str | os.PathLike[str], *, name: str | None = None
+    ) -> list[ModelVersion]:
+        """Bring a bundle's versions in as new versions, oldest first, lineage rewired."""
+        from amber.store.transfer import import_bundle
+
+        return import_bundle(self, Path(path), name)
+
+    def diff(self, a: str, b: str) -> Any:
+        """What changed from version ``a`` to ``b`` (see amber.store.diff.Diff)."""
+        from amber.store.diff import diff
+
+        return diff(self, a, b)
+
+    def compare(
+        self, specs: list[str], X: Any, y: Any, metrics: Iterable[Any] | None = None
+    ) -> Any:
+        """Load each version and evaluate it on the same data; returns a Comparison."""
+        from amber.store.diff import compare
+
+        return compare(self, specs, X, y, metrics)

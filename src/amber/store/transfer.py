@@ -1,0 +1,239 @@
+"""Moving versions between stores: a standalone .amber file per version, and bundles that
+hold a model's whole history in one file.
+
+An exported version is an ordinary .amber file (``amber.load`` reads it) whose manifest has
+one more key, ``store``, with the version's name, number, metrics, tags, message, lineage
+and signature. A bundle is an .amber container without an object graph: its tensors are the
+store objects of every version (raw bytes, named by their BLAKE3 digest, so shared data is
+stored once) and its manifest key ``amber_bundle`` lists the version records and aliases.
+Imports check everything (container digests, every record, every object digest, every
+object graph's node kinds) before writing anything.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from amber.container.reader import ContainerReader
+from amber.container.writer import write
+from amber.errors import AmberError, FormatError, InvalidArgumentError
+from amber.graph.decode import scan
+from amber.store import records
+from amber.store.names import check_name
+from amber.store.objects import StoredTensor, map_object, object_key, put_tensors
+from amber.store.reader import VersionReader
+
+if TYPE_CHECKING:
+    from amber.store.store import ModelVersion, Store
+
+BUNDLE_KEY = "amber_bundle"
+BUNDLE_FORMAT = 1
+# Store fields an exported file carries (manifest key "store").
+HISTORY = (
+    "name",
+    "version",
+    "created_at",
+    "creator",
+    "message",
+    "parent",
+    "metrics",
+    "signature",
+    "content_digest",
+)
+
+
+def export_version(store: Store, spec: str, path: Path) -> Path:
+    record = store.resolve(spec)
+    reader = VersionReader(record, store.files, verify="full")
+    try:
+        items = [
+            (t.entry.name, reader.array(t.entry.name, bits=True), t.entry.dtype)
+            for t in record.tensors
+        ]
+        history = {key: record.raw.get(key) for key in HISTORY}
+        history["tags"] = store._tags(record)
+        history["aliases"] = sorted(
+            a for a, v in store._aliases_of(record.name).items() if v == record.version
+        )
+        write(path, items, {**record.manifest, "store": history})
+    finally:
+        reader.close()
+    return path
+
+
+def _history(manifest: dict[str, Any], source: Path) -> dict[str, Any]:
+    history = manifest.get("store")
+    if history is None:
+        return {}
+    if not isinstance(history, dict):
+        raise FormatError(f"{source}: manifest key 'store' must be an object")
+    for key, kind in (("metrics", dict), ("tags", dict), ("signature", (dict, type(None)))):
+        if key in history and not isinstance(history[key], kind):
+            raise FormatError(f"{source}: 'store.{key}' has the wrong type")
+    return history
+
+
+def _check_graph(manifest: dict[str, Any], source: Path) -> None:
+    if not isinstance(manifest.get("amber"), dict) or "root" not in manifest:
+        raise FormatError(f"{source} holds no amber object graph; nothing to import")
+    for key in ("state_dict", "root"):
+        if key in manifest:
+            scan(manifest[key]).check()  # node kinds and names: imports nothing
+
+
+def import_file(store: Store, path: Path, name: str | None) -> ModelVersion:
+    with ContainerReader(path, verify="full") as reader:
+        manifest = reader.manifest
+        _check_graph(manifest, path)
+        history = _history(manifest, path)
+        target = name if name is not None else history.get("name")
+        if target is None:
+            raise InvalidArgumentError(
+                f"{path} was not exported from a store; give the model name: "
+                "store.import_file(path, name='...')"
+            )
+        check_name(target)
+        items = [
+            (e.name, reader.array(e.name, bits=True), e.dtype) for e in reader.entries.values()
+        ]
+        stored, pack, _ = put_tensors(store.backend, items)
+        kept = {k: manifest[k] for k in records.MANIFEST_KEYS if k in manifest}
+        body = _body(store, target, kept, stored, pack, history)
+        record = store._commit(target, body, stored, pack, items)
+    return store._version(record)
+
+
+def _body(
+    store: Store,
+    name: str,
+    manifest: dict[str, Any],
+    stored: list[StoredTensor],
+    pack: str | None,
+    history: dict[str, Any],
+) -> dict[str, Any]:
+    from amber.store.store import _creator, _now
+
+    origin = None
+    if history.get("name") is not None and history.get("version") is not None:
+        origin = f"{history['name']}@{history['version']}"
+    return {
+        "format": records.FORMAT,
+        "format_version": records.VERSION,
+        "name": name,
+        "version": 0,
+        "created_at": history.get("created_at") or _now(),
+        "creator": history.get("creator") or _creator(),
+        "message": history.get("message"),
+        "parent": history.get("parent"),
+        "metrics": history.get("metrics") or {},
+        "tags": history.get("tags") or {},
+        "signature": history.get("signature"),
+        "content_digest": records.content_digest(manifest, stored),
+        "size": sum(t.entry.nbytes for t in stored),
+        "pack": pack,
+        "tensors": [t.to_json() for t in stored],
+        "manifest": manifest,
+        "imported_from": origin,
+        "imported_at": _now(),
+        "imported_by": _creator(),
+    }
+
+
+def export_all(store: Store, name: str, path: Path) -> Path:
+    check_name(name)
+    versions = store.versions(name)  # raises for an unknown model
+    bodies, needed = [], {}
+    for version in versions:
+        record = store._live_record(name, version.version)
+        raw = dict(record.raw)
+        raw["tags"] = store._tags(record)
+        bodies.append(raw)
+        for digest_hex in sorted(record.objects()):
+            needed[digest_hex] = store.files.path(digest_hex)
+    import numpy as np
+
+    items = []
+    for digest_hex, file in needed.items():
+        size = file.stat().st_size
+        buffer = map_object(file, size, use_mmap=True, writable=False)
+        items.append((digest_hex, np.frombuffer(buffer, dtype=np.uint8)))
+    aliases = store._aliases_of(name)
+    write(
+        path,
+        items,
+        {
+            BUNDLE_KEY: {
+                "format": BUNDLE_FORMAT,
+                "name": name,
+                "versions": bodies,
+                "aliases": aliases,
+            }
+        },
+    )
+    return path
+
+
+def import_bundle(store: Store, path: Path, name: str | None) -> list[ModelVersion]:
+    from amber.store.objects import digest_of_buffer
+
+    with ContainerReader(path, verify="full") as reader:
+        bundle = reader.manifest.get(BUNDLE_KEY)
+        if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
+            raise FormatError(f"{path} is not an amber bundle (store.export_all writes them)")
+        source = bundle.get("name")
+        target = check_name(name if name is not None else source)
+        bodies = bundle.get("versions")
+        if not isinstance(bodies, list) or not bodies:
+            raise FormatError(f"{path}: the bundle lists no versions")
+        # Check everything before writing anything.
+        checked: list[records.Record] = []
+        for body in bodies:
+            if not isinstance(body, dict):
+                raise FormatError(f"{path}: a version record is not an object")
+            record = records.decode(
+                records.encode(body),
+                str(body.get("name")),
+                body.get("version"),  # type: ignore[arg-type]
+            )
+            if record.deleted or record.name != source:
+                raise FormatError(f"{path}: the bundle holds a record of another model")
+            _check_graph(record.manifest, path)
+            checked.append(record)
+        objects = {}
+        for digest_hex in sorted(set().union(*(r.objects() for r in checked))):
+            if digest_hex not in reader.entries:
+                raise FormatError(f"{path}: object {digest_hex[:16]}... is missing from it")
+            data = reader.array(digest_hex)
+            if digest_of_buffer(data) != "blake3:" + digest_hex:
+                raise FormatError(f"{path}: object {digest_hex[:16]}... does not match its name")
+            objects[digest_hex] = data
+        for digest_hex, data in objects.items():
+            store.backend.put_if_absent(object_key(digest_hex), [memoryview(data)])
+        renamed: dict[str, str] = {}
+        out = []
+        for record in sorted(checked, key=lambda r: r.version):
+            body = dict(record.raw)
+            body["name"] = target
+            body["imported_from"] = f"{record.name}@{record.version}"
+            parent = body.get("parent")
+            body["parent"] = renamed.get(parent, parent) if isinstance(parent, str) else None
+            committed = store._commit(target, body, record.tensors, record.pack, [])
+            renamed[f"{record.name}@{record.version}"] = f"{target}@{committed.version}"
+            tags = body.get("tags") or {}
+            if tags:
+                store.backend.compare_and_swap(
+                    f"tags/{target}/{committed.version}", None, json.dumps(tags).encode()
+                )
+            out.append(committed)
+        aliases = bundle.get("aliases") if isinstance(bundle.get("aliases"), dict) else {}
+        existing = store._aliases_of(target)
+        for alias, version in aliases.items():
+            new = renamed.get(f"{source}@{version}")
+            if new is not None and alias not in existing:
+                try:
+                    store.set_alias(new, alias, expected=None)
+                except AmberError:
+                    pass  # someone set it meanwhile: theirs stands
+    return [store._version(r) for r in out]
