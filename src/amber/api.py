@@ -378,9 +378,7 @@ class AmberFile:
     ) -> None:
         check_verify_mode(verify)
         _check_flags(mmap, writable)
-        self._reader: Any = ContainerReader(
-            path, verify=verify, use_mmap=mmap, writable=writable
-        )
+        self._reader: Any = ContainerReader(path, verify=verify, use_mmap=mmap, writable=writable)
         self._info: FileInfo | None = None
 
     @classmethod
@@ -439,6 +437,8 @@ class AmberFile:
             else:
                 state = self._decode(root, trusted, strict, None, key_list, None)
             return modules.load_into(into, state, str(self._reader.path), key_list)
+        if key_list is not None and prelude is not None:  # entries of a module's state dict
+            root, prelude = prelude, None
         try:
             return self._decode(
                 root, trusted, strict, modules.check_device(device), key_list, prelude
