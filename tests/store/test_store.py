@@ -207,7 +207,7 @@ def test_models_and_search(store: Store) -> None:
     assert [v.spec for v in store.search("fraud")] == ["fraud@1"]
     assert store.search(after="2999-01-01") == []
     assert len(store.search(before="2999-01-01")) == 5
-    with pytest.raises(InvalidArgumentError, match="accuracy>=0.9"):
+    with pytest.raises(InvalidArgumentError, match=r"accuracy>=0\.9"):
         store.search(metrics=["accuracy is high"])
 
 
