@@ -1,5 +1,7 @@
 """The main job, end to end: save numpy weights, inspect, verify, load, check, and show
-that damage is caught. Run with `make demo`."""
+that damage is caught; then train a few models, keep their versions in a fresh local model
+store, promote one to production, diff and compare versions, reload production and predict,
+and show the history. Run with `make demo`."""
 
 from __future__ import annotations
 
@@ -98,6 +100,7 @@ def main() -> None:
         print(f"\na flipped bit is caught on load:\n  {exc}")
     checks["a flipped bit is caught"] = caught
     checks.update(scikit_learn_model())
+    checks.update(model_store())
     if not all(checks.values()):
         sys.exit("demo FAILED")
     print("\ndemo OK")
@@ -137,6 +140,77 @@ def scikit_learn_model() -> dict[str, bool]:
     results["training continues bit-identically after reload"] = all(
         np.array_equal(a, b) for a, b in zip(loaded.coefs_, clf.coefs_, strict=True)
     )
+    for name, ok in results.items():
+        print(f"  [{'ok' if ok else 'FAILED'}] {name}")
+    return results
+
+
+def model_store() -> dict[str, bool]:
+    """Several versions of two models in a fresh local store: metrics, production alias,
+    diff, compare, reload production, history."""
+    import warnings
+
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import train_test_split
+    from sklearn.neural_network import MLPClassifier
+
+    from amber.store import Store
+
+    X, y = load_iris(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0)
+    store = Store(OUT / "store")
+    print(f"\nmodel store at {OUT / 'store'}")
+    for hidden, iterations in ((4, 200), (10, 1000), (32, 2000)):
+        clf = MLPClassifier(hidden_layer_sizes=(hidden,), max_iter=iterations, random_state=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(X_train, y_train)
+        v = store.save(
+            clf,
+            "iris-mlp",
+            metrics={"accuracy": clf.score(X_test, y_test)},
+            tags={"hidden": str(hidden)},
+            message=f"MLP with {hidden} hidden units",
+            input_example=X_test[:5],
+        )
+        print(f"  saved {v.spec}: accuracy {v.metrics['accuracy']:.3f}")
+    for trees in (10, 100):
+        forest = RandomForestClassifier(n_estimators=trees, random_state=0).fit(X_train, y_train)
+        v = store.save(forest, "iris-forest", metrics={"accuracy": forest.score(X_test, y_test)})
+        print(f"  saved {v.spec}: accuracy {v.metrics['accuracy']:.3f}")
+
+    table = store.compare(["iris-mlp@1", "iris-mlp@2", "iris-mlp@3"], X_test, y_test)
+    print("\ncompare on the held-out data:")
+    print("  " + str(table).replace("\n", "\n  "))
+    best = table.best("accuracy")
+    store.set_alias(best, "production")
+    print(f"\nproduction -> {best}")
+    print("\ndiff iris-mlp@1 iris-mlp@2:")
+    print("  " + str(store.diff("iris-mlp@1", "iris-mlp@2")).replace("\n", "\n  "))
+
+    production = store.load("iris-mlp@production")
+    predictions = production.predict(X_test[:5])
+    print(f"\nproduction predicts {predictions.tolist()} for the first 5 test rows")
+    print("\nhistory of iris-mlp:")
+    for v in store.versions("iris-mlp"):
+        print(
+            f"  {v.spec:<12} accuracy {v.metrics['accuracy']:.3f}  parent {v.parent or '-':<12}"
+            f" aliases {','.join(v.aliases) or '-':<11} {v.message}"
+        )
+    print("\nmodels:")
+    for m in store.models():
+        print(f"  {m.name:<12} latest {m.latest}  versions {m.versions}  aliases {m.aliases}")
+    results = {
+        "store: versions numbered 1..3 with lineage": [v.parent for v in store.versions("iris-mlp")]
+        == [None, "iris-mlp@1", "iris-mlp@2"],
+        "store: production reloads and predicts like the saved model": np.array_equal(
+            predictions, store.load(best).predict(X_test[:5])
+        ),
+        "store: every object and record checks out": store.check().ok,
+    }
+    store.close()
     for name, ok in results.items():
         print(f"  [{'ok' if ok else 'FAILED'}] {name}")
     return results

@@ -33,7 +33,7 @@ from amber.store.backend import Backend
 if TYPE_CHECKING:
     import numpy as np
 
-PACK_MIN_BYTES = 1 << 20  # tensors below this size go into the version's pack
+PACK_MIN_BYTES = 64 << 10  # tensors below this size go into the version's pack
 
 
 def object_key(hexdigest: str) -> str:
