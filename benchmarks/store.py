@@ -64,7 +64,7 @@ def scenario(
     rng = np.random.default_rng(seed)
     state = {k: v.copy() for k, v in base.items()}
     chunked = {size: set() for size in CHUNKS}
-    chunk_bytes = {size: 0 for size in CHUNKS}
+    chunk_bytes = dict.fromkeys(CHUNKS, 0)
     with Store(root) as store:
         for i in range(versions):
             if i:
