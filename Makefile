@@ -40,6 +40,8 @@ format: $(VENV)/.installed-test
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.sklearn_models
+	$(BIN)/python -m benchmarks.torch_models
+	$(BIN)/python -m benchmarks.store
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis

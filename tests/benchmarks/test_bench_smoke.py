@@ -80,3 +80,28 @@ def test_missing_peers_are_skipped_with_the_reason(tmp_path: Path) -> None:
     assert "cannot be imported (ImportError: hidden by the test)" in out
     assert "  amber.load verify=full " in out
     assert "N/A" in out
+
+
+def _module(module: str, *args: str) -> str:
+    argv = [sys.executable, "-m", module, *args]
+    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_torch_benchmark_runs(tmp_path: Path) -> None:
+    out = _module("benchmarks.torch_models", "--size-mb", "4", "--repeat", "1")
+    for row in ("amber.save (durable)", "amber.load (verify=off)", "amber.load(into=model)"):
+        assert f"  {row}" in out
+    assert "targets" in out and ("PASS" in out or "FAIL" in out)
+
+
+def test_store_benchmark_runs(tmp_path: Path) -> None:
+    out = _module(
+        "benchmarks.store",
+        *("--size-mb", "4", "--versions", "3", "--repeat", "1", "--listing-versions", "200"),
+        *("--data-dir", str(tmp_path)),
+    )
+    assert "amber store (tensors)" in out and "fixed    64 KiB chunks" in out
+    assert "store.load(name)" in out and "store.versions(one model)" in out
+    assert list(tmp_path.iterdir()) == []
