@@ -42,6 +42,25 @@ def check_verify_mode(verify: object) -> None:
         )
 
 
+def open_regular(path: Path, kind: str) -> tuple[int, int]:
+    """A read-only descriptor of the regular file ``path`` and its size; ReadError saying
+    why not (``kind`` names what the file should be: "an amber file")."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ReadError(2, f"no such file: {path}; check the path") from None
+    except IsADirectoryError:
+        raise ReadError(21, f"{path} is a directory, not {kind}") from None
+    except OSError as exc:
+        raise ReadError(exc.errno, f"cannot open {path}: {exc.strerror}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        what = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise ReadError(22, f"{path} is {what}, not {kind}")
+    return fd, info.st_size
+
+
 def _pread_exact(fd: int, size: int, offset: int, path: Path) -> bytes:
     chunks = []
     remaining = size
@@ -98,20 +117,7 @@ class ContainerReader:
     # -- structure -------------------------------------------------------------------------
 
     def _open(self) -> int:
-        try:
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except FileNotFoundError:
-            raise ReadError(2, f"no such file: {self.path}; check the path") from None
-        except IsADirectoryError:
-            raise ReadError(21, f"{self.path} is a directory, not an amber file") from None
-        except OSError as exc:
-            raise ReadError(exc.errno, f"cannot open {self.path}: {exc.strerror}") from None
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            os.close(fd)
-            what = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-            raise ReadError(22, f"{self.path} is {what}, not an amber file")
-        self.size = info.st_size
+        fd, self.size = open_regular(self.path, "an amber file")
         return fd
 
     def _read_structure(self) -> None:

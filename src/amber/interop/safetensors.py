@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import mmap
 import os
-import stat
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from amber.container import dtypes
 from amber.container.atomic import atomic_file
+from amber.container.reader import open_regular
 from amber.errors import CorruptFileError, FormatError, ReadError, SerializationError
 
 if TYPE_CHECKING:
@@ -228,22 +228,6 @@ def _check_layout(entries: list[_Entry], buffer_size: int) -> None:
         )
 
 
-def _open_regular(path: Path) -> tuple[int, int]:
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise ReadError(2, f"no such file: {path}; check the path") from None
-    except IsADirectoryError:
-        raise ReadError(21, f"{path} is a directory, not a safetensors file") from None
-    except OSError as exc:
-        raise ReadError(exc.errno, f"cannot open {path}: {exc.strerror}") from None
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise ReadError(22, f"{path} is not a regular file")
-    return fd, info.st_size
-
-
 def _pread(fd: int, size: int, offset: int, path: Path) -> bytes:
     chunks = []
     while size:
@@ -315,7 +299,7 @@ def read_safetensors(
     import numpy as np
 
     path = Path(path)
-    fd, size = _open_regular(path)
+    fd, size = open_regular(path, "a safetensors file")
     try:
         entries, metadata, data_start = read_header(fd, size, path)
         np_dtypes = {e.dtype: dtypes.to_numpy(e.dtype) for e in entries}

@@ -123,22 +123,29 @@ class LocalBackend(Backend):
                 with contextlib.suppress(OSError):
                     data.unlink()
             return False
-        tmp = None
         try:
-            tmp = self._write_temporary(data)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                return False
-            fsync_directory(path.parent)
-            return True
+            return self._install(data, path, replace=False)
         except OSError as exc:
             raise store_error("write", path, exc) from None
+
+    def _install(self, data: Data, path: Path, *, replace: bool) -> bool:
+        """Write ``data`` to a temporary file, then put it at ``path``: by ``link``, which
+        fails if ``path`` exists (create-only), or by ``rename`` over it."""
+        tmp = self._write_temporary(data)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if replace:
+                os.replace(tmp, path)
+            else:
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    return False
+            fsync_directory(path.parent)
+            return True
         finally:
-            if tmp is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)  # after a link; already gone after a rename
 
     @contextlib.contextmanager
     def _locked(self, key: str) -> Iterator[None]:
@@ -160,17 +167,9 @@ class LocalBackend(Backend):
                     current = None
                 if current != expected:
                     return False
-                if new is None:
-                    path.unlink()
-                else:
-                    tmp = self._write_temporary(new)
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    try:
-                        os.replace(tmp, path)
-                    except BaseException:
-                        with contextlib.suppress(OSError):
-                            os.unlink(tmp)
-                        raise
+                if new is not None:
+                    return self._install(new, path, replace=True)
+                path.unlink()
                 fsync_directory(path.parent)
                 return True
         except OSError as exc:
