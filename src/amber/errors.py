@@ -19,6 +19,7 @@ __all__ = [
     "SerializationError",
     "StateDictMismatch",
     "StoreError",
+    "StoreIndexWarning",
     "TensorNotFoundError",
     "UnsupportedVersionError",
     "UntrustedTypeError",
@@ -96,6 +97,11 @@ class EnvironmentMismatchWarning(UserWarning):
 
 class StoreError(AmberError):
     """A model store operation failed."""
+
+
+class StoreIndexWarning(UserWarning):
+    """A change was committed to storage but the store's index could not follow; the index
+    is rebuilt with ``amber store reindex`` (or ``Store.check(repair=True)``)."""
 
 
 class VersionNotFound(StoreError, LookupError):

@@ -144,22 +144,20 @@ class Index:
         db.execute("DELETE FROM versions WHERE name = ? AND version = ?", (name, version))
         db.execute("DELETE FROM metrics WHERE name = ? AND version = ?", (name, version))
 
-    def set_tags(self, name: str, version: int, tags: dict[str, str]) -> None:
-        with self.transaction() as db:
-            db.execute(
-                "UPDATE versions SET tags = ? WHERE name = ? AND version = ?",
-                (json.dumps(tags), name, version),
-            )
+    def set_tags(self, db: sqlite3.Connection, name: str, version: int, tags: dict) -> None:
+        db.execute(
+            "UPDATE versions SET tags = ? WHERE name = ? AND version = ?",
+            (json.dumps(tags), name, version),
+        )
 
-    def set_alias(self, name: str, alias: str, version: int | None) -> None:
-        with self.transaction() as db:
-            if version is None:
-                db.execute("DELETE FROM aliases WHERE name = ? AND alias = ?", (name, alias))
-            else:
-                db.execute(
-                    "INSERT OR REPLACE INTO aliases (name, alias, version) VALUES (?, ?, ?)",
-                    (name, alias, version),
-                )
+    def set_alias(self, db: sqlite3.Connection, name: str, alias: str, version: int | None) -> None:
+        if version is None:
+            db.execute("DELETE FROM aliases WHERE name = ? AND alias = ?", (name, alias))
+        else:
+            db.execute(
+                "INSERT OR REPLACE INTO aliases (name, alias, version) VALUES (?, ?, ?)",
+                (name, alias, version),
+            )
 
     def clear(self, db: sqlite3.Connection) -> None:
         for table in ("versions", "metrics", "aliases"):

@@ -19,6 +19,7 @@ import math
 import os
 import socket
 import tempfile
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,6 +31,7 @@ from amber.errors import (
     FormatError,
     InvalidArgumentError,
     StoreError,
+    StoreIndexWarning,
     VersionNotFound,
 )
 from amber.store import records
@@ -435,11 +437,25 @@ class Store:
             raw = records.encode(body)
             if self.backend.put_if_absent(records.version_key(name, number), raw):
                 record = records.decode(raw, name, number)
-                with self.index.transaction() as db:
-                    self.index.add_version(db, self._index_row(record, body["tags"]))
+                row = self._index_row(record, body["tags"])
+                self._follow(record, lambda db, row=row: self.index.add_version(db, row))
                 return record
             number += 1  # another writer took it
         raise StoreError(f"could not allocate a version number for {name!r}")
+
+    def _follow(self, record: records.Record, change: Any) -> None:
+        """Apply ``change(db)`` to the index after a committed change to storage. The
+        change stands even when the index fails (it is derived data): warn instead."""
+        try:
+            with self.index.transaction() as db:
+                change(db)
+        except StoreError as exc:
+            warnings.warn(
+                f"{record.name}@{record.version} is saved, but the index could not be "
+                f"updated ({exc}); listings may miss it until `amber store reindex`",
+                StoreIndexWarning,
+                stacklevel=3,
+            )
 
     # -- loading and reading ---------------------------------------------------------------
 
@@ -582,7 +598,9 @@ class Store:
                 }
             ).encode()
             if self.backend.compare_and_swap(key, current, doc):
-                self.index.set_alias(record.name, alias, record.version)
+                self._follow(
+                    record, lambda db: self.index.set_alias(db, record.name, alias, record.version)
+                )
                 return self._version(record)
             if not force:
                 raise AliasConflict(
@@ -599,7 +617,8 @@ class Store:
             raise VersionNotFound(f"{name} has no alias {alias!r}")
         if not self.backend.compare_and_swap(f"refs/{name}/{alias}", current, None):
             raise AliasConflict(f"{name}@{alias} changed while removing it; nothing was changed")
-        self.index.set_alias(name, alias, None)
+        with self.index.transaction() as db:
+            self.index.set_alias(db, name, alias, None)
 
     def aliases(self, name: str) -> dict[str, int]:
         """``{alias: version}`` of a model, ``latest`` included."""
@@ -622,7 +641,12 @@ class Store:
             for gone in remove:
                 updated.pop(gone, None)
             if self.backend.compare_and_swap(key, current_raw, json.dumps(updated).encode()):
-                self.index.set_tags(record.name, record.version, updated)
+                self._follow(
+                    record,
+                    lambda db, tags=updated: self.index.set_tags(
+                        db, record.name, record.version, tags
+                    ),
+                )
                 return self._version(record)
         raise StoreError(f"tags of {record.name}@{record.version} keep changing; try again")
 
@@ -649,7 +673,9 @@ class Store:
         for alias in pointing:
             current, _ = self._ref(record.name, alias)
             self.backend.compare_and_swap(f"refs/{record.name}/{alias}", current, None)
-            self.index.set_alias(record.name, alias, None)
+            self._follow(
+                record, lambda db, alias=alias: self.index.set_alias(db, record.name, alias, None)
+            )
         key = records.version_key(record.name, record.version)
         current = self.backend.get(key)
         tombstone = records.encode(
@@ -666,8 +692,7 @@ class Store:
         if current is None or not self.backend.compare_and_swap(key, current, tombstone):
             raise StoreError(f"{record.name}@{record.version} changed while deleting it")
         self.backend.delete(f"tags/{record.name}/{record.version}")
-        with self.index.transaction() as db:
-            self.index.remove_version(db, record.name, record.version)
+        self._follow(record, lambda db: self.index.remove_version(db, record.name, record.version))
 
     # -- maintenance, transfer, comparison (in their own modules) ---------------------------
 
