@@ -49,7 +49,8 @@ def test_cli_examples_run(tmp_path: Path) -> None:
 def test_documentation_examples_run(tmp_path: Path) -> None:
     """The Python examples of the user guide and the security page run as written."""
     docs = README.parent / "docs"
-    for page in ("saving-models.md", "security.md", "pytorch.md", "interop.md", "store.md"):
+    pages = ("saving-models.md", "security.md", "pytorch.md", "interop.md", "store.md")
+    for page in (*pages, "boosters.md"):
         blocks = re.findall(r"```python\n(.*?)```", (docs / page).read_text(), flags=re.S)
         assert blocks, page
         folder = tmp_path / page

@@ -49,8 +49,10 @@ def current(modules: Iterable[str] = ()) -> dict[str, Any]:
     import names of the classes and functions a file refers to), plus the platform."""
     packages = {"amber": __version__, "numpy": package_version("numpy")}
     for module in sorted(set(modules) - _NOT_PACKAGES):
+        # The imported module's own version first: the distribution may be named otherwise
+        # (xgboost-cpu installs xgboost).
         name = distribution(module)
-        packages[name] = package_version(name)
+        packages[name] = installed_version(name)
     return {
         "python": platform.python_version(),
         "implementation": sys.implementation.name,

@@ -105,3 +105,18 @@ def test_store_benchmark_runs(tmp_path: Path) -> None:
     assert "amber store (tensors)" in out and "fixed    64 KiB chunks" in out
     assert "store.load(name)" in out and "store.versions(one model)" in out
     assert list(tmp_path.iterdir()) == []
+
+
+def test_boosters_benchmark_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.boosters", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for heading in ("xgboost (10 trees)", "lightgbm (10 trees)", "targets"):
+        assert heading in result.stdout
+    for row in ("native", "amber", "pickle"):
+        assert f"  {row} " in result.stdout

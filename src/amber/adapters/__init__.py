@@ -1,6 +1,6 @@
 """One module per family of types. Each registers, at import, only names and lazy loaders:
 no framework is imported until a file or an object needs it."""
 
-from amber.adapters import builtin, numpy, scipy, sklearn, torch
+from amber.adapters import builtin, lightgbm, numpy, scipy, sklearn, torch, xgboost
 
-__all__ = ["builtin", "numpy", "scipy", "sklearn", "torch"]
+__all__ = ["builtin", "lightgbm", "numpy", "scipy", "sklearn", "torch", "xgboost"]

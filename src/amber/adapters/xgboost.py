@@ -1,0 +1,493 @@
+"""XGBoost: ``xgboost.Booster`` and the scikit-learn wrappers (``XGBClassifier``,
+``XGBRegressor``, ``XGBRanker``, ``XGBRFClassifier``, ``XGBRFRegressor``).
+
+A booster is stored as XGBoost's own UBJSON model (``save_raw("ubj")``); a wrapper as its
+parameters, its booster and its other fitted attributes. XGBoost's C++ UBJSON reader and
+predictor trust the model: a truncated buffer makes the reader run past its end, and a
+split on a feature index beyond the model's makes prediction read out of bounds. The
+UBJSON is therefore parsed here in full, with limits, and the model checked (array sizes,
+child links, feature, category and output-group indices) before XGBoost sees it.
+
+The wrapper helpers at the end are shared with the LightGBM adapter.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from amber.errors import FormatError, SerializationError
+from amber.graph.constructors import Constructor, register, register_validator
+from amber.graph.trust import REGISTRY
+
+BOOSTER = "xgboost.core:Booster"
+WRAPPERS = (
+    "xgboost.sklearn:XGBModel",
+    "xgboost.sklearn:XGBClassifier",
+    "xgboost.sklearn:XGBRegressor",
+    "xgboost.sklearn:XGBRanker",
+    "xgboost.sklearn:XGBRFClassifier",
+    "xgboost.sklearn:XGBRFRegressor",
+)
+
+# -- UBJSON ------------------------------------------------------------------------------------
+
+_SCALARS = {
+    "i": (">b", 1),
+    "U": (">B", 1),
+    "I": (">h", 2),
+    "l": (">i", 4),
+    "L": (">q", 8),
+    "d": (">f", 4),
+    "D": (">d", 8),
+}
+_MAX_DEPTH = 32
+
+
+def _bad(message: str) -> FormatError:
+    return FormatError(f"XGBoost model in the file is malformed: {message}")
+
+
+class _Reader:
+    """A strict UBJSON reader: every length checked against the bytes left, no trailing
+    bytes, typed numeric arrays returned as (zero-copy, big-endian) numpy arrays."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        end = self.pos + n
+        if n < 0 or end > len(self.data):
+            raise _bad("it is truncated")
+        out = self.data[self.pos : end]
+        self.pos = end
+        return out
+
+    def marker(self) -> str:
+        return chr(self.take(1)[0])
+
+    def integer(self, marker: str) -> int:
+        if marker not in "iUIlL":
+            raise _bad(f"expected an integer, found marker {marker!r}")
+        fmt, size = _SCALARS[marker]
+        return struct.unpack(fmt, self.take(size))[0]
+
+    def count(self) -> int:
+        n = self.integer(self.marker())
+        if n < 0 or n > len(self.data) - self.pos:
+            raise _bad("a length is larger than the data left")
+        return n
+
+    def text(self) -> str:
+        try:
+            return self.take(self.count()).decode("utf-8")
+        except UnicodeDecodeError:
+            raise _bad("a string is not UTF-8") from None
+
+    def value(self, marker: str, depth: int) -> Any:
+        if marker in _SCALARS:
+            fmt, size = _SCALARS[marker]
+            return struct.unpack(fmt, self.take(size))[0]
+        if marker == "S":
+            return self.text()
+        if marker in "TFZ":
+            return {"T": True, "F": False, "Z": None}[marker]
+        if marker in "[{":
+            if depth >= _MAX_DEPTH:
+                raise _bad("it nests too deep")
+            return self.container(marker == "{", depth + 1)
+        raise _bad(f"unexpected marker {marker!r}")
+
+    def container(self, is_object: bool, depth: int) -> Any:
+        typed = count = None
+        if self.data[self.pos : self.pos + 1] == b"$":
+            self.pos += 1
+            typed = self.marker()
+            if self.data[self.pos : self.pos + 1] != b"#":
+                raise _bad("a typed container lacks its count")
+        if self.data[self.pos : self.pos + 1] == b"#":
+            self.pos += 1
+            count = self.count()
+        if not is_object and typed in _SCALARS and count is not None:
+            import numpy as np
+
+            fmt, size = _SCALARS[typed]
+            return np.frombuffer(self.take(count * size), dtype=fmt)
+        if typed is not None and typed not in _SCALARS and typed not in "S[{":
+            raise _bad(f"unexpected container type {typed!r}")
+        out: Any = {} if is_object else []
+        while True:
+            if count is not None and len(out) == count:
+                return out
+            closing = b"}" if is_object else b"]"
+            if count is None and self.data[self.pos : self.pos + 1] == closing:
+                self.pos += 1
+                return out
+            if is_object:
+                key = self.text()
+                if key in out:
+                    raise _bad(f"key {key[:40]!r} appears twice")
+                out[key] = self.value(typed or self.marker(), depth)
+            else:
+                out.append(self.value(typed or self.marker(), depth))
+
+
+def parse_ubjson(data: bytes) -> Any:
+    """The value in ``data``, which must hold exactly one UBJSON value."""
+    reader = _Reader(data)
+    value = reader.value(reader.marker(), 0)
+    if reader.pos != len(data):
+        raise _bad("bytes follow the model")
+    return value
+
+
+# -- the model ---------------------------------------------------------------------------------
+
+_TREE_ARRAYS = {
+    "left_children": "i",
+    "right_children": "i",
+    "parents": "i",
+    "split_indices": "i",
+    "split_conditions": "f",
+    "default_left": "u",
+    "split_type": "u",
+    "base_weights": "f",
+    "loss_changes": "f",
+    "sum_hessian": "f",
+}
+_CATEGORY_ARRAYS = ("categories", "categories_nodes", "categories_segments", "categories_sizes")
+# XGBoost stores category codes as floats: beyond 2**24 they are not exact, and the
+# predictor sizes a bitset by the largest one.
+_MAX_CATEGORY = 2**24
+
+
+def _get(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(obj, dict) or key not in obj or not isinstance(obj[key], kind):
+        raise _bad(f"{where}.{key} is missing or has the wrong type")
+    return obj[key]
+
+
+def _number(text: Any, where: str, low: int = 0, high: int = 2**31 - 1) -> int:
+    """XGBoost writes its model parameters as decimal strings."""
+    if not isinstance(text, str) or not text.isdigit() or not low <= int(text) <= high:
+        raise _bad(f"{where} must be an integer in [{low}, {high}]")
+    return int(text)
+
+
+def _int_array(value: Any, where: str) -> Any:
+    import numpy as np
+
+    if isinstance(value, list) and all(type(v) is int for v in value):
+        return np.array(value, dtype=np.int64)
+    if isinstance(value, np.ndarray) and value.dtype.kind in "iu":
+        return value.astype(np.int64)
+    raise _bad(f"{where} must be an integer array")
+
+
+def _check_tree(tree: Any, index: int, n_features: int) -> None:
+    import numpy as np
+
+    where = f"tree {index}"
+    param = _get(tree, "tree_param", dict, where)
+    n = _number(param.get("num_nodes"), f"{where} num_nodes", 1)
+    if _number(param.get("size_leaf_vector"), f"{where} size_leaf_vector") > 1:
+        raise _bad("multi-output trees are not supported by amber yet")
+    if _number(param.get("num_feature"), f"{where} num_feature") != n_features:
+        raise _bad(f"{where} num_feature differs from the model's")
+    if _get(tree, "id", int, where) != index:
+        raise _bad(f"{where} has id {tree['id']}")
+    arrays = {}
+    for key, kind in _TREE_ARRAYS.items():
+        array = _get(tree, key, np.ndarray, where)
+        if array.shape != (n,) or array.dtype.kind != kind:
+            raise _bad(f"{where}.{key} must hold {n} values")
+        arrays[key] = array
+    left = arrays["left_children"].astype(np.int64)
+    right = arrays["right_children"].astype(np.int64)
+    leaf = left == -1
+    if not np.array_equal(leaf, right == -1):
+        raise _bad(f"{where} has a node with one child")
+    nodes = np.arange(n)[~leaf]
+    for child in (left[~leaf], right[~leaf]):
+        # Children after their parent (no cycle) and inside the tree.
+        if np.any((child <= nodes) | (child >= n)):
+            raise _bad(f"{where} has a child link outside the tree or backwards")
+    # Every node but the root is the child of exactly one node, and its parent link (which
+    # XGBoost follows too) names that node.
+    children = np.concatenate([left[~leaf], right[~leaf]])
+    if children.size != n - 1 or np.unique(children).size != n - 1:
+        raise _bad(f"{where} is not a tree: a node has no parent or several")
+    parents = arrays["parents"].astype(np.int64)
+    if parents[0] not in (-1, 2**31 - 1) or not np.array_equal(
+        parents[children], np.concatenate([nodes, nodes])
+    ):
+        raise _bad(f"{where} has parent links that do not match its children")
+    feature = arrays["split_indices"][~leaf]
+    if np.any((feature < 0) | (feature >= n_features)):
+        raise _bad(f"{where} splits on a feature outside the model's {n_features}")
+    split_type = arrays["split_type"]
+    if np.any(split_type > 1) or np.any(split_type[leaf] != 0):
+        raise _bad(f"{where} has an unknown split type")
+    categories, cat_nodes, segments, sizes = (
+        _int_array(_get(tree, key, (list, np.ndarray), where), where) for key in _CATEGORY_ARRAYS
+    )
+    if not (cat_nodes.shape == segments.shape == sizes.shape):
+        raise _bad(f"{where} categorical arrays differ in length")
+    if not np.array_equal(np.sort(cat_nodes), np.flatnonzero(split_type == 1)):
+        raise _bad(f"{where} categorical nodes do not match the split types")
+    if np.any((segments < 0) | (sizes < 0) | (segments + sizes > categories.size)):
+        raise _bad(f"{where} category segments outside the categories")
+    if np.any((categories < 0) | (categories >= _MAX_CATEGORY)):
+        raise _bad(f"{where} category codes out of range")
+
+
+def _check_encoder(cats: Any, n_features: int) -> None:
+    """The category recoding tables (pandas categories seen at training)."""
+    import numpy as np
+
+    enc = _get(cats, "enc", list, "cats")
+    segments = _int_array(_get(cats, "feature_segments", (list, np.ndarray), "cats"), "cats")
+    order = _int_array(_get(cats, "sorted_idx", (list, np.ndarray), "cats"), "cats")
+    if not enc and segments.size == 0 and order.size == 0:
+        return
+    if len(enc) != n_features or segments.shape != (n_features + 1,):
+        raise _bad("category tables do not match the features")
+    if segments[0] != 0 or np.any(np.diff(segments) < 0) or segments[-1] != order.size:
+        raise _bad("category feature segments are inconsistent")
+    for feature, entry in enumerate(enc):
+        values = _get(entry, "values", np.ndarray, f"cats.enc[{feature}]")
+        size = int(segments[feature + 1] - segments[feature])
+        if "offsets" in entry:  # strings: offsets into UTF-8 bytes
+            offsets = _int_array(entry["offsets"], "cats offsets")
+            if set(entry) != {"offsets", "values"}:
+                raise _bad("unexpected category table keys")
+            if offsets.size == 0 and values.size == 0:
+                count = 0
+            elif (
+                offsets[0] != 0
+                or np.any(np.diff(offsets) < 0)
+                or offsets[-1] != values.size
+                or values.dtype.itemsize != 1
+            ):
+                raise _bad(f"category strings of feature {feature} are inconsistent")
+            else:
+                count = offsets.size - 1
+        else:
+            if set(entry) != {"type", "values"} or type(entry["type"]) is not int:
+                raise _bad("unexpected category table keys")
+            count = values.size
+        if count != size:
+            raise _bad(f"feature {feature} has {count} categories, its segment {size}")
+        part = order[segments[feature] : segments[feature + 1]]
+        if not np.array_equal(np.sort(part), np.arange(size)):
+            raise _bad(f"category order of feature {feature} is not a permutation")
+
+
+def _check_gbtree(model: Any, n_features: int, groups: int, where: str) -> None:
+    import numpy as np
+
+    trees = _get(model, "trees", list, where)
+    param = _get(model, "gbtree_model_param", dict, where)
+    if _number(param.get("num_trees"), "num_trees") != len(trees):
+        raise _bad("num_trees differs from the trees stored")
+    _number(param.get("num_parallel_tree"), "num_parallel_tree", 1)
+    info = _int_array(_get(model, "tree_info", (list, np.ndarray), where), "tree_info")
+    if info.shape != (len(trees),) or np.any((info < 0) | (info >= groups)):
+        # The predictor adds each tree's output into column tree_info[i].
+        raise _bad("tree_info names an output group outside the model")
+    indptr = _int_array(_get(model, "iteration_indptr", (list, np.ndarray), where), "indptr")
+    if (
+        indptr.size == 0
+        or indptr[0] != 0
+        or indptr[-1] != len(trees)
+        or np.any(np.diff(indptr) < 0)
+    ):
+        raise _bad("iteration_indptr is inconsistent with the trees")
+    for index, tree in enumerate(trees):
+        _check_tree(tree, index, n_features)
+    if "cats" in model:
+        _check_encoder(model["cats"], n_features)
+
+
+def check_model(data: bytes) -> dict[str, int]:
+    """Refuse (FormatError) an XGBoost UBJSON model that XGBoost could misread.
+
+    Returns ``num_feature``, ``num_class`` and ``num_target`` for the wrapper checks.
+    """
+    import numpy as np
+
+    model = parse_ubjson(data)
+    learner = _get(model, "learner", dict, "model")
+    _get(model, "version", (list, np.ndarray), "model")
+    param = _get(learner, "learner_model_param", dict, "learner")
+    n_features = _number(param.get("num_feature"), "num_feature", 0, 10**8)
+    num_class = _number(param.get("num_class"), "num_class", 0, 10**6)
+    num_target = _number(param.get("num_target", "1"), "num_target", 1, 10**6)
+    groups = max(num_class, num_target, 1)
+    base = param.get("base_score")
+    if not isinstance(base, str) or len(base) > 64 * groups + 16:
+        raise _bad("base_score is malformed")
+    if base.startswith("[") and (not base.endswith("]") or base.count(",") + 1 not in (1, groups)):
+        raise _bad("base_score does not match the output groups")
+    for key in ("feature_names", "feature_types"):
+        names = learner.get(key, [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise _bad(f"{key} must be a list of strings")
+        if names and len(names) != n_features:
+            raise _bad(f"{key} must name the model's {n_features} features")
+    attributes = learner.get("attributes", {})
+    if not isinstance(attributes, dict) or not all(isinstance(v, str) for v in attributes.values()):
+        raise _bad("attributes must map names to strings")
+    objective = _get(learner, "objective", dict, "learner")
+    _get(objective, "name", str, "objective")
+    booster = _get(learner, "gradient_booster", dict, "learner")
+    name = _get(booster, "name", str, "gradient_booster")
+    if name == "gbtree":
+        _check_gbtree(_get(booster, "model", dict, "gbtree"), n_features, groups, "gbtree")
+    elif name == "dart":
+        inner = _get(booster, "gbtree", dict, "dart")
+        trees_model = _get(inner, "model", dict, "dart")
+        _check_gbtree(trees_model, n_features, groups, "dart")
+        weights = _get(booster, "weight_drop", (list, np.ndarray), "dart")
+        if len(weights) != len(trees_model["trees"]):
+            raise _bad("dart weight_drop does not match the trees")
+    elif name == "gblinear":
+        weights = _get(_get(booster, "model", dict, "gblinear"), "weights", np.ndarray, "gblinear")
+        if weights.shape != ((n_features + 1) * groups,) or weights.dtype.kind != "f":
+            raise _bad("gblinear weights do not match the features and groups")
+    else:
+        raise _bad(f"unknown booster {name[:40]!r}")
+    return {"num_feature": n_features, "num_class": num_class, "num_target": num_target}
+
+
+# -- the booster -------------------------------------------------------------------------------
+
+
+def _booster_state(booster: Any) -> dict[str, Any]:
+    raw = bytes(booster.save_raw("ubj"))
+    try:
+        check_model(raw)  # what the loader will insist on, checked while the user is here
+    except FormatError as exc:
+        raise SerializationError(f"amber cannot save this XGBoost model safely: {exc}") from None
+    return {"ubj": raw}
+
+
+def _booster(cls: type, state: Any) -> Any:
+    if not isinstance(state, dict) or set(state) != {"ubj"} or not isinstance(state["ubj"], bytes):
+        raise FormatError("an XGBoost booster is stored as {'ubj': bytes}")
+    check_model(state["ubj"])
+    booster = cls()
+    booster.load_model(bytearray(state["ubj"]))
+    return booster
+
+
+# -- scikit-learn wrappers (XGBoost and LightGBM) ----------------------------------------------
+
+_CONTAINERS = (list, tuple, set, frozenset)
+
+
+def refuse_callables(value: Any, where: str, error: type[Exception] = SerializationError) -> None:
+    """Raise ``error`` naming the first callable inside ``value`` (dicts and sequences are
+    searched): custom objectives, metrics and callbacks are code, which amber never saves."""
+    if callable(value) or _is_callback(value):
+        raise error(
+            f"cannot save {where}: it is code ({value!r}), a function or callback; amber "
+            "stores data, never code. Save the model without it (set_params(...=None) after "
+            "fitting) and pass it again after loading"
+        )
+    if isinstance(value, dict):
+        for key, item in value.items():
+            refuse_callables(item, f"{where}[{key!r}]", error)
+    elif isinstance(value, _CONTAINERS):
+        for i, item in enumerate(value):
+            refuse_callables(item, f"{where}[{i}]", error)
+
+
+def _is_callback(value: Any) -> bool:
+    """XGBoost's training callbacks are objects, not functions, but code all the same."""
+    return any(
+        cls.__name__ == "TrainingCallback" and cls.__module__ == "xgboost.callback"
+        for cls in type(value).__mro__
+    )
+
+
+def wrapper_encode(model: Any) -> dict[str, Any]:
+    """Parameters (``get_params``), the booster, and every other instance attribute."""
+    name = type(model).__name__
+    params = model.get_params(deep=False)
+    for key, value in params.items():
+        refuse_callables(value, f"{name} parameter {key!r}")
+    # Attributes __init__ sets from the parameters are rebuilt by calling it; "kwargs"
+    # (XGBoost) and "_other_params" (LightGBM) hold the extra parameters.
+    skip = {*params, "_Booster", "kwargs", "_other_params"}
+    fitted = {k: v for k, v in vars(model).items() if k not in skip}
+    for key, value in fitted.items():
+        refuse_callables(value, f"{name} attribute {key!r}")
+    return {"params": params, "booster": getattr(model, "_Booster", None), "fitted": fitted}
+
+
+def wrapper_decode(cls: type, state: Any) -> Any:
+    """Call the class with the parameters, then restore the booster and fitted attributes.
+
+    Attribute names may not shadow anything the class defines (methods, properties): a
+    file could otherwise replace ``predict`` on the instance.
+    """
+    if not isinstance(state, dict) or set(state) != {"params", "booster", "fitted"}:
+        raise FormatError(f"a {cls.__name__} is stored as params, booster and fitted")
+    params, fitted = state["params"], state["fitted"]
+    for part in (params, fitted):
+        if not isinstance(part, dict) or not all(
+            type(k) is str and k.isidentifier() and not k.startswith("__") for k in part
+        ):
+            raise FormatError(f"{cls.__name__} params and attributes must be plain names")
+    refuse_callables(params, f"{cls.__name__} params", error=FormatError)
+    refuse_callables(fitted, f"{cls.__name__} attributes", error=FormatError)
+    for key in fitted:
+        if key in params or hasattr(cls, key) or key in ("kwargs", "_other_params", "_Booster"):
+            raise FormatError(f"{cls.__name__} attribute {key!r} is not a fitted attribute")
+    booster = state["booster"]
+    expected = _booster_class(cls)
+    if booster is not None and type(booster) is not expected:
+        raise FormatError(f"{cls.__name__} needs a {expected.__qualname__}, got {type(booster)}")
+    model = cls(**params)
+    for key, value in fitted.items():
+        setattr(model, key, value)
+    if booster is not None:
+        model._Booster = booster
+    return model
+
+
+def _booster_class(cls: type) -> type:
+    if cls.__module__.startswith("lightgbm"):
+        import lightgbm
+
+        return lightgbm.Booster
+    import xgboost
+
+    return xgboost.Booster
+
+
+def _check_wrapper(model: Any) -> None:
+    """A classifier's class count must match its booster's outputs."""
+    booster = getattr(model, "_Booster", None)
+    if booster is None:
+        return
+    import json
+
+    from sklearn.base import is_classifier
+
+    if not is_classifier(model):
+        return
+    config = json.loads(booster.save_config())
+    num_class = int(config["learner"]["learner_model_param"]["num_class"])
+    n_classes = getattr(model, "n_classes_", None)
+    if type(n_classes) is not int or n_classes != max(num_class, 2):
+        raise ValueError(f"n_classes_ {n_classes!r} does not match the booster ({num_class})")
+
+
+REGISTRY.add_types([BOOSTER, *WRAPPERS])
+register(BOOSTER, Constructor(_booster_state, _booster))
+for _name in WRAPPERS:
+    register(_name, Constructor(wrapper_encode, wrapper_decode))
+    register_validator(_name, _check_wrapper)
