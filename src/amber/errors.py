@@ -10,6 +10,7 @@ __all__ = [
     "AliasConflict",
     "AmberError",
     "CorruptFileError",
+    "DurabilityWarning",
     "EnvironmentMismatch",
     "EnvironmentMismatchWarning",
     "FormatError",
@@ -97,6 +98,11 @@ class EnvironmentMismatchWarning(UserWarning):
 
 class StoreError(AmberError):
     """A model store operation failed."""
+
+
+class DurabilityWarning(UserWarning):
+    """A write took effect but could not be made durable (fsync failed): it may not survive
+    a power loss."""
 
 
 class StoreIndexWarning(UserWarning):

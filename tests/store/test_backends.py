@@ -229,18 +229,7 @@ def test_compare_and_swap(backend: Backend) -> None:
     assert backend.compare_and_swap("ref", None, b"x") is False  # b"" is not absent
 
 
-def test_compare_and_swap_absent_to_absent(
-    backend: Backend, request: pytest.FixtureRequest
-) -> None:
-    if isinstance(backend, LocalBackend):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="LocalBackend.compare_and_swap(key, None, None) on an absent key "
-                "calls path.unlink() unguarded and raises StoreError (ENOENT) where "
-                "MemoryBackend returns True",
-            )
-        )
+def test_compare_and_swap_absent_to_absent(backend: Backend) -> None:
     assert backend.compare_and_swap("nothing", None, None) is True
     assert backend.get("nothing") is None
 

@@ -172,11 +172,6 @@ def test_non_string_names_are_refused(store: Store, bad: Any) -> None:
             call(bad)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Store.resolve() parses only str specs and uses anything else as a parsed Spec: "
-    "load(None)/get(7)/set_alias(None, ...) raise AttributeError, not InvalidArgumentError",
-)
 @pytest.mark.parametrize("bad", NON_STRINGS, ids=repr)
 def test_non_string_specs_are_refused(store: Store, bad: Any) -> None:
     for call in (store.load, store.get, lambda s: store.set_alias(s, "staging")):
@@ -415,12 +410,6 @@ def test_a_file_without_an_object_graph(store: Store, tmp_path: Path) -> None:
     assert "no amber object graph" in str(error)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="import_bundle checks objects against their names but never that a pack is an "
-    "amber container holding the record's tensors: a hostile bundle imports a version that "
-    "cannot be loaded",
-)
 def test_a_pack_that_is_not_a_container(
     store: Store, exported: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -434,11 +423,6 @@ def test_a_pack_that_is_not_a_container(
     refused(store, lambda: store.import_bundle(path))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="import_bundle never checks a record's tensor entry (shape, nbytes) against the "
-    "size of the object it names: the imported version fails to load (CorruptFileError)",
-)
 def test_a_tensor_entry_that_does_not_fit_its_object(
     store: Store, exported: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -452,12 +436,6 @@ def test_a_tensor_entry_that_does_not_fit_its_object(
     refused(store, lambda: store.import_bundle(path))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="import_bundle accepts a record whose 'version' is not an int (records.decode "
-    "compares it to itself); sorting the records then raises a bare TypeError after every "
-    "object was written, leaving orphan objects",
-)
 def test_a_record_with_a_version_that_is_not_a_number(
     store: Store, exported: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -214,12 +214,6 @@ def test_reordered_alias_moves_storage_keeps_the_last(tmp_path: Path) -> None:
     assert json.loads(store.backend.get(ALIAS_KEY) or b"{}")["previous"] == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="set_alias writes the index with the version it swapped in, after the swap and "
-    "without ordering: a move that swaps first but indexes last leaves the index alias "
-    "stale (versions()/models()/search() show production on @2 while storage has @3)",
-)
 def test_reordered_alias_moves_index_keeps_the_last(tmp_path: Path) -> None:
     store = _reordered_moves(tmp_path)
     assert [v.aliases for v in store.versions(NAME)] == [(), (), ("production",)]
@@ -347,12 +341,6 @@ def test_gc_between_writing_objects_and_committing_a_save(tmp_path: Path) -> Non
     assert store.check().ok
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="import_bundle: put_if_absent of an object that exists does not refresh it, and "
-    "_commit(..., items=[]) cannot write back an object a gc removed meanwhile, so the "
-    "imported version references a missing object",
-)
 def test_gc_between_writing_objects_and_committing_an_import(tmp_path: Path) -> None:
     source = Store(tmp_path / "source")
     source.save(payload(1, 1), "g")
@@ -376,12 +364,6 @@ def test_gc_between_writing_objects_and_committing_an_import(tmp_path: Path) -> 
 # -- the index under concurrency -----------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reindex reads storage before its index transaction: a version committed in "
-    "between is dropped from the index (Store() runs this reindex when it opens a store "
-    "whose index is empty while another process saves)",
-)
 def test_reindex_racing_a_save(tmp_path: Path) -> None:
     root = tmp_path / "store"
     writer = Store(root)

@@ -14,11 +14,12 @@ import errno
 import fcntl
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 from amber.container.atomic import fsync_directory
-from amber.errors import StoreError
+from amber.errors import DurabilityWarning, StoreError
 from amber.store.backend import Backend, Data, Stat, check_key
 
 TMP = "tmp"
@@ -141,21 +142,55 @@ class LocalBackend(Backend):
                     os.link(tmp, path)
                 except FileExistsError:
                     return False
-            fsync_directory(path.parent)
+            self._sync_directory(path)
             return True
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)  # after a link; already gone after a rename
 
-    @contextlib.contextmanager
-    def _locked(self, key: str) -> Iterator[None]:
-        lock = self.root / LOCKS / (key.replace("/", "%") + ".lock")
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    @staticmethod
+    def _sync_directory(path: Path) -> None:
+        """After a blob is in place: it is visible, so the change stands whatever happens
+        here; a failure to make it durable is a warning, not an error (an error would tell
+        the caller nothing was written, and a retry would write it twice)."""
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
+            fsync_directory(path.parent)
+        except OSError as exc:
+            warnings.warn(
+                f"{path} is written but its folder could not be synced "
+                f"({exc.strerror or exc}); it may not survive a power loss",
+                DurabilityWarning,
+                stacklevel=4,
+            )
+
+    def _lock_path(self, key: str) -> Path:
+        return self.root / LOCKS / (key.replace("/", "%") + ".lock")
+
+    @contextlib.contextmanager
+    def _locked(self, key: str, *, drop: bool = False) -> Iterator[None]:
+        """Hold the lock of ``key``. ``drop``: remove the lock file before releasing it
+        (when the key itself is gone), so locks/ does not grow with every object ever
+        stored; a process that opened the old file sees it was replaced and retries."""
+        lock = self._lock_path(key)
+        while True:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+                except FileNotFoundError:
+                    same = False
+                if not same:
+                    continue  # the file we locked was dropped meanwhile
+                try:
+                    yield
+                finally:
+                    if drop:
+                        with contextlib.suppress(OSError):
+                            os.unlink(lock)
+                return
+            finally:
+                os.close(fd)  # releases the lock
 
     def compare_and_swap(self, key: str, expected: bytes | None, new: bytes | None) -> bool:
         path = self._path(key)
@@ -169,8 +204,9 @@ class LocalBackend(Backend):
                     return False
                 if new is not None:
                     return self._install(new, path, replace=True)
-                path.unlink()
-                fsync_directory(path.parent)
+                with contextlib.suppress(FileNotFoundError):  # absent -> absent: done
+                    path.unlink()
+                self._sync_directory(path)
                 return True
         except OSError as exc:
             raise store_error("update", path, exc) from None
@@ -220,7 +256,7 @@ class LocalBackend(Backend):
     def delete_if_older(self, key: str, limit: float) -> int | None:
         path = self._path(key)
         try:
-            with self._locked(key):
+            with self._locked(key, drop=True):
                 st = path.stat()
                 if st.st_mtime >= limit:
                     return None

@@ -12,7 +12,7 @@ from amber.container.digest import hasher
 from amber.container.reader import ContainerReader
 from amber.errors import AmberError, StoreError
 from amber.store import records
-from amber.store.objects import object_key
+from amber.store.objects import mismatch, object_key
 
 if TYPE_CHECKING:
     from amber.store.store import Store
@@ -37,12 +37,14 @@ def _live_records(store: Store, problems: list[str] | None = None) -> list[recor
 
 
 def reindex(store: Store) -> int:
-    live = _live_records(store, problems=[])
-    rows = [store._index_row(r, store._tags(r)) for r in live]
-    refs = []
-    for name in {r.name for r in live}:
-        refs += [(name, alias, version) for alias, version in store._aliases_of(name).items()]
+    # Storage is read inside the index's write transaction: a save that commits meanwhile
+    # either is read here or updates the index after this transaction.
     with store.index.transaction() as db:
+        live = _live_records(store, problems=[])
+        rows = [store._index_row(r, store._tags(r)) for r in live]
+        refs = []
+        for name in {r.name for r in live}:
+            refs += [(name, alias, version) for alias, version in store._aliases_of(name).items()]
         store.index.clear(db)
         for row in rows:
             store.index.add_version(db, row)
@@ -140,7 +142,11 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def _object_problem(store: Store, digest_hex: str, is_pack: bool) -> str | None:
+def _object_problem(
+    store: Store, digest_hex: str, is_pack: bool, packs: dict[str, dict]
+) -> str | None:
+    """What is wrong with an object (None: nothing); a valid pack's entries go to
+    ``packs``."""
     key = object_key(digest_hex)
     if store.backend.stat(key) is None:
         return f"object {digest_hex[:16]}... is missing"
@@ -156,8 +162,8 @@ def _object_problem(store: Store, digest_hex: str, is_pack: bool) -> str | None:
         return f"object {digest_hex[:16]}... is corrupt (its digest does not match)"
     if is_pack:
         try:
-            with ContainerReader(store.files.path(digest_hex), verify="full"):
-                pass
+            with ContainerReader(store.files.path(digest_hex), verify="full") as pack:
+                packs[digest_hex] = dict(pack.entries)
         except AmberError as exc:
             return f"pack {digest_hex[:16]}... is invalid: {exc}"
     return None
@@ -168,14 +174,24 @@ def check(store: Store, *, repair: bool) -> CheckReport:
     live = _live_records(store, report.problems)
     report.versions_checked = len(live)
     verdicts: dict[str, str | None] = {}
+    packs: dict[str, dict] = {}
     for record in live:
         spec = f"{record.name}@{record.version}"
-        packs = {record.pack} if record.pack else set()
         for digest_hex in sorted(record.objects()):
             if digest_hex not in verdicts:
-                verdicts[digest_hex] = _object_problem(store, digest_hex, digest_hex in packs)
+                is_pack = digest_hex == record.pack
+                verdicts[digest_hex] = _object_problem(store, digest_hex, is_pack, packs)
             if verdicts[digest_hex]:
                 report.damaged.setdefault(spec, []).append(verdicts[digest_hex])
+        if spec in report.damaged:
+            continue
+        sizes = {}
+        for digest_hex in record.objects():
+            stat = store.backend.stat(object_key(digest_hex))
+            sizes[digest_hex] = None if stat is None else stat.size
+        problem = mismatch(record.tensors, sizes, packs.get(record.pack or ""))
+        if problem:
+            report.damaged.setdefault(spec, []).append(problem)
     report.objects_checked = len(verdicts)
     # The index against storage.
     indexed = {
@@ -198,8 +214,12 @@ def check(store: Store, *, repair: bool) -> CheckReport:
     refs = {}
     for name in {r.name for r in live}:
         refs.update({(name, a): v for a, v in store._aliases_of(name).items()})
-    if aliases != refs:
-        report.index_drift.append(f"aliases differ: index {len(aliases)}, storage {len(refs)}")
+    for name, alias in sorted(aliases.keys() | refs.keys()):
+        if aliases.get((name, alias)) != refs.get((name, alias)):
+            report.index_drift.append(
+                f"alias {name}@{alias}: index says {aliases.get((name, alias))}, storage "
+                f"{refs.get((name, alias))}"
+            )
     if repair and report.index_drift:
         reindex(store)
         report.repaired = True

@@ -17,7 +17,7 @@ import contextlib
 import mmap
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +29,7 @@ from amber.container.manifest import TensorEntry
 from amber.container.writer import TensorItem, _check_array, iter_chunks, payload_order, write
 from amber.errors import CorruptFileError, ReadError, StoreError
 from amber.store.backend import Backend
+from amber.store.local import store_error
 
 if TYPE_CHECKING:
     import numpy as np
@@ -64,6 +65,38 @@ class StoredTensor:
         if self.in_pack:
             out["pack"] = True
         return out
+
+
+def objects_of(stored: Iterable[StoredTensor], pack: str | None) -> set[str]:
+    """Hex digests of the objects a version with these tensors and this pack references."""
+    out = {hex_of(t.entry.digest) for t in stored if not t.in_pack}
+    if pack:
+        out.add(pack)
+    return out
+
+
+def mismatch(
+    tensors: Iterable[StoredTensor],
+    sizes: Mapping[str, int | None],
+    packed: Mapping[str, TensorEntry] | None,
+) -> str | None:
+    """Why a version's tensor list does not fit its objects (``sizes``: object hex digest
+    to its size) and its pack's entries; None when it fits."""
+    for stored in tensors:
+        e = stored.entry
+        if stored.in_pack:
+            p = (packed or {}).get(e.name)
+            if p is None or (p.digest, p.dtype, p.shape, p.order) != (
+                e.digest,
+                e.dtype,
+                e.shape,
+                e.order,
+            ):
+                return f"tensor {e.name!r} is not in its pack as recorded"
+        elif sizes.get(hex_of(e.digest)) != e.nbytes:
+            found = sizes.get(hex_of(e.digest))
+            return f"tensor {e.name!r} needs {e.nbytes} bytes, its object holds {found}"
+    return None
 
 
 def _normalized(item: TensorItem) -> tuple[str, Any, str]:
@@ -121,7 +154,14 @@ def put_tensors(
 def _put_pack(backend: Backend, small: list[tuple[str, Any, str]]) -> tuple[str, list, int]:
     scratch = _scratch(backend)
     try:
-        result = write(scratch, small)
+        try:
+            result = write(scratch, small)
+        except OSError as exc:  # WriteError about a private temporary file
+            code = exc.errno or 0
+            reason = os.strerror(code) if code else str(exc)
+            raise store_error(
+                "write", "the small tensors to the store", OSError(code, reason)
+            ) from None
         h = hasher(result.size)
         with scratch.open("rb") as f:
             while block := f.read(1 << 22):

@@ -9,7 +9,14 @@ from typing import Any
 
 from amber.container.reader import ContainerReader, Verify, check_verify_mode
 from amber.errors import CorruptFileError
-from amber.store.objects import ObjectFiles, array_of, digest_of_buffer, hex_of, map_object
+from amber.store.objects import (
+    ObjectFiles,
+    array_of,
+    digest_of_buffer,
+    hex_of,
+    map_object,
+    mismatch,
+)
 from amber.store.records import Record
 
 
@@ -54,15 +61,12 @@ class VersionReader:
 
     def _check_pack(self) -> None:
         assert self._pack is not None
-        for name, stored in self._tensors.items():
-            if not stored.in_pack:
-                continue
-            packed = self._pack.entries.get(name)
-            if packed is None or packed.digest != stored.entry.digest:
-                raise CorruptFileError(
-                    f"{self.path}: tensor {name!r} is not in its pack as recorded; the "
-                    "store was damaged; run store.check()"
-                )
+        packed = [t for t in self._tensors.values() if t.in_pack]
+        problem = mismatch(packed, {}, self._pack.entries)
+        if problem:
+            raise CorruptFileError(
+                f"{self.path}: {problem}; the store was damaged; run store.check()"
+            )
 
     def _buffer(self, name: str) -> Any:
         buffer = self._buffers.get(name)

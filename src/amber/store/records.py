@@ -18,7 +18,7 @@ from amber.container.digest import hasher
 from amber.container.format import DIGEST_PREFIX
 from amber.container.manifest import TensorEntry, is_digest, parse, validate_entry
 from amber.errors import FormatError, StoreError
-from amber.store.objects import StoredTensor
+from amber.store.objects import StoredTensor, objects_of
 
 FORMAT = "amber.store.version"
 VERSION = 1
@@ -78,10 +78,7 @@ class Record:
 
     def objects(self) -> set[str]:
         """Hex digests of every object this version needs."""
-        out = {t.entry.digest.removeprefix(DIGEST_PREFIX) for t in self.tensors if not t.in_pack}
-        if self.pack:
-            out.add(self.pack)
-        return out
+        return objects_of(self.tensors, self.pack)
 
 
 def _fail(name: str, version: int, problem: str) -> FormatError:

@@ -19,8 +19,9 @@ import math
 import os
 import socket
 import tempfile
+import time
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,7 +40,7 @@ from amber.store.backend import Backend
 from amber.store.index import Index
 from amber.store.local import CACHE, LocalBackend
 from amber.store.names import LATEST, Spec, check_alias, check_name, closest, parse_spec
-from amber.store.objects import ObjectFiles, object_key, put_tensors
+from amber.store.objects import ObjectFiles, object_key, objects_of, put_tensors
 from amber.store.reader import VersionReader
 
 DEFAULT_PATH = ".amber"
@@ -174,8 +175,14 @@ class Store:
             self._scratch = tempfile.TemporaryDirectory(prefix="amber-store-cache-")
             cache = Path(self._scratch.name)
         self.backend = backend
-        self.index = Index(index_file)
+        self._index_file = index_file
         self.files = ObjectFiles(backend, cache)
+        try:
+            self.index = Index(index_file)
+        except StoreError:
+            if index_file is None or not index_file.exists():
+                raise
+            self.index = self._fresh_index(index_file)
         if index_file is not None and not self._index_initialized():
             self.reindex()
 
@@ -275,7 +282,7 @@ class Store:
 
     def resolve(self, spec: str | Spec) -> records.Record:
         """The record a spec names (latest, a number or an alias)."""
-        parsed = parse_spec(spec) if isinstance(spec, str) else spec
+        parsed = spec if isinstance(spec, Spec) else parse_spec(spec)
         if parsed.version is not None:
             if not self._numbers(parsed.name):
                 raise self._missing_model(parsed.name)
@@ -400,7 +407,10 @@ class Store:
             "tensors": [t.to_json() for t in stored],
             "manifest": manifest,
         }
-        record = self._commit(name, body, stored, pack, encoder.tensors)
+        needed = objects_of(stored, pack)
+        record = self._commit(
+            name, body, needed, lambda: put_tensors(self.backend, encoder.tensors)
+        )
         return self._version(record)
 
     def _parent(self, name: str, parent: Any) -> str | None:
@@ -418,18 +428,21 @@ class Store:
         self,
         name: str,
         body: dict[str, Any],
-        stored: list[Any],
-        pack: str | None,
-        items: list[Any],
+        needed: set[str],
+        restore: Callable[[], Any],
     ) -> records.Record:
-        """Create the record under the next free number: the save's commit point."""
-        needed = {t.entry.digest.removeprefix("blake3:") for t in stored if not t.in_pack}
-        if pack:
-            needed.add(pack)
+        """Create the record under the next free number: the save's commit point.
+
+        ``needed``: hex digests of the objects the record references; ``restore()`` writes
+        them (again)."""
         # Refresh every object right before committing, so that gc's grace period counts
         # from now; one that vanished meanwhile (a concurrent gc) is written again.
-        if any(not self.backend.touch(object_key(h)) for h in needed):
-            put_tensors(self.backend, items)
+        for _ in range(3):
+            if all(self.backend.touch(object_key(h)) for h in needed):
+                break
+            restore()
+        else:
+            raise StoreError(f"objects of {name} keep disappearing (a concurrent gc?); retry")
         numbers = self._numbers(name)
         number = (numbers[-1] if numbers else 0) + 1
         for _ in range(10_000):
@@ -442,6 +455,11 @@ class Store:
                 return record
             number += 1  # another writer took it
         raise StoreError(f"could not allocate a version number for {name!r}")
+
+    def _index_alias(self, db: Any, name: str, alias: str) -> None:
+        # Read inside the index transaction: index updates are serialized, so the last one
+        # writes what storage holds last, whatever order the swaps happened in.
+        self.index.set_alias(db, name, alias, self._ref(name, alias)[1])
 
     def _follow(self, record: records.Record, change: Any) -> None:
         """Apply ``change(db)`` to the index after a committed change to storage. The
@@ -598,9 +616,7 @@ class Store:
                 }
             ).encode()
             if self.backend.compare_and_swap(key, current, doc):
-                self._follow(
-                    record, lambda db: self.index.set_alias(db, record.name, alias, record.version)
-                )
+                self._follow(record, lambda db: self._index_alias(db, record.name, alias))
                 return self._version(record)
             if not force:
                 raise AliasConflict(
@@ -618,7 +634,7 @@ class Store:
         if not self.backend.compare_and_swap(f"refs/{name}/{alias}", current, None):
             raise AliasConflict(f"{name}@{alias} changed while removing it; nothing was changed")
         with self.index.transaction() as db:
-            self.index.set_alias(db, name, alias, None)
+            self._index_alias(db, name, alias)
 
     def aliases(self, name: str) -> dict[str, int]:
         """``{alias: version}`` of a model, ``latest`` included."""
@@ -641,10 +657,10 @@ class Store:
             for gone in remove:
                 updated.pop(gone, None)
             if self.backend.compare_and_swap(key, current_raw, json.dumps(updated).encode()):
-                self._follow(
+                self._follow(  # storage read inside the transaction, as for aliases
                     record,
-                    lambda db, tags=updated: self.index.set_tags(
-                        db, record.name, record.version, tags
+                    lambda db: self.index.set_tags(
+                        db, record.name, record.version, self._tags(record)
                     ),
                 )
                 return self._version(record)
@@ -673,9 +689,7 @@ class Store:
         for alias in pointing:
             current, _ = self._ref(record.name, alias)
             self.backend.compare_and_swap(f"refs/{record.name}/{alias}", current, None)
-            self._follow(
-                record, lambda db, alias=alias: self.index.set_alias(db, record.name, alias, None)
-            )
+            self._follow(record, lambda db, alias=alias: self._index_alias(db, record.name, alias))
         key = records.version_key(record.name, record.version)
         current = self.backend.get(key)
         tombstone = records.encode(
@@ -697,10 +711,39 @@ class Store:
     # -- maintenance, transfer, comparison (in their own modules) ---------------------------
 
     def reindex(self) -> int:
-        """Rebuild the index from storage; returns the number of versions indexed."""
+        """Rebuild the index from storage; returns the number of versions indexed. A
+        damaged index file is moved aside (``index.sqlite.damaged-*``) and replaced."""
         from amber.store.maintenance import reindex
 
-        return reindex(self)
+        try:
+            return reindex(self)
+        except StoreError:
+            if self._index_file is None:
+                raise
+            self.index.close()
+            self.index = self._fresh_index(self._index_file)
+            return reindex(self)
+
+    @staticmethod
+    def _fresh_index(path: Path) -> Index:
+        """Move a damaged index aside and start an empty one (the caller rebuilds it)."""
+        aside = path.with_name(f"{path.name}.damaged-{int(time.time() * 1000)}")
+        try:
+            os.replace(path, aside)
+            for suffix in ("-wal", "-shm"):
+                Path(str(path) + suffix).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"the store index {path} is damaged and cannot be moved aside ({exc}); "
+                "delete it by hand: it is rebuilt from storage on the next open"
+            ) from None
+        warnings.warn(
+            f"the store index {path} was damaged; it was moved to {aside.name} and is "
+            "rebuilt from storage (nothing is lost: the index is derived data)",
+            StoreIndexWarning,
+            stacklevel=3,
+        )
+        return Index(path)
 
     def gc(self, *, grace: float = 3600.0, dry_run: bool = False) -> Any:
         """Remove objects that no version references (and temporary files of dead

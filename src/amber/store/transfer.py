@@ -13,6 +13,8 @@ object graph's node kinds) before writing anything.
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +24,14 @@ from amber.errors import AmberError, FormatError, InvalidArgumentError
 from amber.graph.decode import scan
 from amber.store import records
 from amber.store.names import check_name
-from amber.store.objects import StoredTensor, map_object, object_key, put_tensors
+from amber.store.objects import (
+    StoredTensor,
+    map_object,
+    mismatch,
+    object_key,
+    objects_of,
+    put_tensors,
+)
 from amber.store.reader import VersionReader
 
 if TYPE_CHECKING:
@@ -101,7 +110,9 @@ def import_file(store: Store, path: Path, name: str | None) -> ModelVersion:
         stored, pack, _ = put_tensors(store.backend, items)
         kept = {k: manifest[k] for k in records.MANIFEST_KEYS if k in manifest}
         body = _body(store, target, kept, stored, pack, history)
-        record = store._commit(target, body, stored, pack, items)
+        record = store._commit(
+            target, body, objects_of(stored, pack), lambda: put_tensors(store.backend, items)
+        )
     return store._version(record)
 
 
@@ -175,6 +186,18 @@ def export_all(store: Store, name: str, path: Path) -> Path:
     return path
 
 
+def _pack_entries(data: Any, source: Path) -> dict[str, Any]:
+    """The entries of a pack carried in a bundle; FormatError unless it is a valid one."""
+    with tempfile.TemporaryDirectory(prefix="amber-pack-check-") as tmp:
+        scratch = Path(tmp) / "pack.amber"
+        scratch.write_bytes(memoryview(data))
+        try:
+            with ContainerReader(scratch, verify="full", use_mmap=False) as pack:
+                return dict(pack.entries)
+        except AmberError as exc:
+            raise FormatError(f"{source}: a pack in the bundle is not valid: {exc}") from None
+
+
 def import_bundle(store: Store, path: Path, name: str | None) -> list[ModelVersion]:
     from amber.store.objects import digest_of_buffer
 
@@ -192,6 +215,9 @@ def import_bundle(store: Store, path: Path, name: str | None) -> list[ModelVersi
         for body in bodies:
             if not isinstance(body, dict):
                 raise FormatError(f"{path}: a version record is not an object")
+            number = body.get("version")
+            if type(number) is not int or number < 1:
+                raise FormatError(f"{path}: a version record has version {number!r}")
             record = records.decode(
                 records.encode(body),
                 str(body.get("name")),
@@ -209,8 +235,22 @@ def import_bundle(store: Store, path: Path, name: str | None) -> list[ModelVersi
             if digest_of_buffer(data) != "blake3:" + digest_hex:
                 raise FormatError(f"{path}: object {digest_hex[:16]}... does not match its name")
             objects[digest_hex] = data
-        for digest_hex, data in objects.items():
-            store.backend.put_if_absent(object_key(digest_hex), [memoryview(data)])
+        packs = {r.pack for r in checked if r.pack}
+        entries = {h: _pack_entries(objects[h], path) for h in packs}
+        sizes = {h: data.nbytes for h, data in objects.items()}
+        for record in checked:
+            problem = mismatch(record.tensors, sizes, entries.get(record.pack or ""))
+            if problem:
+                raise FormatError(f"{path}: {record.name}@{record.version}: {problem}")
+
+        def restore(digests: Iterable[str] = objects) -> None:
+            for digest_hex in digests:
+                key = object_key(digest_hex)
+                # touch first: an existing object is refreshed so that gc keeps it
+                if not store.backend.touch(key):
+                    store.backend.put_if_absent(key, [memoryview(objects[digest_hex])])
+
+        restore()
         renamed: dict[str, str] = {}
         out = []
         for record in sorted(checked, key=lambda r: r.version):
@@ -219,7 +259,8 @@ def import_bundle(store: Store, path: Path, name: str | None) -> list[ModelVersi
             body["imported_from"] = f"{record.name}@{record.version}"
             parent = body.get("parent")
             body["parent"] = renamed.get(parent, parent) if isinstance(parent, str) else None
-            committed = store._commit(target, body, record.tensors, record.pack, [])
+            needed = record.objects()
+            committed = store._commit(target, body, needed, lambda n=needed: restore(n))
             renamed[f"{record.name}@{record.version}"] = f"{target}@{committed.version}"
             tags = body.get("tags") or {}
             if tags:
