@@ -204,7 +204,7 @@ def test_missing_versions_name_the_closest(store: Store, spec: str, says: str) -
 
 def test_a_deleted_version_says_so(store: Store) -> None:
     store.delete(f"{NAME}@1")
-    with pytest.raises(VersionNotFound, match=r"churn@1 was deleted; it has versions 1, 2"):
+    with pytest.raises(VersionNotFound, match=r"churn@1 was deleted; it has versions 2\b"):
         store.load(f"{NAME}@1")
     with pytest.raises(VersionNotFound, match=r"no model named 'x' .*the store is empty"):
         Store(Path(store.backend.root) / "empty").load("x")  # type: ignore[attr-defined]

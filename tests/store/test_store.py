@@ -136,7 +136,7 @@ def test_aliases_move_by_compare_and_swap(store: Store) -> None:
     store.set_alias("m@1", "production")
     assert store.load("m@production") == {"i": 0}
     store.set_alias("m@2", "production", expected=1)
-    with pytest.raises(AliasConflict, match="not 1 as expected"):
+    with pytest.raises(AliasConflict, match="points to 2; expected it to point to 1"):
         store.set_alias("m@3", "production", expected=1)
     assert store.get("m@production").version == 2
     store.set_alias("m@3", "production", expected=1, force=True)
@@ -240,7 +240,9 @@ def test_export_and_import_keep_history(store: Store, tmp_path: Path, iris: tupl
     imported = other.import_file(path)
     assert imported.spec == "churn@1"
     assert imported.metrics == {"acc": 0.95} and imported.tags == {"k": "v"}
-    assert imported.parent == "churn@1" and imported.created_at == history["created_at"]
+    assert imported.created_at == history["created_at"]
+    assert imported.parent is None  # churn@1 here is not the version it came from
+    assert (imported.imported_from, imported.imported_parent) == ("churn@2", "churn@1")
     assert imported.content_digest == store.get("churn@2").content_digest
     renamed = other.import_file(path, name="churn-copy")
     assert renamed.spec == "churn-copy@1"

@@ -20,9 +20,12 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 def fail(exc: AmberError, code: int | None = None) -> NoReturn:
     """Print ``exc`` as one line and exit with ``code``, by default the one that matches
     its class for commands that read a file."""
+    from rich.markup import escape
+
     if code is None:
         code = EXIT_FAILED if isinstance(exc, CorruptFileError) else EXIT_NOT_AMBER
-    stderr.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+    # Messages hold paths and user text that may contain brackets: never rich markup.
+    stderr.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
     raise typer.Exit(code)
 
 

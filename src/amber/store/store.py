@@ -65,6 +65,9 @@ class ModelVersion:
     aliases: tuple[str, ...] = ()
     signature: dict[str, Any] | None = None
     environment: dict[str, Any] = field(default_factory=dict)
+    # For a version brought in by an import: the name@N (and its parent) it had there.
+    imported_from: str | None = None
+    imported_parent: str | None = None
 
     @property
     def spec(self) -> str:
@@ -86,6 +89,8 @@ class ModelVersion:
             "aliases": list(self.aliases),
             "signature": self.signature,
             "environment": self.environment,
+            "imported_from": self.imported_from,
+            "imported_parent": self.imported_parent,
         }
 
 
@@ -235,7 +240,10 @@ class Store:
     def _live_record(self, name: str, version: int) -> records.Record:
         record = self._record(name, version)
         if record is None or record.deleted:
-            numbers = [str(n) for n in self._numbers(name)]
+            live = self.index.query(
+                "SELECT version FROM versions WHERE name = ? ORDER BY version", (name,)
+            )
+            numbers = [str(n) for (n,) in live]
             hint = f"; it has versions {', '.join(numbers[-10:])}" if numbers else ""
             state = "was deleted" if record is not None else "does not exist"
             raise VersionNotFound(f"{name}@{version} {state}{hint}")
@@ -330,6 +338,8 @@ class Store:
             aliases=tuple(sorted(a for a, v in aliases.items() if v == record.version)),
             signature=raw.get("signature"),
             environment=record.manifest.get("environment") or {},
+            imported_from=raw.get("imported_from"),
+            imported_parent=raw.get("imported_parent"),
         )
 
     def _index_row(self, record: records.Record, tags: dict[str, str]) -> dict[str, Any]:
@@ -601,11 +611,10 @@ class Store:
         for _ in range(1000):
             current, version = self._ref(record.name, alias)
             if expected is not _UNSET and version != expected and not force:
+                now = "is not set" if version is None else f"points to {version}"
+                wanted = "to be unset" if expected is None else f"to point to {expected}"
                 raise AliasConflict(
-                    f"{record.name}@{alias} points to "
-                    f"{'no version' if version is None else version}, not "
-                    f"{'no version' if expected is None else expected} as expected; "
-                    "nothing was changed"
+                    f"{record.name}@{alias} {now}; expected it {wanted}; nothing was changed"
                 )
             doc = json.dumps(
                 {

@@ -137,7 +137,10 @@ def _body(
         "created_at": history.get("created_at") or _now(),
         "creator": history.get("creator") or _creator(),
         "message": history.get("message"),
-        "parent": history.get("parent"),
+        # Lineage names versions of the store it came from: kept as imported_parent, not as
+        # a parent here, where that name@N is another version or none at all.
+        "parent": None,
+        "imported_parent": history.get("parent"),
         "metrics": history.get("metrics") or {},
         "tags": history.get("tags") or {},
         "signature": history.get("signature"),
