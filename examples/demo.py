@@ -5,6 +5,7 @@ and show the history. Run with `make demo`."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -193,15 +194,11 @@ def model_store() -> dict[str, bool]:
     production = store.load("iris-mlp@production")
     predictions = production.predict(X_test[:5])
     print(f"\nproduction predicts {predictions.tolist()} for the first 5 test rows")
-    print("\nhistory of iris-mlp:")
-    for v in store.versions("iris-mlp"):
-        print(
-            f"  {v.spec:<12} accuracy {v.metrics['accuracy']:.3f}  parent {v.parent or '-':<12}"
-            f" aliases {','.join(v.aliases) or '-':<11} {v.message}"
-        )
-    print("\nmodels:")
-    for m in store.models():
-        print(f"  {m.name:<12} latest {m.latest}  versions {m.versions}  aliases {m.aliases}")
+    cli = [sys.executable, "-m", "amber.cli.main"]
+    for command in (["versions", "iris-mlp"], ["ls"]):
+        print(f"\n$ amber {' '.join(command)} --store {OUT / 'store'}")
+        wide = {**os.environ, "COLUMNS": "150"}  # a pipe has no width; rich would use 80
+        subprocess.run([*cli, *command, "--store", str(OUT / "store")], check=True, env=wide)
     results = {
         "store: versions numbered 1..3 with lineage": [v.parent for v in store.versions("iris-mlp")]
         == [None, "iris-mlp@1", "iris-mlp@2"],
