@@ -146,6 +146,9 @@ def time_loads(
 def time_into(model: Any, files: dict[str, Path], nbytes: int, repeat: int) -> dict[str, Timing]:
     runs: dict[str, Callable[[], Any]] = {
         "amber.load(into=model)": lambda: amber.load(files["amber"], into=model),
+        "amber.load(into=model, verify=off)": lambda: amber.load(
+            files["amber"], into=model, verify="off"
+        ),
         "load_state_dict(torch.load(mmap))": lambda: model.load_state_dict(
             load_torch(mmap=True)(files["pt"])
         ),

@@ -4,6 +4,7 @@ loads a file: trust audit, environment check, ``into=``, ``keys=``, ``device=``.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -92,9 +93,19 @@ class VersionReader:
     def verify_all(self) -> None:
         if self._pack is not None:
             self._pack.verify_all()
-        for name in self._tensors:
-            if name not in self._verified:
+        pending = [n for n, t in self._tensors.items() if not t.in_pack and n not in self._verified]
+        for name in pending:
+            self._buffer(name)  # map first: mapping is not thread-safe here, hashing is
+        if len(pending) < 2:
+            for name in pending:
                 self.verify_tensor(name)
+            return
+        # Several objects at once: BLAKE3 releases the GIL, and objects under its parallel
+        # threshold would otherwise be hashed one core at a time.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
+            list(pool.map(self.verify_tensor, pending))
 
     def array(self, name: str, *, bits: bool = False) -> Any:
         stored = self._tensors[name]
