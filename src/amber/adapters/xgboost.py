@@ -48,96 +48,118 @@ def _bad(message: str) -> FormatError:
     return FormatError(f"XGBoost model in the file is malformed: {message}")
 
 
-class _Reader:
-    """A strict UBJSON reader: every length checked against the bytes left, no trailing
-    bytes, typed numeric arrays returned as (zero-copy, big-endian) numpy arrays."""
+_STRUCTS = {ord(m): struct.Struct(fmt) for m, (fmt, _) in _SCALARS.items()}
+_INTEGERS = {m: st for m, st in _STRUCTS.items() if chr(m) in "iUIlL"}
+_CONSTANTS = {ord("T"): True, ord("F"): False, ord("Z"): None}
+_OPEN = {ord("["): False, ord("{"): True}
+_DOLLAR, _HASH, _STRING = ord("$"), ord("#"), ord("S")
+_CLOSE = {False: ord("]"), True: ord("}")}
 
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
 
-    def take(self, n: int) -> bytes:
-        end = self.pos + n
-        if n < 0 or end > len(self.data):
+def _integer(buf: bytes, pos: int) -> tuple[int, int]:
+    """An integer value (marker and payload) at ``pos``; the position after it."""
+    if pos >= len(buf):
+        raise _bad("it is truncated")
+    st = _INTEGERS.get(buf[pos])
+    if st is None:
+        raise _bad(f"expected an integer, found marker {chr(buf[pos])!r}")
+    end = pos + 1 + st.size
+    if end > len(buf):
+        raise _bad("it is truncated")
+    return st.unpack_from(buf, pos + 1)[0], end
+
+
+def _count(buf: bytes, pos: int) -> tuple[int, int]:
+    n, pos = _integer(buf, pos)
+    if n < 0 or n > len(buf) - pos:
+        raise _bad("a length is larger than the data left")
+    return n, pos
+
+
+def _text(buf: bytes, pos: int) -> tuple[str, int]:
+    n, pos = _count(buf, pos)
+    try:
+        return buf[pos : pos + n].decode("utf-8"), pos + n
+    except UnicodeDecodeError:
+        raise _bad("a string is not UTF-8") from None
+
+
+def _value(buf: bytes, pos: int, marker: int, depth: int) -> tuple[Any, int]:
+    """The value whose marker is ``marker`` (already read); its payload starts at ``pos``."""
+    st = _STRUCTS.get(marker)
+    if st is not None:
+        end = pos + st.size
+        if end > len(buf):
             raise _bad("it is truncated")
-        out = self.data[self.pos : end]
-        self.pos = end
-        return out
+        return st.unpack_from(buf, pos)[0], end
+    if marker == _STRING:
+        return _text(buf, pos)
+    if marker in _CONSTANTS:
+        return _CONSTANTS[marker], pos
+    if marker in _OPEN:
+        if depth >= _MAX_DEPTH:
+            raise _bad("it nests too deep")
+        return _container(buf, pos, _OPEN[marker], depth + 1)
+    raise _bad(f"unexpected marker {chr(marker)!r}")
 
-    def marker(self) -> str:
-        return chr(self.take(1)[0])
 
-    def integer(self, marker: str) -> int:
-        if marker not in "iUIlL":
-            raise _bad(f"expected an integer, found marker {marker!r}")
-        fmt, size = _SCALARS[marker]
-        return struct.unpack(fmt, self.take(size))[0]
+def _container(buf: bytes, pos: int, is_object: bool, depth: int) -> tuple[Any, int]:
+    size = len(buf)
+    typed = count = None
+    if pos < size and buf[pos] == _DOLLAR:
+        if pos + 2 >= size:
+            raise _bad("it is truncated")
+        typed = buf[pos + 1]
+        pos += 2
+        if buf[pos] != _HASH:
+            raise _bad("a typed container lacks its count")
+    if pos < size and buf[pos] == _HASH:
+        count, pos = _count(buf, pos + 1)
+    if not is_object and count is not None and typed in _STRUCTS:
+        import numpy as np
 
-    def count(self) -> int:
-        n = self.integer(self.marker())
-        if n < 0 or n > len(self.data) - self.pos:
-            raise _bad("a length is larger than the data left")
-        return n
-
-    def text(self) -> str:
-        try:
-            return self.take(self.count()).decode("utf-8")
-        except UnicodeDecodeError:
-            raise _bad("a string is not UTF-8") from None
-
-    def value(self, marker: str, depth: int) -> Any:
-        if marker in _SCALARS:
-            fmt, size = _SCALARS[marker]
-            return struct.unpack(fmt, self.take(size))[0]
-        if marker == "S":
-            return self.text()
-        if marker in "TFZ":
-            return {"T": True, "F": False, "Z": None}[marker]
-        if marker in "[{":
-            if depth >= _MAX_DEPTH:
-                raise _bad("it nests too deep")
-            return self.container(marker == "{", depth + 1)
-        raise _bad(f"unexpected marker {marker!r}")
-
-    def container(self, is_object: bool, depth: int) -> Any:
-        typed = count = None
-        if self.data[self.pos : self.pos + 1] == b"$":
-            self.pos += 1
-            typed = self.marker()
-            if self.data[self.pos : self.pos + 1] != b"#":
-                raise _bad("a typed container lacks its count")
-        if self.data[self.pos : self.pos + 1] == b"#":
-            self.pos += 1
-            count = self.count()
-        if not is_object and typed in _SCALARS and count is not None:
-            import numpy as np
-
-            fmt, size = _SCALARS[typed]
-            return np.frombuffer(self.take(count * size), dtype=fmt)
-        if typed is not None and typed not in _SCALARS and typed not in "S[{":
-            raise _bad(f"unexpected container type {typed!r}")
-        out: Any = {} if is_object else []
-        while True:
-            if count is not None and len(out) == count:
-                return out
-            closing = b"}" if is_object else b"]"
-            if count is None and self.data[self.pos : self.pos + 1] == closing:
-                self.pos += 1
-                return out
-            if is_object:
-                key = self.text()
-                if key in out:
-                    raise _bad(f"key {key[:40]!r} appears twice")
-                out[key] = self.value(typed or self.marker(), depth)
-            else:
-                out.append(self.value(typed or self.marker(), depth))
+        fmt, itemsize = _SCALARS[chr(typed)]
+        end = pos + count * itemsize
+        if end > size:
+            raise _bad("it is truncated")
+        return np.frombuffer(buf, dtype=fmt, count=count, offset=pos), end
+    if typed is not None and typed not in _STRUCTS and typed not in (_STRING, *_OPEN):
+        raise _bad(f"unexpected container type {chr(typed)!r}")
+    out: Any = {} if is_object else []
+    closing = _CLOSE[is_object]
+    while True:
+        if count is not None and len(out) == count:
+            return out, pos
+        if pos >= size:
+            raise _bad("it is truncated")
+        if count is None and buf[pos] == closing:
+            return out, pos + 1
+        if is_object:
+            key, pos = _text(buf, pos)
+            if key in out:
+                raise _bad(f"key {key[:40]!r} appears twice")
+        if typed is None:
+            if pos >= size:
+                raise _bad("it is truncated")
+            marker, pos = buf[pos], pos + 1
+        else:
+            marker = typed
+        item, pos = _value(buf, pos, marker, depth)
+        if is_object:
+            out[key] = item
+        else:
+            out.append(item)
 
 
 def parse_ubjson(data: bytes) -> Any:
-    """The value in ``data``, which must hold exactly one UBJSON value."""
-    reader = _Reader(data)
-    value = reader.value(reader.marker(), 0)
-    if reader.pos != len(data):
+    """The value in ``data``, which must hold exactly one UBJSON value. Typed numeric
+    arrays come back as (zero-copy, big-endian) numpy arrays; every length is checked
+    against the bytes left."""
+    buf = bytes(data)
+    if not buf:
+        raise _bad("it is empty")
+    value, pos = _value(buf, 1, buf[0], 0)
+    if pos != len(buf):
         raise _bad("bytes follow the model")
     return value
 
@@ -185,7 +207,8 @@ def _int_array(value: Any, where: str) -> Any:
     raise _bad(f"{where} must be an integer array")
 
 
-def _check_tree(tree: Any, index: int, n_features: int) -> None:
+def _tree_arrays(tree: Any, index: int, n_features: int) -> tuple[int, dict[str, Any]]:
+    """The node count and node arrays of one tree, after the checks of its own fields."""
     import numpy as np
 
     where = f"tree {index}"
@@ -199,39 +222,77 @@ def _check_tree(tree: Any, index: int, n_features: int) -> None:
         raise _bad(f"{where} has id {tree['id']}")
     arrays = {}
     for key, kind in _TREE_ARRAYS.items():
-        array = _get(tree, key, np.ndarray, where)
-        if array.shape != (n,) or array.dtype.kind != kind:
+        array = tree.get(key)
+        if type(array) is not np.ndarray or array.shape != (n,) or array.dtype.kind != kind:
             raise _bad(f"{where}.{key} must hold {n} values")
         arrays[key] = array
-    left = arrays["left_children"].astype(np.int64)
-    right = arrays["right_children"].astype(np.int64)
+    return n, arrays
+
+
+def _check_trees(trees: list, n_features: int) -> None:
+    """Every tree at once: the checks run over the nodes of all trees concatenated (one
+    numpy pass instead of one per tree: a forest has hundreds of small trees)."""
+    import numpy as np
+
+    sizes, columns = [], {key: [] for key in _TREE_ARRAYS}
+    for index, tree in enumerate(trees):
+        n, arrays = _tree_arrays(tree, index, n_features)
+        sizes.append(n)
+        for key, array in arrays.items():
+            columns[key].append(array)
+    if not trees:
+        return
+    counts = np.array(sizes, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    total = int(counts.sum())
+    tree_of = np.repeat(np.arange(len(trees)), counts)
+    local = np.arange(total) - starts[tree_of]  # each node's index inside its tree
+    size_of = counts[tree_of]
+    left = np.concatenate(columns["left_children"]).astype(np.int64)
+    right = np.concatenate(columns["right_children"]).astype(np.int64)
     leaf = left == -1
     if not np.array_equal(leaf, right == -1):
-        raise _bad(f"{where} has a node with one child")
-    nodes = np.arange(n)[~leaf]
-    for child in (left[~leaf], right[~leaf]):
-        # Children after their parent (no cycle) and inside the tree.
-        if np.any((child <= nodes) | (child >= n)):
-            raise _bad(f"{where} has a child link outside the tree or backwards")
-    # Every node but the root is the child of exactly one node, and its parent link (which
-    # XGBoost follows too) names that node.
-    children = np.concatenate([left[~leaf], right[~leaf]])
-    if children.size != n - 1 or np.unique(children).size != n - 1:
-        raise _bad(f"{where} is not a tree: a node has no parent or several")
-    parents = arrays["parents"].astype(np.int64)
-    if parents[0] not in (-1, 2**31 - 1) or not np.array_equal(
-        parents[children], np.concatenate([nodes, nodes])
+        raise _bad(
+            f"tree {int(tree_of[np.argmax(leaf != (right == -1))])} has a node with one child"
+        )
+    inner = ~leaf
+    parent_local = local[inner]
+    for child in (left[inner], right[inner]):
+        # Children after their parent (no cycle) and inside their tree.
+        bad = (child <= parent_local) | (child >= size_of[inner])
+        if bad.any():
+            culprit = int(tree_of[inner][np.argmax(bad)])
+            raise _bad(f"tree {culprit} has a child link outside the tree or backwards")
+    # Every node but a root is the child of exactly one node (children are distinct, and
+    # there are n - 1 of them per tree), and its parent link (which XGBoost follows too)
+    # names that node.
+    children = np.concatenate([left[inner], right[inner]]) + np.tile(starts[tree_of[inner]], 2)
+    per_tree = np.bincount(tree_of[inner], minlength=len(trees)) * 2
+    if not np.array_equal(per_tree, counts - 1) or np.unique(children).size != children.size:
+        raise _bad("a tree is not a tree: a node has no parent or several")
+    parents = np.concatenate(columns["parents"]).astype(np.int64)
+    if not np.all(np.isin(parents[starts], (-1, 2**31 - 1))) or not np.array_equal(
+        parents[children], np.tile(parent_local, 2)
     ):
-        raise _bad(f"{where} has parent links that do not match its children")
-    feature = arrays["split_indices"][~leaf]
+        raise _bad("a tree has parent links that do not match its children")
+    feature = np.concatenate(columns["split_indices"])[inner]
     if np.any((feature < 0) | (feature >= n_features)):
-        raise _bad(f"{where} splits on a feature outside the model's {n_features}")
-    split_type = arrays["split_type"]
+        raise _bad(f"a tree splits on a feature outside the model's {n_features}")
+    split_type = np.concatenate(columns["split_type"])
     if np.any(split_type > 1) or np.any(split_type[leaf] != 0):
-        raise _bad(f"{where} has an unknown split type")
-    categories, cat_nodes, segments, sizes = (
-        _int_array(_get(tree, key, (list, np.ndarray), where), where) for key in _CATEGORY_ARRAYS
-    )
+        raise _bad("a tree has an unknown split type")
+    categorical = np.bincount(tree_of[split_type == 1], minlength=len(trees))
+    for index, tree in enumerate(trees):
+        arrays = [_get(tree, key, (list, np.ndarray), f"tree {index}") for key in _CATEGORY_ARRAYS]
+        if categorical[index] or any(len(a) for a in arrays):
+            _check_categories(arrays, columns["split_type"][index], index)
+
+
+def _check_categories(arrays: list, split_type: Any, index: int) -> None:
+    import numpy as np
+
+    where = f"tree {index}"
+    categories, cat_nodes, segments, sizes = (_int_array(a, where) for a in arrays)
     if not (cat_nodes.shape == segments.shape == sizes.shape):
         raise _bad(f"{where} categorical arrays differ in length")
     if not np.array_equal(np.sort(cat_nodes), np.flatnonzero(split_type == 1)):
@@ -304,8 +365,7 @@ def _check_gbtree(model: Any, n_features: int, groups: int, where: str) -> None:
         or np.any(np.diff(indptr) < 0)
     ):
         raise _bad("iteration_indptr is inconsistent with the trees")
-    for index, tree in enumerate(trees):
-        _check_tree(tree, index, n_features)
+    _check_trees(trees, n_features)
     if "cats" in model:
         _check_encoder(model["cats"], n_features)
 
