@@ -142,10 +142,13 @@ def _ints(text: str) -> Any:
     return np.array(text.split(" "), dtype=np.int64) if text else np.zeros(0, np.int64)
 
 
-def _check_tree(block: str, index: int, n_features: int) -> None:
-    """One ``Tree=i`` block, without its first line: ``key=value`` lines, then blank lines."""
-    import numpy as np
-
+def _tree_fields(
+    block: str, index: int, numbers: dict[str, list[tuple[str, str]]]
+) -> tuple[int, int, dict[str, str]]:
+    """The leaf count, ``num_cat`` and fields of one ``Tree=i`` block (without its first
+    line: ``key=value`` lines, then blank lines). Array lengths are checked here; their
+    number syntax is queued in ``numbers`` (kind -> [(text, what)]) to be checked for all
+    trees at once."""
     body, _, rest = block.partition("\n\n")
     if rest.strip("\n"):
         raise _bad(f"tree {index} has text after its blank line")
@@ -164,35 +167,99 @@ def _check_tree(block: str, index: int, n_features: int) -> None:
         raise _bad("linear trees are not supported by amber yet")
     if "shrinkage" in fields and not _FLOAT_ONE.fullmatch(fields["shrinkage"]):
         raise _bad(f"tree {index} shrinkage is not a number")
-    for key, kind in _LEAF_FIELDS.items():
-        if key in fields:
-            _array(fields[key], kind, n, f"tree {index} {key}")
+    for group, count in ((_LEAF_FIELDS, n), (_NODE_FIELDS, n - 1)):
+        for key, kind in group.items():
+            if key not in fields:
+                continue
+            text, what = fields[key], f"tree {index} {key}"
+            if count == 0 or (key == "split_gain" and n == 1):
+                if text:
+                    raise _bad(f"{what} must be empty")
+                continue
+            if text.count(" ") + 1 != count:
+                raise _bad(f"{what} must hold {count} values")
+            numbers[kind].append((text, what))
     if n == 1:
         if set(fields) & set(_NODE_FIELDS) - {"split_gain"} or num_cat:
             raise _bad(f"tree {index} has one leaf but splits")
+    else:
+        for key in ("split_feature", "threshold", "left_child", "right_child"):
+            if key not in fields:
+                raise _bad(f"tree {index} lacks {key}")
+    return n, num_cat, fields
+
+
+def _check_numbers(numbers: dict[str, list[tuple[str, str]]]) -> None:
+    """One regular-expression pass per kind over the arrays of every tree."""
+    for kind, items in numbers.items():
+        pattern = _INTS if kind == "i" else _FLOATS
+        if items and not pattern.fullmatch(" ".join(text for text, _ in items)):
+            what = next(what for text, what in items if not pattern.fullmatch(text))
+            raise _bad(
+                f"{what} holds something other than {'integers' if kind == 'i' else 'numbers'}"
+            )
+
+
+def _joined(trees: list[tuple[int, int, int, dict[str, str]]], key: str) -> Any:
+    import numpy as np
+
+    return np.array(" ".join(t[3][key] for t in trees).split(" "), dtype=np.int64)
+
+
+def _check_trees(blocks: list[tuple[int, str]], n_features: int) -> None:
+    """Every tree's fields, then their numbers and shapes checked for all trees at once (a
+    model has hundreds of small trees: one numpy pass instead of one per tree)."""
+    import numpy as np
+
+    numbers: dict[str, list[tuple[str, str]]] = {"i": [], "f": []}
+    trees = []
+    for index, block in blocks:
+        n, num_cat, fields = _tree_fields(block, index, numbers)
+        trees.append((index, n, num_cat, fields))
+    _check_numbers(numbers)
+    split = [t for t in trees if t[1] > 1]
+    if not split:
         return
-    for key in ("split_feature", "threshold", "left_child", "right_child"):
-        if key not in fields:
-            raise _bad(f"tree {index} lacks {key}")
-    for key, kind in _NODE_FIELDS.items():
-        if key in fields:
-            _array(fields[key], kind, n - 1, f"tree {index} {key}")
-    nodes = np.arange(n - 1)
-    seen = np.zeros(2 * n - 1, dtype=np.int64)  # internal nodes, then leaves
+    inner_counts = np.array([t[1] - 1 for t in split], dtype=np.int64)
+    tree_of = np.repeat(np.arange(len(split)), inner_counts)
+    inner_start = np.concatenate([[0], np.cumsum(inner_counts)[:-1]])
+    leaf_start = inner_start + np.arange(len(split))  # each tree has one more leaf
+    local = np.arange(int(inner_counts.sum())) - inner_start[tree_of]
+    inner_of = inner_counts[tree_of]
+    seen_inner = np.zeros(int(inner_counts.sum()), dtype=np.int64)
+    seen_leaf = np.zeros(int(inner_counts.sum()) + len(split), dtype=np.int64)
     for side in ("left_child", "right_child"):
-        child = _ints(fields[side])
+        child = _joined(split, side)
         inner = child >= 0
         # Internal children come after their parent (no cycle) and inside the tree.
-        if np.any(inner & ((child <= nodes) | (child >= n - 1))):
+        bad = inner & ((child <= local) | (child >= inner_of)) | ~inner & (~child > inner_of)
+        if bad.any():
+            index = split[int(tree_of[np.argmax(bad)])][0]
             raise _bad(f"tree {index} {side} points outside the tree or backwards")
-        if np.any(~inner & (~child >= n)):
-            raise _bad(f"tree {index} {side} names a leaf outside the tree")
-        np.add.at(seen, np.where(inner, child, n - 1 + ~child), 1)
-    if seen[0] != 0 or np.any(seen[1:] != 1):
-        raise _bad(f"tree {index} is not a tree: a node has no parent or several")
-    feature = _ints(fields["split_feature"])
+        seen_inner += np.bincount((child + inner_start[tree_of])[inner], minlength=seen_inner.size)
+        seen_leaf += np.bincount((~child + leaf_start[tree_of])[~inner], minlength=seen_leaf.size)
+    roots = inner_start
+    expected = np.ones_like(seen_inner)
+    expected[roots] = 0
+    if not np.array_equal(seen_inner, expected) or np.any(seen_leaf != 1):
+        raise _bad("a tree is not a tree: a node has no parent or several")
+    feature = _joined(split, "split_feature")
     if np.any((feature < 0) | (feature >= n_features)):
-        raise _bad(f"tree {index} splits on a feature outside the model's {n_features}")
+        raise _bad(f"a tree splits on a feature outside the model's {n_features}")
+    plain = [t for t in split if not t[2] and "decision_type" in t[3]]
+    if plain:  # no categorical splits: decision types in range, none categorical
+        decision = _joined(plain, "decision_type")
+        if np.any((decision < 0) | (decision > 11) | (decision & 1).astype(bool)):
+            raise _bad("a tree without categories has a categorical or unknown decision type")
+    for index, n, num_cat, fields in split:
+        if num_cat or "cat_boundaries" in fields or "cat_threshold" in fields:
+            _check_decisions(index, n, num_cat, fields)
+
+
+def _check_decisions(index: int, n: int, num_cat: int, fields: dict[str, str]) -> None:
+    """Decision types and categorical bitsets of one tree."""
+    import numpy as np
+
     decision = _ints(fields.get("decision_type", ""))
     if decision.size == 0:
         decision = np.zeros(n - 1, dtype=np.int64)
@@ -353,14 +420,16 @@ def check_model_string(text: str) -> dict[str, int]:
         raise _bad("the number of trees is not a multiple of num_tree_per_iteration")
     # LightGBM jumps to each tree by these byte sizes: every tree must start exactly there.
     start = len(text[: first.start()].encode("utf-8"))
+    blocks = []
     for index, size in enumerate(sizes):
         block = data[start : start + size]
         if len(block) != size or not block.startswith(f"Tree={index}\n".encode()):
             raise _bad(f"tree_sizes do not match tree {index}")
         if not block.endswith(b"\n\n"):
             raise _bad(f"tree {index} does not end with a blank line")
-        _check_tree(block.decode("utf-8")[len(f"Tree={index}\n") :], index, n_features)
+        blocks.append((index, block.decode("utf-8")[len(f"Tree={index}\n") :]))
         start += size
+    _check_trees(blocks, n_features)
     _check_tail(data[start:].decode("utf-8"))
     return {
         "num_feature": n_features,
