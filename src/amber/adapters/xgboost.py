@@ -17,7 +17,7 @@ import struct
 from typing import Any
 
 from amber.errors import FormatError, SerializationError
-from amber.graph.constructors import Constructor, register, register_validator
+from amber.graph.constructors import Constructor, register, register_family
 from amber.graph.trust import REGISTRY
 
 BOOSTER = "xgboost.core:Booster"
@@ -548,6 +548,4 @@ def _check_wrapper(model: Any) -> None:
 
 REGISTRY.add_types([BOOSTER, *WRAPPERS])
 register(BOOSTER, Constructor(_booster_state, _booster))
-for _name in WRAPPERS:
-    register(_name, Constructor(wrapper_encode, wrapper_decode))
-    register_validator(_name, _check_wrapper)
+register_family(WRAPPERS, Constructor(wrapper_encode, wrapper_decode), _check_wrapper)

@@ -57,6 +57,19 @@ def register(name: str, constructor: Constructor) -> None:
     CONSTRUCTORS[name] = constructor
 
 
+def register_family(
+    names: tuple[str, ...] | list[str],
+    constructor: Constructor,
+    validator: Callable[[Any], None] | None = None,
+) -> None:
+    """Register one constructor (and validator) for several classes of a family (a
+    library's estimator wrappers)."""
+    for name in names:
+        register(name, constructor)
+        if validator is not None:
+            register_validator(name, validator)
+
+
 def allow_new_mode(*modules: str) -> None:
     """Allow the 'new' construction mode for the compiled classes of ``modules``."""
     NEW_MODE_MODULES.update(modules)
