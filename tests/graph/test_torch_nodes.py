@@ -196,6 +196,14 @@ def test_device_cpu_and_invalid_devices(tmp_path: Path) -> None:
         amber.load(path, device="gpu:zero")
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_a_missing_device_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "d.amber"
+    amber.save({"w": torch.ones(3)}, path)
+    with pytest.raises(InvalidArgumentError, match="cannot place tensors on cuda"):
+        amber.load(path, device="cuda")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine")
 def test_cuda_load_keeps_sharing(tmp_path: Path) -> None:  # pragma: no cover - GPU only
     base = torch.randn(8, 8)

@@ -19,6 +19,7 @@ from typing import Any
 
 from amber.container import dtypes
 from amber.container.format import MAX_RANK
+from amber.errors import InvalidArgumentError
 from amber.graph.names import QualName
 
 TENSOR = QualName("torch", "Tensor")
@@ -295,7 +296,13 @@ class TorchLoader:
                 array = array.copy()
             base = torch.from_numpy(array)
             if self._device is not None:
-                base = base.to(self._device)
+                try:
+                    base = base.to(self._device)
+                except (RuntimeError, AssertionError) as exc:  # torch's "no CUDA" is an assert
+                    raise InvalidArgumentError(
+                        f"cannot place tensors on {self._device}: {exc}; load on 'cpu' or "
+                        "pick a device this machine has"
+                    ) from None
             self._bases[name] = base
         # A new tensor object on the same storage: tied tensors stay two objects that share.
         return base.detach()
