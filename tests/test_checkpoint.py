@@ -166,3 +166,25 @@ def test_checkpoint_model_loads_into_a_module(tmp_path: Path) -> None:
     amber.load(tmp_path / "c.amber", into=partial, keys=["2.bias"])
     assert torch.equal(partial[2].bias, model[2].bias)
     assert not torch.equal(partial[0].weight, model[0].weight)
+
+
+def test_bad_rng_or_scaler_state_changes_nothing(tmp_path: Path) -> None:
+    model = nn.Linear(2, 2)
+    sevens = {k: v * 0 + 7 for k, v in model.state_dict().items()}
+    amber.save(
+        {"format": "amber.checkpoint", "version": 1, "model": sevens, "rng": {"python": 5}},
+        tmp_path / "rng.amber",
+    )
+    target = nn.Linear(2, 2)
+    before = target.weight.clone()
+    with pytest.raises(StateDictMismatch, match="random generator state cannot be restored"):
+        amber.load_checkpoint(tmp_path / "rng.amber", model=target)
+    assert torch.equal(target.weight, before)
+    amber.save_checkpoint(
+        tmp_path / "s.amber", model=model, scaler=torch.amp.GradScaler("cpu", enabled=False)
+    )
+    with pytest.raises(StateDictMismatch, match="scaler state cannot be restored"):
+        amber.load_checkpoint(
+            tmp_path / "s.amber", model=target, scaler=torch.amp.GradScaler("cpu")
+        )
+    assert torch.equal(target.weight, before)

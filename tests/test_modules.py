@@ -273,3 +273,35 @@ def test_module_files_read_like_state_dicts_in_other_tools(tmp_path: Path) -> No
     assert [t.name for t in info.tensors] == list(model.state_dict())
     with amber.open(tmp_path / "m.amber") as f:
         np.testing.assert_array_equal(f["0.weight"], model[0].weight.detach().numpy())
+
+
+def test_keys_in_any_order_and_as_a_generator(tmp_path: Path) -> None:
+    shared = torch.arange(4.0)
+    inner = [1, 2]
+    amber.save({"a": shared, "b": shared, "c": [inner, 5], "d": inner}, tmp_path / "k")
+    out = amber.load(tmp_path / "k", keys=["d", "c", "b", "a"])
+    assert out["a"] is out["b"] and out["c"][0] is out["d"]
+    assert list(amber.load(tmp_path / "k", keys=(k for k in ["a"]))) == ["a"]
+
+
+class WithExtraState(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(2, 2)
+        self.config = {"threshold": 0.5}
+
+    def get_extra_state(self) -> dict:
+        return dict(self.config)
+
+    def set_extra_state(self, state: dict) -> None:
+        self.config = dict(state)
+
+
+def test_into_passes_extra_state_through(tmp_path: Path) -> None:
+    source = WithExtraState()
+    source.config = {"threshold": 0.9}
+    amber.save(source.state_dict(), tmp_path / "e.amber")
+    target = WithExtraState()
+    amber.load(tmp_path / "e.amber", into=target)
+    assert target.config == {"threshold": 0.9}
+    assert torch.equal(target.linear.weight, source.linear.weight)

@@ -338,7 +338,10 @@ def _check_flags(mmap: Any, writable: Any) -> None:
 def _check_keys(keys: Iterable[str] | None) -> list[str] | None:
     if keys is None:
         return None
-    if isinstance(keys, (str, bytes)) or not all(isinstance(k, str) for k in keys):
+    if isinstance(keys, (str, bytes)):
+        raise InvalidArgumentError("keys must be a list of strings (entry names)")
+    keys = list(keys)  # a generator is read once
+    if not all(isinstance(k, str) for k in keys):
         raise InvalidArgumentError("keys must be a list of strings (entry names)")
     return list(dict.fromkeys(keys))
 

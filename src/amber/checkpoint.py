@@ -9,6 +9,7 @@ checks everything it can before changing any object.
 
 from __future__ import annotations
 
+import copy
 import random
 import sys
 from collections.abc import Mapping
@@ -134,6 +135,10 @@ def load_checkpoint(
         )
     if optimizer is not None:
         _check_optimizer(optimizer, state["optimizer"], path)
+    if scaler is not None:
+        _rehearse(lambda: copy.deepcopy(scaler).load_state_dict(state["scaler"]), "scaler", path)
+    if restore_rng and isinstance(state.get("rng"), dict):
+        _rehearse(lambda: _restore_rng(state["rng"], scratch=True), "random generator", path)
     if model is not None:
         modules.load_into(model, state["model"], str(path))
     for label in _PARTS:
@@ -164,15 +169,32 @@ def _check_optimizer(optimizer: Any, saved: Any, path: Any) -> None:
         )
 
 
-def _restore_rng(state: dict[str, Any]) -> None:
+def _rehearse(step: Any, part: str, path: Any) -> None:
+    """Run ``step`` on scratch objects: a state that would fail to restore is refused
+    before the model and the optimizer are changed."""
+    try:
+        step()
+    except Exception as exc:
+        raise StateDictMismatch(
+            f"{path}: the {part} state cannot be restored ({type(exc).__name__}: {exc}); "
+            "nothing was changed"
+        ) from None
+
+
+def _restore_rng(state: dict[str, Any], *, scratch: bool = False) -> None:
+    """Set the generators from ``state``; ``scratch``: set fresh generators instead (a
+    rehearsal that leaves the process's generators alone)."""
     import numpy as np
 
     if "python" in state:
-        random.setstate(state["python"])
+        (random.Random() if scratch else random).setstate(state["python"])
     if "numpy" in state:
-        np.random.set_state(state["numpy"])
+        (np.random.RandomState() if scratch else np.random).set_state(state["numpy"])
     torch = sys.modules.get("torch")
     if torch is not None and "torch" in state:
+        if scratch:
+            torch.Generator().set_state(state["torch"].clone())
+            return
         torch.set_rng_state(state["torch"].clone())
         if "cuda" in state and torch.cuda.is_available():
             saved = state["cuda"]

@@ -16,6 +16,7 @@ from typing import Any
 from amber.errors import InvalidArgumentError, StateDictMismatch
 
 _SHOWN = 10
+_EXTRA_STATE = "_extra_state"  # torch.nn.modules.module._EXTRA_STATE_KEY_SUFFIX
 
 
 def is_module(obj: Any) -> bool:
@@ -78,10 +79,15 @@ def load_into(module: Any, state: Any, source: str, keys: list[str] | None = Non
     for key, value in state.items():
         if key not in expected:
             continue
-        tensor = _as_tensor(value)
         target = expected[key]
+        if key.endswith(_EXTRA_STATE):  # get_extra_state(): any value, the module's business
+            tensors[key] = value
+            continue
+        tensor = _as_tensor(value)
         if tensor is None:
             mismatched.append(f"{key}: the file holds a {type(value).__name__}, not a tensor")
+        elif _as_tensor(target) is None:
+            mismatched.append(f"{key}: the module holds a {type(target).__name__} here")
         elif tensor.shape != target.shape or tensor.dtype != target.dtype:
             mismatched.append(f"{key}: file {_describe(tensor)}, module {_describe(target)}")
         else:

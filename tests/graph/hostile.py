@@ -743,6 +743,10 @@ def _torch(data: bytes) -> Iterator[Hostile]:
     yield torch_case("view-bool-size", view(shape=[True, 6]), "integers >= 0")
     yield torch_case("view-huge-size", view(shape=[2**62, 1]), "integers >= 0")
     yield torch_case("view-rank-mismatch", view(stride=[6]), "equal length")
+    yield torch_case("view-scalar-past-end", view(shape=[], stride=[], offset=24), "outside")
+    yield torch_case(
+        "view-too-many-elements", view(shape=[2**40, 2**40], stride=[0, 0], offset=0), "limit"
+    )
     yield torch_case("view-rank-65", view(shape=[1] * 65, stride=[1] * 65), "equal length")
     yield torch_case("view-extra-key", view(storage="elsewhere"), "exactly 'shape'")
     yield torch_case("view-not-object", {**rows, "view": [2, 6]}, "exactly 'shape'")

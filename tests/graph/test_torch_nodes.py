@@ -261,3 +261,22 @@ def test_numpy_readers_see_the_stored_tensors(tmp_path: Path) -> None:
         assert str(f["h"].dtype) == "bfloat16"
     entries = {t["name"]: t for t in manifest_of(path.read_bytes())["tensors"]}
     assert entries["h"]["dtype"] == "bfloat16"
+
+
+def test_conjugate_and_negative_views_keep_their_values(tmp_path: Path) -> None:
+    z = torch.tensor([1 + 2j, 3 - 4j, 5 + 6j])
+    x = torch.tensor([1.0, 2.0])
+    out = roundtrip(
+        {"z": z, "conj": z.conj(), "tail": z[1:].conj(), "x": x, "neg": x._neg_view()}, tmp_path
+    )
+    assert torch.equal(out["conj"], z.conj().resolve_conj())
+    assert torch.equal(out["tail"], z[1:].conj().resolve_conj())
+    assert torch.equal(out["neg"], -x)
+    assert torch.equal(out["z"], z)
+
+
+def test_storages_at_one_address_are_kept_apart(tmp_path: Path) -> None:
+    buffer = np.arange(10, dtype=np.float32)
+    short, whole = torch.from_numpy(buffer[:2]), torch.from_numpy(buffer)[::2]
+    out = roundtrip({"short": short, "whole": whole}, tmp_path)
+    assert torch.equal(out["short"], short) and torch.equal(out["whole"], whole)

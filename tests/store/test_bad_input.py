@@ -390,10 +390,25 @@ def test_an_ordinary_file_is_not_a_bundle(store: Store, exported: dict[str, Path
     [
         (lambda s: s.update(name="../evil"), "letters"),
         (lambda s: s.update(name=None), "give the model name"),
-        (lambda s: s.update(metrics=[0.9]), "wrong type"),
-        (lambda s: s.update(tags="x"), "wrong type"),
+        (lambda s: s.update(metrics=[0.9]), "metrics must be"),
+        (lambda s: s.update(tags="x"), "tags must be"),
+        (lambda s: s.update(metrics={"acc": "high"}), "must be a number"),
+        (lambda s: s.update(tags={"a": 1}), "tags must be"),
+        (lambda s: s.update(created_at={"x": 1}), "'created_at' is not a time"),
+        (lambda s: s.update(message=["x"]), "'message' must be text"),
+        (lambda s: s.update(creator=5), "'creator' must be text"),
     ],
-    ids=["hostile-name", "no-name", "metrics-type", "tags-type"],
+    ids=[
+        "hostile-name",
+        "no-name",
+        "metrics-type",
+        "tags-type",
+        "metric-value",
+        "tag-value",
+        "created-at",
+        "message",
+        "creator",
+    ],
 )
 def test_hostile_store_history_in_a_file(
     store: Store, exported: dict[str, Path], tmp_path: Path, edit: Callable, says: str

@@ -331,3 +331,42 @@ def test_store_path_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
         s.save({"x": 1}, "m")
     assert (tmp_path / ".amber" / "versions" / "m" / "1").exists()
     assert os.path.isfile(tmp_path / ".amber" / "cache" / "index.sqlite")
+
+
+def test_bundle_parents_outside_the_bundle_are_not_claimed(store: Store, tmp_path: Path) -> None:
+    for i in range(3):
+        store.save({"w": np.arange(10.0) + i}, "m")
+    store.delete("m@1")
+    bundle = store.export_all("m", tmp_path / "m.bundle")
+    other = Store(backend=MemoryBackend())
+    other.save({"unrelated": True}, "m")
+    imported = other.import_bundle(bundle)
+    assert [(v.spec, v.parent, v.imported_parent) for v in imported] == [
+        ("m@2", None, "m@1"),
+        ("m@3", "m@2", None),
+    ]
+
+
+def test_damaged_tags_and_aliases_are_store_errors(store: Store) -> None:
+    store.save({"x": 1}, "m")
+    store.backend.compare_and_swap("tags/m/1", None, b"[1,2")
+    with pytest.raises(StoreError, match="tags of m@1 are damaged"):
+        store.get("m@1")
+    assert store.set_tags("m@1", {"ok": "yes"}).tags == {"ok": "yes"}  # repaired by setting
+    store.backend.compare_and_swap("refs/m/prod", None, b'{"version": "x"}')
+    with pytest.raises(StoreError, match="alias m@prod is damaged"):
+        store.load("m@prod")
+
+
+def test_diff_sees_imaginary_parts(store: Store) -> None:
+    store.save({"z": np.ones(5, complex)}, "c")
+    store.save({"z": np.ones(5, complex) + 1j}, "c")
+    assert store.diff("c@1", "c@2").tensors[0].max_abs_diff == 1.0
+
+
+def test_a_closed_store_says_so(tmp_path: Path) -> None:
+    s = Store(backend=MemoryBackend())
+    s.save({"w": np.ones((300, 300))}, "m")
+    s.close()
+    with pytest.raises(StoreError, match="closed"):
+        s.load("m")

@@ -281,6 +281,8 @@ class Decoder:
         self._device = device
         self._torch_loader: torch_nodes.TorchLoader | None = None
         self._declared: dict[int, Any] = {}  # id -> node, for on-demand refs (keys=)
+        self._partial = False  # decoding selected parts (keys=)
+        self._built: set[int] = set()  # ids built on demand
 
     def decode(self, node: Any) -> Any:
         return self._decode(node, "root")
@@ -301,6 +303,7 @@ class Decoder:
                 index.setdefault(node["id"], node)
             stack.extend(child for child, _ in _child_nodes(node))
         self._declared = index
+        self._partial = True
 
     def _bad(self, where: str, message: str) -> FormatError:
         return FormatError(f"object graph node at {where}: {message}")
@@ -318,6 +321,9 @@ class Decoder:
             raise self._bad(
                 where, f"a node must be a scalar or an object, not {type(node).__name__}"
             )
+        if self._partial and node["k"] != k.REF and node.get("id") in self._built:
+            # keys=: a node built on demand (a ref reached it first) is not built twice.
+            return self._by_id[node["id"]]
         # scan() has checked every node's kind and keys before decoding starts.
         return getattr(self, "_" + node["k"])(node, where)
 
@@ -752,6 +758,7 @@ class Decoder:
             # Declared outside the part being built; build its declaring node now, once.
             declaring = self._declared.pop(node_id)
             self._decode(declaring, f"{where}<id {node_id}>")
+            self._built.add(node_id)
         if type(node_id) is not int or node_id not in self._by_id:
             raise self._bad(where, f"reference to id {node_id!r}, which no earlier node declares")
         return self._by_id[node_id]

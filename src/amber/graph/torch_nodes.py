@@ -51,6 +51,9 @@ TORCH_DTYPES: dict[str, int] = {
     "bool": 1,
 }
 _STAND_IN = {1: "uint8", 2: "uint16", 4: "uint32", 8: "uint64"}
+# A view may repeat elements (stride 0), so its size is not bounded by the storage; this
+# bounds what a file can make a later operation allocate.
+MAX_VIEW_ELEMENTS = 1 << 40
 
 
 def container_dtype(torch_dtype: str) -> str:
@@ -110,10 +113,17 @@ class TorchTensors:
         if tensor.requires_grad != is_param:  # Parameters default to True, tensors to False
             node["grad"] = tensor.requires_grad
         storage = tensor.untyped_storage()
-        if tensor.numel() == 0 or storage.nbytes() == 0:
+        if tensor.is_conj() or tensor.is_neg():
+            # A lazily conjugated or negated view: its stored bytes are not its values. It
+            # is saved resolved, as a tensor of its own (its sharing is not kept).
+            tensor = tensor.resolve_conj().resolve_neg()
+            key: tuple = ("resolved", id(node))
+        elif tensor.numel() == 0 or storage.nbytes() == 0:
             key = ("empty", id(node))  # nothing to share
         else:
-            key = (str(tensor.device), storage.data_ptr())
+            # The storage itself, not its address: two storages can start at one address
+            # (two torch.from_numpy calls on one numpy buffer).
+            key = (str(tensor.device), storage._cdata)
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = _Group(*self._add_slot(path))
@@ -138,6 +148,8 @@ class TorchTensors:
         ranges = [_byte_range(t) for _, t in group.members]
         start = min(r[0] for r in ranges)
         end = max(r[1] for r in ranges)
+        if end > group.members[0][1].untyped_storage().nbytes():  # grouping is by storage
+            raise AssertionError("a view reaches past its storage")
         sizes = [t.element_size() for _, t in group.members]
         if any((r[0] - start) % item for r, item in zip(ranges, sizes, strict=True)):
             start = 0  # views of several dtypes at offsets no common start aligns
@@ -262,7 +274,12 @@ class TorchLoader:
         else:
             shape, stride, offset = _view(view, bad)
             count = base.untyped_storage().nbytes() // item
-            if shape and 0 not in shape:
+            numel = 1
+            for n in shape:
+                numel *= n
+            if numel > MAX_VIEW_ELEMENTS:
+                raise bad(f"view has {numel} elements; the limit is {MAX_VIEW_ELEMENTS}")
+            if numel:
                 last = offset + sum((n - 1) * s for n, s in zip(shape, stride, strict=True))
                 if last >= count:
                     raise bad(
@@ -274,9 +291,12 @@ class TorchLoader:
             # The storage's bytes, whatever the container tensor's shape and order.
             raw = torch.empty(0, dtype=torch.uint8, device=base.device)
             raw.set_(base.untyped_storage())
-            out = raw[: count * item].view(dtype).as_strided(shape, stride, offset)
-        grad = node.get("grad", bool(node.get("param")))
-        if type(grad) is not bool or node.get("param", False) not in (True, False):
+            try:
+                out = raw[: count * item].view(dtype).as_strided(shape, stride, offset)
+            except RuntimeError as exc:  # a check above should have caught it first
+                raise bad(f"torch refused the view: {exc}") from None
+        grad = node.get("grad", node.get("param") is True)
+        if type(grad) is not bool or type(node.get("param", False)) is not bool:
             raise bad("'grad' and 'param' must be true or false")
         if grad and not (dtype.is_floating_point or dtype.is_complex):
             raise bad(f"a {dtype_text} tensor cannot require gradients")

@@ -124,7 +124,8 @@ def _max_abs_diff(ra: VersionReader, rb: VersionReader, name: str) -> float | No
         return None
     if xa.dtype.kind not in "iufc" or xa.size == 0:
         return None
-    return float(np.max(np.abs(xa.astype(np.float64) - xb.astype(np.float64))))
+    wide = np.complex128 if xa.dtype.kind == "c" else np.float64  # keep imaginary parts
+    return float(np.max(np.abs(xa.astype(wide) - xb.astype(wide))))
 
 
 def diff(store: Store, a: str, b: str) -> Diff:
@@ -139,7 +140,11 @@ def diff(store: Store, a: str, b: str) -> Diff:
     out.environment = _changes(pa, pb)
     out.signature_compatible, out.signature_notes = compatible(va.signature, vb.signature)
     ra = VersionReader(ra_record, store.files, verify="lazy")
-    rb = VersionReader(rb_record, store.files, verify="lazy")
+    try:
+        rb = VersionReader(rb_record, store.files, verify="lazy")
+    except BaseException:
+        ra.close()
+        raise
     try:
         for name in sorted(ra.entries.keys() - rb.entries.keys()):
             out.tensors.append(TensorChange(name, "removed", ra.entries[name].nbytes))

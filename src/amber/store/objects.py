@@ -182,8 +182,14 @@ class ObjectFiles:
     def __init__(self, backend: Backend, cache: Path | None) -> None:
         self.backend = backend
         self.cache = cache
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
 
     def path(self, digest_hex: str) -> Path:
+        if self.closed:
+            raise StoreError("the store is closed; open it again")
         key = object_key(digest_hex)
         local = self.backend.local_path(key)
         if local is not None:
@@ -204,7 +210,7 @@ class ObjectFiles:
             if h.hexdigest() != digest_hex:
                 raise CorruptFileError(f"object {digest_hex[:16]}... is corrupt in the store")
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(f".{os.getpid()}.tmp")
+            tmp = target.with_suffix(f".{os.getpid()}-{os.urandom(4).hex()}.tmp")
             tmp.write_bytes(data)
             os.replace(tmp, target)
         return target

@@ -44,17 +44,21 @@ class VersionReader:
         self._verified: set[str] = set()
         self._lock = threading.Lock()
         self._pack: ContainerReader | None = None
-        if record.pack is not None:
-            # "full" here too: the pack's data digest covers all its tensors in one pass.
-            self._pack = ContainerReader(
-                files.path(record.pack),
-                verify="off" if verify == "off" else "full",
-                use_mmap=use_mmap,
-                writable=writable,
-            )
-            self._check_pack()
-        if verify == "full":
-            self.verify_all()
+        try:
+            if record.pack is not None:
+                # "full" here too: the pack's data digest covers all its tensors in one pass.
+                self._pack = ContainerReader(
+                    files.path(record.pack),
+                    verify="off" if verify == "off" else "full",
+                    use_mmap=use_mmap,
+                    writable=writable,
+                )
+                self._check_pack()
+            if verify == "full":
+                self.verify_all()
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def manifest(self) -> dict[str, Any]:

@@ -196,6 +196,7 @@ class Store:
 
     def close(self) -> None:
         self.index.close()
+        self.files.close()
         if self._scratch is not None:
             self._scratch.cleanup()
             self._scratch = None
@@ -276,7 +277,12 @@ class Store:
         try:
             version = json.loads(raw)["version"]
         except (ValueError, KeyError, TypeError):
-            raise StoreError(f"alias {name}@{alias} is damaged; set it again") from None
+            version = None
+        if type(version) is not int or version < 1:
+            raise StoreError(
+                f"alias {name}@{alias} is damaged; set it again (amber alias NAME@V "
+                f"{alias} --force)"
+            )
         return raw, version
 
     def _aliases_of(self, name: str) -> dict[str, int]:
@@ -315,7 +321,14 @@ class Store:
         raw = self.backend.get(f"tags/{record.name}/{record.version}")
         if raw is None:
             return dict(record.raw.get("tags") or {})
-        return json.loads(raw)
+        try:
+            tags = json.loads(raw)
+            return _check_tags(tags)
+        except (ValueError, InvalidArgumentError):
+            raise StoreError(
+                f"the tags of {record.name}@{record.version} are damaged; set them again "
+                "(store.set_tags)"
+            ) from None
 
     def _version(
         self, record: records.Record, aliases: dict[str, int] | None = None
@@ -657,11 +670,15 @@ class Store:
     ) -> ModelVersion:
         """Add or change tags of a version (and drop the keys in ``remove``)."""
         changes = _check_tags(tags)
+        remove = list(remove)  # a generator would be used up by the first try
         record = self.resolve(spec)
         key = f"tags/{record.name}/{record.version}"
         for _ in range(1000):
             current_raw = self.backend.get(key)
-            current = json.loads(current_raw) if current_raw else dict(record.raw.get("tags") or {})
+            try:
+                current = self._tags(record)
+            except StoreError:
+                current = {}  # damaged: replaced by the tags given now
             updated = {**current, **changes}
             for gone in remove:
                 updated.pop(gone, None)

@@ -78,10 +78,39 @@ def _history(manifest: dict[str, Any], source: Path) -> dict[str, Any]:
         return {}
     if not isinstance(history, dict):
         raise FormatError(f"{source}: manifest key 'store' must be an object")
-    for key, kind in (("metrics", dict), ("tags", dict), ("signature", (dict, type(None)))):
-        if key in history and not isinstance(history[key], kind):
-            raise FormatError(f"{source}: 'store.{key}' has the wrong type")
-    return history
+    return checked_history(history, source)
+
+
+_TEXT_FIELDS = ("name", "creator", "message", "parent")
+
+
+def checked_history(fields: dict[str, Any], source: Path) -> dict[str, Any]:
+    """The history fields of an imported version, each of the type the store writes;
+    FormatError naming the first that is not (a file from elsewhere may say anything)."""
+    from datetime import datetime
+
+    from amber.store.store import _check_metrics, _check_tags
+
+    out = dict(fields)
+    for key in _TEXT_FIELDS:
+        if out.get(key) is not None and not isinstance(out[key], str):
+            raise FormatError(f"{source}: history field {key!r} must be text")
+    if out.get("version") is not None and (type(out["version"]) is not int or out["version"] < 1):
+        raise FormatError(f"{source}: history field 'version' must be a positive integer")
+    created = out.get("created_at")
+    if created is not None:
+        try:
+            datetime.fromisoformat(created)
+        except (TypeError, ValueError):
+            raise FormatError(f"{source}: history field 'created_at' is not a time") from None
+    if out.get("signature") is not None and not isinstance(out["signature"], dict):
+        raise FormatError(f"{source}: history field 'signature' must be an object")
+    try:
+        out["metrics"] = _check_metrics(out.get("metrics"))
+        out["tags"] = _check_tags(out.get("tags"))
+    except InvalidArgumentError as exc:
+        raise FormatError(f"{source}: {exc}") from None
+    return out
 
 
 def _check_graph(manifest: dict[str, Any], source: Path) -> None:
@@ -229,6 +258,7 @@ def import_bundle(store: Store, path: Path, name: str | None) -> list[ModelVersi
             if record.deleted or record.name != source:
                 raise FormatError(f"{path}: the bundle holds a record of another model")
             _check_graph(record.manifest, path)
+            checked_history(record.raw, path)
             checked.append(record)
         objects = {}
         for digest_hex in sorted(set().union(*(r.objects() for r in checked))):
@@ -257,11 +287,18 @@ def import_bundle(store: Store, path: Path, name: str | None) -> list[ModelVersi
         renamed: dict[str, str] = {}
         out = []
         for record in sorted(checked, key=lambda r: r.version):
-            body = dict(record.raw)
+            body = checked_history(record.raw, path)
             body["name"] = target
             body["imported_from"] = f"{record.name}@{record.version}"
+            # Recomputed, not trusted: what the data is, whatever the bundle claims.
+            body["content_digest"] = records.content_digest(record.manifest, record.tensors)
+            body["size"] = sum(t.entry.nbytes for t in record.tensors)
             parent = body.get("parent")
-            body["parent"] = renamed.get(parent, parent) if isinstance(parent, str) else None
+            # A parent imported with it gets its new number; any other parent names a version
+            # of the store the bundle came from, kept as imported_parent only.
+            body["parent"] = renamed.get(parent) if isinstance(parent, str) else None
+            if body["parent"] is None and parent is not None:
+                body["imported_parent"] = parent
             needed = record.objects()
             committed = store._commit(target, body, needed, lambda n=needed: restore(n))
             renamed[f"{record.name}@{record.version}"] = f"{target}@{committed.version}"
