@@ -370,3 +370,10 @@ def test_a_closed_store_says_so(tmp_path: Path) -> None:
     s.close()
     with pytest.raises(StoreError, match="closed"):
         s.load("m")
+
+
+def test_names_differing_only_by_case_are_refused(store: Store) -> None:
+    store.save({"x": 1}, "churn")
+    with pytest.raises(InvalidArgumentError, match="only by case"):
+        store.save({"x": 2}, "Churn")
+    assert store.save({"x": 3}, "churn").version == 2

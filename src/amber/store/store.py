@@ -397,6 +397,7 @@ class Store:
         from amber.store.signature import infer
 
         check_name(name)
+        self._check_case(name)
         user_metadata = _check_metadata(metadata)
         metric_values = _check_metrics(metrics)
         tag_values = _check_tags(tags)
@@ -435,6 +436,19 @@ class Store:
             name, body, needed, lambda: put_tensors(self.backend, encoder.tensors)
         )
         return self._version(record)
+
+    def _check_case(self, name: str) -> None:
+        """Names are case-sensitive, but on macOS and Windows folders are not: ``Churn`` and
+        ``churn`` would share one folder there. A new name may not differ from an existing
+        one by case alone."""
+        if self._numbers(name):
+            return
+        for other in self._names():
+            if other.lower() == name.lower():
+                raise InvalidArgumentError(
+                    f"model {name!r} differs from the existing {other!r} only by case; use "
+                    f"{other!r} or another name"
+                )
 
     def _parent(self, name: str, parent: Any) -> str | None:
         if parent is _UNSET:
@@ -638,6 +652,14 @@ class Store:
                 }
             ).encode()
             if self.backend.compare_and_swap(key, current, doc):
+                latest = self._record(record.name, record.version)
+                if latest is None or latest.deleted:
+                    # Deleted while the alias moved: put the alias back as it was.
+                    self.backend.compare_and_swap(key, doc, current)
+                    raise VersionNotFound(
+                        f"{record.name}@{record.version} was deleted while setting "
+                        f"{alias}; the alias was not changed"
+                    )
                 self._follow(record, lambda db: self._index_alias(db, record.name, alias))
                 return self._version(record)
             if not force:
