@@ -120,11 +120,7 @@ def test_malformed_specs_are_refused(store: Store, spec: str, hint: str) -> None
         "diff": lambda: store.diff(spec, f"{NAME}@1"),
         "save parent": lambda: store.save({"c": 1}, NAME, parent=spec),
     }
-    for what, call in calls.items():
-        with pytest.raises(InvalidArgumentError) as info:
-            call()
-        assert_helpful(info.value, spec, hint), what
-    assert snapshot(store) == before
+    all_refused(store, before, calls, spec, hint)
 
 
 @pytest.mark.parametrize(("name", "hint"), BAD_NAMES, ids=ids(BAD_NAMES))
@@ -137,10 +133,17 @@ def test_malformed_names_are_refused(store: Store, name: str, hint: str) -> None
         "remove_alias": lambda: store.remove_alias(name, "production"),
         "export_all": lambda: store.export_all(name, store.backend.root / "x.amber"),  # type: ignore[attr-defined]
     }
+    all_refused(store, before, calls, name, hint)
+
+
+def all_refused(
+    store: Store, before: Any, calls: dict[str, Callable[[], Any]], text: str, hint: str
+) -> None:
+    """Every call raises a helpful InvalidArgumentError, and the store is unchanged."""
     for what, call in calls.items():
         with pytest.raises(InvalidArgumentError) as info:
             call()
-        assert_helpful(info.value, name, hint), what
+        assert_helpful(info.value, text, hint), what
     assert snapshot(store) == before
 
 
