@@ -41,6 +41,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.sklearn_models
 	$(BIN)/python -m benchmarks.torch_models
+	$(BIN)/python -m benchmarks.boosters
 	$(BIN)/python -m benchmarks.store
 
 clean:
