@@ -188,3 +188,13 @@ def test_bad_rng_or_scaler_state_changes_nothing(tmp_path: Path) -> None:
             tmp_path / "s.amber", model=target, scaler=torch.amp.GradScaler("cpu")
         )
     assert torch.equal(target.weight, before)
+
+
+def test_optimizer_state_of_another_shape_is_refused(tmp_path: Path) -> None:
+    _, optimizer, _ = _setup()
+    amber.save_checkpoint(tmp_path / "c.amber", optimizer=optimizer)
+    other = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 3))
+    other_optimizer = torch.optim.Adam(other.parameters(), lr=0.01)
+    with pytest.raises(StateDictMismatch, match="has shape"):
+        amber.load_checkpoint(tmp_path / "c.amber", optimizer=other_optimizer)
+    assert other_optimizer.state_dict()["state"] == {}

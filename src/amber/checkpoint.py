@@ -133,6 +133,8 @@ def load_checkpoint(
             f"{path} holds no {', '.join(absent)} state; the checkpoint has: "
             + ", ".join(p for p in (*wanted, "rng") if p in state)
         )
+    if model is not None:
+        modules.load_into(model, state["model"], str(path), check_only=True)
     if optimizer is not None:
         _check_optimizer(optimizer, state["optimizer"], path)
     if scaler is not None:
@@ -167,6 +169,20 @@ def _check_optimizer(optimizer: Any, saved: Any, path: Any) -> None:
             f"{path}: the saved optimizer has parameter groups of sizes {saved_sizes}, this "
             f"one {sizes}; build the optimizer over the same parameters"
         )
+    # Per-parameter buffers (momentum, Adam's moments) must have their parameter's shape,
+    # or the first step after loading fails inside torch.
+    params = [p for group in current for p in group["params"]]
+    state = saved.get("state") if isinstance(saved.get("state"), dict) else {}
+    for index, values in state.items():
+        if type(index) is not int or not 0 <= index < len(params) or not isinstance(values, dict):
+            raise StateDictMismatch(f"{path}: the optimizer state names parameter {index!r}")
+        for key, value in values.items():
+            shape = getattr(value, "shape", None)
+            if shape is not None and len(shape) > 0 and tuple(shape) != tuple(params[index].shape):
+                raise StateDictMismatch(
+                    f"{path}: optimizer state {key!r} of parameter {index} has shape "
+                    f"{tuple(shape)}, the parameter {tuple(params[index].shape)}"
+                )
 
 
 def _rehearse(step: Any, part: str, path: Any) -> None:

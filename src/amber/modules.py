@@ -61,10 +61,13 @@ def _describe(value: Any) -> str:
     return f"{tuple(value.shape)} {str(value.dtype).removeprefix('torch.')}"
 
 
-def load_into(module: Any, state: Any, source: str, keys: list[str] | None = None) -> Any:
+def load_into(
+    module: Any, state: Any, source: str, keys: list[str] | None = None, *, check_only: bool = False
+) -> Any:
     """Copy ``state`` (a mapping of names to tensors or arrays) into ``module``'s parameters
     and buffers after checking everything first: on any mismatch the module is unchanged.
-    ``keys``: only these entries are expected (a partial load)."""
+    ``keys``: only these entries are expected (a partial load). ``check_only``: stop after
+    the checks."""
     if not isinstance(state, Mapping):
         raise StateDictMismatch(
             f"{source} holds a {type(state).__name__}, not a state dict; save one with "
@@ -108,6 +111,8 @@ def load_into(module: Any, state: Any, source: str, keys: list[str] | None = Non
             f"cannot load {source} into {type(module).__name__}; the module was not changed. "
             + "; ".join(problems)
         )
+    if check_only:
+        return module
     result = module.load_state_dict(tensors, strict=keys is None)
     if keys is not None and result.unexpected_keys:  # checked above; torch agrees or fails
         raise StateDictMismatch(f"unexpected keys {result.unexpected_keys}")
