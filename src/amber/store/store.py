@@ -444,7 +444,7 @@ class Store:
         if self._numbers(name):
             return
         for other in self._names():
-            if other.lower() == name.lower():
+            if other != name and other.lower() == name.lower():
                 raise InvalidArgumentError(
                     f"model {name!r} differs from the existing {other!r} only by case; use "
                     f"{other!r} or another name"
