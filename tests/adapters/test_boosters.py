@@ -27,6 +27,7 @@ from tests.adapters.native_payload import (
     tensor_bytes,
 )
 from tests.adapters.roundtrip import round_trip
+from tests.corpus.build import edit_manifest
 
 ROUNDS = 30  # with early stopping: enough for a best iteration before the last
 
@@ -434,3 +435,25 @@ def test_hostile_native_payloads_never_crash(library: str, multiclass: Any, tmp_
     targeted = [name for name, _ in cases[-4:]]
     assert all(outcomes[name] == REFUSED for name in targeted), outcomes
     assert sum(code == REFUSED for code in outcomes.values()) >= len(outcomes) // 2
+
+
+@pytest.mark.parametrize("key", ["n_jobs", "num_threads"])
+def test_thread_counts_from_a_file_are_bounded(tmp_path: Path, key: str) -> None:
+    """A huge thread count reaches OpenMP at predict time and crashes LightGBM's predictor;
+    amber refuses it at save and, in a crafted file, at load."""
+    X, y = np.random.default_rng(0).normal(size=(100, 3)), np.arange(100) % 2
+    model = lgb.LGBMClassifier(n_estimators=3, verbose=-1).fit(X, y)
+    model.set_params(**{key: 10**7})
+    with pytest.raises(SerializationError, match="thread count"):
+        amber.save(model, tmp_path / "m.amber")
+    model.set_params(**{key: 2})
+    path = tmp_path / "m.amber"
+    amber.save(model, path)
+    assert amber.load(path).predict(X).shape == (100,)
+
+    def hostile(manifest: dict) -> None:
+        manifest["root"]["state"]["v"]["params"]["v"][key] = 10**7
+
+    path.write_bytes(edit_manifest(path.read_bytes(), hostile))
+    with pytest.raises(FormatError, match="thread count"):
+        amber.load(path)  # refused before LightGBM sees it: no crash at predict

@@ -135,8 +135,8 @@ def test_missing_input_and_unknown_output(tmp_path: Path, state_dict_file: Path)
     missing = run("convert", str(tmp_path / "absent.amber"), str(tmp_path / "o.safetensors"))
     assert missing.returncode == 2 and "no such file" in missing.stderr
     unknown = run("convert", str(state_dict_file), str(tmp_path / "o.onnx"))
-    assert unknown.returncode == 1
+    assert unknown.returncode == 2  # a usage error
     assert_one_line_error(unknown.stderr)
     assert "cannot tell the output format" in unknown.stderr
     same = run("convert", str(state_dict_file), str(tmp_path / "o.amber"))
-    assert same.returncode == 1 and "cannot convert amber to amber" in same.stderr
+    assert same.returncode == 2 and "cannot convert amber to amber" in same.stderr

@@ -29,6 +29,7 @@ from amber.errors import (
     InvalidArgumentError,
     ReadError,
     SerializationError,
+    WriteError,
 )
 from amber.interop import convert, detect_format, read_safetensors, write_safetensors
 from amber.interop import safetensors as st_module
@@ -408,7 +409,7 @@ def st_file(tmp_path: Path) -> Path:
 def test_existing_output_needs_force(tmp_path: Path, st_file: Path) -> None:
     out = tmp_path / "out.amber"
     out.write_bytes(b"old")
-    with pytest.raises(InvalidArgumentError, match="exists; pass force=True"):
+    with pytest.raises(WriteError, match="exists; pass force=True"):
         convert(st_file, out)
     assert out.read_bytes() == b"old"
     convert(st_file, out, force=True)
@@ -868,3 +869,10 @@ def test_mutated_files_read_exactly_or_are_refused(
             return
         event("read")
         _check_against_oracle(data, arrays, meta)
+
+
+def test_metadata_must_be_a_mapping(tmp_path: Path) -> None:
+    for bad in (5, [("a", "b")]):
+        with pytest.raises(SerializationError, match="metadata must map strings"):
+            write_safetensors(tmp_path / "m.safetensors", {}, bad)  # type: ignore[arg-type]
+    assert not (tmp_path / "m.safetensors").exists()

@@ -443,7 +443,7 @@ def check_model_string(text: str) -> dict[str, int]:
 
 
 def _booster_state(booster: Any) -> dict[str, Any]:
-    from amber.adapters.xgboost import refuse_callables
+    from amber.adapters.xgboost import check_threads, refuse_callables
 
     # num_iteration=-1: every tree. The default would cut the model at best_iteration.
     text = booster.model_to_string(num_iteration=-1)
@@ -459,6 +459,7 @@ def _booster_state(booster: Any) -> dict[str, Any]:
         "params": dict(booster.params or {}),
     }
     refuse_callables(state["params"], "lightgbm.Booster params")
+    check_threads(state["params"], "lightgbm.Booster params")
     return state
 
 
@@ -486,9 +487,10 @@ def _booster(cls: type, state: Any) -> Any:
         raise FormatError(f"LightGBM best_iteration {best!r} is outside the model's iterations")
     if not isinstance(params, dict) or not isinstance(scores, dict):
         raise FormatError("LightGBM booster params and best_score must be dicts")
-    from amber.adapters.xgboost import refuse_callables
+    from amber.adapters.xgboost import check_threads, refuse_callables
 
     refuse_callables(params, "lightgbm.Booster params", error=FormatError)
+    check_threads(params, "lightgbm.Booster params", error=FormatError)
     booster = cls(model_str=text)
     booster.best_iteration = best
     # LightGBM keeps best_score as a defaultdict of OrderedDicts; rebuild that shape.

@@ -472,12 +472,34 @@ def _is_callback(value: Any) -> bool:
     )
 
 
+# Thread-count parameters (and LightGBM's aliases) go to OpenMP at predict time: a huge
+# value from a file crashes LightGBM's predictor (segfault creating the threads).
+THREAD_PARAMETERS = frozenset({"n_jobs", "nthread", "nthreads", "num_thread", "num_threads"})
+MAX_THREADS = 1024
+
+
+def check_threads(params: Any, where: str, error: type[Exception] = SerializationError) -> None:
+    """Thread counts must be None or an int in [-MAX_THREADS, MAX_THREADS]."""
+    if not isinstance(params, dict):
+        return
+    for key in THREAD_PARAMETERS & params.keys():
+        value = params[key]
+        if value is not None and (
+            type(value) is not int or not -MAX_THREADS <= value <= MAX_THREADS
+        ):
+            raise error(
+                f"{where}: {key}={value!r} is not a thread count amber accepts "
+                f"(None or an integer within +-{MAX_THREADS})"
+            )
+
+
 def wrapper_encode(model: Any) -> dict[str, Any]:
     """Parameters (``get_params``), the booster, and every other instance attribute."""
     name = type(model).__name__
     params = model.get_params(deep=False)
     for key, value in params.items():
         refuse_callables(value, f"{name} parameter {key!r}")
+    check_threads(params, f"{name} parameters")
     # Attributes __init__ sets from the parameters are rebuilt by calling it; "kwargs"
     # (XGBoost) and "_other_params" (LightGBM) hold the extra parameters.
     skip = {*params, "_Booster", "kwargs", "_other_params"}
@@ -503,6 +525,7 @@ def wrapper_decode(cls: type, state: Any) -> Any:
             raise FormatError(f"{cls.__name__} params and attributes must be plain names")
     refuse_callables(params, f"{cls.__name__} params", error=FormatError)
     refuse_callables(fitted, f"{cls.__name__} attributes", error=FormatError)
+    check_threads(params, f"{cls.__name__} params", error=FormatError)
     for key in fitted:
         if key in params or hasattr(cls, key) or key in ("kwargs", "_other_params", "_Booster"):
             raise FormatError(f"{cls.__name__} attribute {key!r} is not a fitted attribute")

@@ -10,7 +10,7 @@ from typing import NoReturn
 import typer
 
 from amber.cli.output import EXIT_FAILED, EXIT_NOT_AMBER, fail, human_bytes, stdout
-from amber.errors import AmberError, FormatError, ReadError
+from amber.errors import AmberError, FormatError, InvalidArgumentError, ReadError
 
 
 class Framework(str, Enum):
@@ -23,10 +23,11 @@ def register(app: typer.Typer) -> None:
 
 
 def _fail(exc: AmberError) -> NoReturn:
-    # 2 when the input cannot be read as a supported format (as for inspect/verify); 1 when
-    # it was read but the conversion failed: damaged input, content that does not convert,
-    # an existing output, a failed write.
-    fail(exc, EXIT_NOT_AMBER if isinstance(exc, (FormatError, ReadError)) else EXIT_FAILED)
+    # 2 for a usage error or an input that cannot be read as a supported format (as for
+    # inspect/verify); 1 when it was read but the conversion failed: damaged input, content
+    # that does not convert, an existing output, a failed write.
+    usage = (FormatError, ReadError, InvalidArgumentError)
+    fail(exc, EXIT_NOT_AMBER if isinstance(exc, usage) else EXIT_FAILED)
 
 
 def convert(
@@ -42,7 +43,7 @@ def convert(
 
     Exit 0 on success, 1 when SRC was read but could not be converted (damaged, not a flat
     dict of tensors, DST exists without --force, write failed), 2 when SRC is not a
-    readable amber or safetensors file.
+    readable amber or safetensors file or for a usage error (DST suffix, same format).
     """
     from amber.interop import convert as run_convert
 

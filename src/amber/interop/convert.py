@@ -7,6 +7,7 @@ format (pickle files, for instance) is a detector in ``detect_format`` plus conv
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -17,7 +18,7 @@ from typing import Any
 
 from amber.container import dtypes
 from amber.container.format import HEADER_MAGIC
-from amber.errors import InvalidArgumentError, ReadError, SerializationError
+from amber.errors import InvalidArgumentError, ReadError, SerializationError, WriteError
 from amber.interop import safetensors as st
 
 PathLike = str | os.PathLike[str]
@@ -203,7 +204,7 @@ def convert(
     numpy arrays, or torch tensors with ``framework="torch"``. Metadata carries over both
     ways (non-string amber values become JSON strings in safetensors).
 
-    An existing ``dst`` is an InvalidArgumentError unless ``force``; the write is atomic,
+    An existing ``dst`` is a WriteError unless ``force``; the write is atomic,
     so on any error nothing appears at ``dst`` and an existing file there is unchanged.
     """
     src, dst = Path(src), Path(dst)
@@ -227,8 +228,8 @@ def convert(
             + ", ".join(f"{a} -> {b}" for a, b in _CONVERTERS)
         )
     if dst.exists() or dst.is_symlink():
-        if not force:
-            raise InvalidArgumentError(f"{dst} exists; pass force=True (--force) to replace it")
+        if not force:  # a refused write (exit 1), not a usage error
+            raise WriteError(errno.EEXIST, f"{dst} exists; pass force=True (--force) to replace it")
         if dst.resolve() == src.resolve():
             raise InvalidArgumentError(f"{dst} is the input file; choose another output path")
     count, nbytes = converter(src, dst, framework)

@@ -422,6 +422,10 @@ def write_safetensors(
         raise SerializationError(
             f"tensors must be a mapping of names to tensors, not {type(tensors).__name__}"
         )
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise SerializationError(
+            f"safetensors metadata must map strings to strings, got {type(metadata).__name__}"
+        )
     meta = dict(metadata or {})
     for key, value in meta.items():
         if not isinstance(key, str) or not isinstance(value, str):
