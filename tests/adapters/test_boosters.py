@@ -457,3 +457,16 @@ def test_thread_counts_from_a_file_are_bounded(tmp_path: Path, key: str) -> None
     path.write_bytes(edit_manifest(path.read_bytes(), hostile))
     with pytest.raises(FormatError, match="thread count"):
         amber.load(path)  # refused before LightGBM sees it: no crash at predict
+
+
+@pytest.mark.parametrize("value", ["-5", "abc", "1000000000"])
+def test_best_iteration_attribute_must_be_a_round_of_the_model(value: str) -> None:
+    from amber.adapters.xgboost import check_model
+
+    X, y = np.random.default_rng(0).normal(size=(100, 3)), np.arange(100) % 2
+    booster = xgb.train({"max_depth": 2}, xgb.DMatrix(X, label=y), num_boost_round=4)
+    booster.set_attr(best_iteration="3")
+    check_model(bytes(booster.save_raw("ubj")))
+    booster.set_attr(best_iteration=value)
+    with pytest.raises(FormatError, match="best_iteration"):
+        check_model(bytes(booster.save_raw("ubj")))

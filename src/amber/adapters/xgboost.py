@@ -418,7 +418,25 @@ def check_model(data: bytes) -> dict[str, int]:
             raise _bad("gblinear weights do not match the features and groups")
     else:
         raise _bad(f"unknown booster {name[:40]!r}")
+    _check_best(attributes, booster, name)
     return {"num_feature": n_features, "num_class": num_class, "num_target": num_target}
+
+
+def _check_best(attributes: dict[str, str], booster: dict, name: str) -> None:
+    """best_iteration/best_score attributes drive the wrappers' predict: a number of
+    rounds inside the model, and a number."""
+    if "best_score" in attributes:
+        try:
+            float(attributes["best_score"])
+        except ValueError:
+            raise _bad("best_score is not a number") from None
+    if "best_iteration" not in attributes:
+        return
+    rounds = 2**31 - 1
+    if name in ("gbtree", "dart"):
+        trees_model = booster["model"] if name == "gbtree" else booster["gbtree"]["model"]
+        rounds = max(len(trees_model["iteration_indptr"]) - 1, 1)
+    _number(attributes["best_iteration"], "best_iteration", 0, rounds - 1)
 
 
 # -- the booster -------------------------------------------------------------------------------
