@@ -104,6 +104,7 @@ class FileInfo:
             ],
             "metadata": self.metadata,
             "environment": self.environment,
+            **self.extra,
         }
 
 
@@ -163,6 +164,8 @@ def _info(reader: ContainerReader, *, audit_names: bool = True) -> FileInfo:
         referenced_types=referenced,
         untrusted_types=untrusted,
         graph_error=graph_error,
+        # History of a version exported from a model store (docs/store.md §6).
+        extra={"store": m["store"]} if isinstance(m.get("store"), dict) else {},
     )
 
 

@@ -377,3 +377,12 @@ def test_names_differing_only_by_case_are_refused(store: Store) -> None:
     with pytest.raises(InvalidArgumentError, match="only by case"):
         store.save({"x": 2}, "Churn")
     assert store.save({"x": 3}, "churn").version == 2
+
+
+def test_inspect_shows_the_history_of_an_exported_version(store: Store, tmp_path: Path) -> None:
+    store.save({"w": np.arange(3.0)}, "m", metrics={"acc": 0.5}, message="first")
+    path = store.export("m@1", tmp_path / "m.amber")
+    info = amber.inspect(path)
+    assert info.extra["store"]["metrics"] == {"acc": 0.5}
+    assert info.to_dict()["store"]["version"] == 1
+    assert amber.inspect(store.export("m", tmp_path / "again.amber")).extra["store"]["name"] == "m"

@@ -53,6 +53,16 @@ def inspect(
     summary.add_row("manifest", info.manifest_digest)
     if info.metadata:
         summary.add_row("metadata", json.dumps(info.metadata, ensure_ascii=False))
+    history = info.extra.get("store")
+    if history:
+        summary.add_row(
+            "from store",
+            f"{history.get('name')}@{history.get('version')} "
+            + json.dumps(
+                {k: history.get(k) for k in ("metrics", "tags", "parent", "message")},
+                ensure_ascii=False,
+            ),
+        )
     if info.untrusted_types:
         summary.add_row(
             "[red]untrusted[/]",
