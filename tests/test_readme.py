@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,7 @@ def test_python_examples_run(tmp_path: Path) -> None:
 def test_cli_examples_run(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", "\n".join(_blocks("python"))], cwd=tmp_path, check=True)
     commands = [
-        line[2:].split("#")[0].split()
+        shlex.split(line[2:], comments=True)
         for block in _blocks("console")
         for line in block.splitlines()
         if line.startswith("$ amber")

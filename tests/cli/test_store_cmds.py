@@ -433,3 +433,14 @@ def test_listing_commands_import_no_numpy(root: Path) -> None:
     ).stdout
     loaded = {name.split(".")[0] for name in json.loads(out.strip().splitlines()[-1])}
     assert not {"numpy", "torch", "sklearn", "scipy", "pandas"} & loaded
+
+
+def test_search_by_metric_tag_name_and_date(root: Path) -> None:
+    store = ("--store", str(root))
+    found = json.loads(ok("search", "--metric", "acc>=0.85", "--json", *store))
+    assert [(v["name"], v["version"]) for v in found] == [("churn", 2), ("churn", 3)]
+    assert "churn@2" in ok("search", "--tag", "team=a", *store)
+    assert json.loads(ok("search", "fr*", "--json", *store))[0]["name"] == "fraud"
+    assert json.loads(ok("search", "--after", "2999-01-01", "--json", *store)) == []
+    assert "accuracy>=0.9" in error(2, "search", "--metric", "acc is high", *store)
+    assert "key=value" in error(2, "search", "--tag", "team", *store)

@@ -36,6 +36,7 @@ SPEC_HELP = "A version: NAME (latest), NAME@7 or NAME@ALIAS."
 def register(app: typer.Typer) -> None:
     app.command("ls")(ls)
     app.command("versions")(versions)
+    app.command("search")(search)
     app.command("show")(show)
     app.command("diff")(diff)
     app.command("alias")(alias)
@@ -109,11 +110,17 @@ def versions(
         found = s.versions(name)
     if last:
         found = found[-last:]
+    _print_versions(found, as_json, first="version")
+
+
+def _print_versions(found: list[Any], as_json: bool, *, first: str) -> None:
+    """Versions as JSON or as a table whose first column is the ``version`` number or the
+    whole ``spec`` (name@N)."""
     if as_json:
         _echo_json([v.to_dict() for v in found])
         return
     table = _table(
-        "version",
+        first,
         "created (UTC)",
         "creator",
         "metrics",
@@ -126,7 +133,7 @@ def versions(
     )
     for v in found:
         table.add_row(
-            plain(v.version),
+            plain(v.version if first == "version" else v.spec),
             plain(when(v.created_at)),
             plain(v.creator),
             plain(pairs(v.metrics)),
@@ -136,6 +143,32 @@ def versions(
             plain(v.message or ""),
         )
     stdout.print(table)
+
+
+def search(
+    name: str = typer.Argument(
+        None, metavar="[NAME]", help="A model name, or a prefix ending in * (quote it)."
+    ),
+    tags: list[str] = typer.Option(
+        [], "--tag", metavar="KEY=VALUE", help="A tag every result has (repeat for more)."
+    ),
+    metrics: list[str] = typer.Option(
+        [], "--metric", metavar="CONDITION", help="Like 'accuracy>=0.9' (repeat for more)."
+    ),
+    after: str = typer.Option(None, "--after", help="Created at or after (ISO date/time)."),
+    before: str = typer.Option(None, "--before", help="Created before (ISO date/time)."),
+    store: str = STORE_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Versions of every model (or of NAME) matching all the conditions given.
+
+    Exit 0 on success (also when nothing matches), 2 when a condition is malformed or the
+    store does not exist.
+    """
+    wanted = _tag_pairs(tags or [])
+    with opened(store) as s:
+        found = s.search(name, tags=wanted, metrics=metrics or None, after=after, before=before)
+    _print_versions(found, as_json, first="spec")
 
 
 def show(
