@@ -61,7 +61,8 @@ def open_regular(path: Path, kind: str) -> tuple[int, int]:
     return fd, info.st_size
 
 
-def _pread_exact(fd: int, size: int, offset: int, path: Path) -> bytes:
+def pread_exact(fd: int, size: int, offset: int, path: Path) -> bytes:
+    """Exactly ``size`` bytes at ``offset``; CorruptFileError if the file ends first."""
     chunks = []
     remaining = size
     while remaining:
@@ -176,7 +177,7 @@ class ContainerReader:
         self.manifest_digest = trailer.manifest_digest
 
     def _pread(self, size: int, offset: int) -> bytes:
-        return _pread_exact(self._fd, size, offset, self.path)
+        return pread_exact(self._fd, size, offset, self.path)
 
     def _map(self) -> None:
         access = mmap.ACCESS_COPY if self.writable else mmap.ACCESS_READ

@@ -97,7 +97,7 @@ def _c_order_chunks(a: np.ndarray, limit: int) -> Iterator[memoryview]:
         yield _as_bytes(a[start : start + rows])
 
 
-def _write_all(fd: int, data: memoryview | bytes) -> None:
+def write_all(fd: int, data: memoryview | bytes) -> None:
     view = memoryview(data)
     while view.nbytes:
         written = os.write(fd, view)
@@ -178,7 +178,7 @@ class _Stream:
         self.manifest_digest = b""
 
     def write(self, data: memoryview | bytes) -> None:
-        _write_all(self.fd, data)
+        write_all(self.fd, data)
         size = len(data) if isinstance(data, bytes) else data.nbytes
         self.pos += size
         self.unflushed += size

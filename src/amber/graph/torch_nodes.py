@@ -192,7 +192,7 @@ class TorchTensors:
             piece = raw[start:end]
             if common is not None:
                 piece = piece.view(getattr(torch, common))
-            return _numpy_bits(piece.cpu())
+            return numpy_bits(piece.cpu())
 
         return group.name, produce, container_dtype(common) if common else "uint8"
 
@@ -222,7 +222,7 @@ def _byte_range(tensor: Any) -> tuple[int, int]:
     return start, start + extent * item
 
 
-def _numpy_bits(tensor: Any) -> Any:
+def numpy_bits(tensor: Any) -> Any:
     """A numpy view of a CPU tensor's elements: its own dtype where numpy has it, else
     unsigned integers of the same size (written with the declared table dtype)."""
     torch = sys.modules["torch"]
@@ -235,9 +235,9 @@ def _numpy_bits(tensor: Any) -> Any:
 
 def _producer(tensor: Any) -> Any:
     if tensor.device.type == "cpu":
-        return _numpy_bits(tensor)
+        return numpy_bits(tensor)
     # Copied off the device when the writer reaches it: one tensor in host memory at a time.
-    return lambda: _numpy_bits(tensor.cpu())
+    return lambda: numpy_bits(tensor.cpu())
 
 
 # -- loading --------------------------------------------------------------------------------

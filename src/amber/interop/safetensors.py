@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from amber.container import dtypes
 from amber.container.atomic import atomic_file
-from amber.container.reader import open_regular
+from amber.container.reader import open_regular, pread_exact
+from amber.container.writer import write_all
 from amber.errors import CorruptFileError, FormatError, ReadError, SerializationError
 
 if TYPE_CHECKING:
@@ -228,25 +229,13 @@ def _check_layout(entries: list[_Entry], buffer_size: int) -> None:
         )
 
 
-def _pread(fd: int, size: int, offset: int, path: Path) -> bytes:
-    chunks = []
-    while size:
-        chunk = os.pread(fd, min(size, 1 << 30), offset)
-        if not chunk:
-            raise CorruptFileError(f"{path}: file ended early while reading; it was truncated")
-        chunks.append(chunk)
-        offset += len(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
 def read_header(fd: int, size: int, path: Path) -> tuple[list[_Entry], dict[str, str], int]:
     """Validate the header of an open file: (entries in file order, metadata, data start)."""
     if size < HEADER_LENGTH_BYTES:
         raise FormatError(
             f"{path}: not a safetensors file ({size} bytes, shorter than the 8-byte header length)"
         )
-    length = int.from_bytes(_pread(fd, HEADER_LENGTH_BYTES, 0, path), "little")
+    length = int.from_bytes(pread_exact(fd, HEADER_LENGTH_BYTES, 0, path), "little")
     if length > MAX_HEADER_BYTES:
         raise FormatError(
             f"{path}: header length {length} exceeds the limit of {MAX_HEADER_BYTES} bytes; "
@@ -260,7 +249,7 @@ def read_header(fd: int, size: int, path: Path) -> tuple[list[_Entry], dict[str,
     if length < 2:
         raise FormatError(f"{path}: header length {length} is too small to hold a JSON object")
     try:
-        header = _parse_header(_pread(fd, length, HEADER_LENGTH_BYTES, path))
+        header = _parse_header(pread_exact(fd, length, HEADER_LENGTH_BYTES, path))
         metadata: dict[str, str] = {}
         entries = []
         for name, raw in header.items():
@@ -371,39 +360,20 @@ def _tensor_dtype(name: str, value: Any) -> str:
     return dtype
 
 
-def _numpy_chunks(array: np.ndarray, limit: int) -> Iterator[memoryview]:
+def _chunks(value: Any, limit: int) -> Iterator[memoryview]:
+    """Row-major little-endian bytes of a numpy array or torch tensor, in pieces of at most
+    ``limit`` (the container writer's chunking: a non-contiguous array is copied a slab of
+    rows at a time). A tensor on another device is first copied to the host, one tensor at
+    a time, as ``amber.save`` does."""
+    import numpy as np
+
     from amber.container.writer import iter_chunks
 
-    yield from iter_chunks(array, "C", limit)
+    if not isinstance(value, np.ndarray):
+        from amber.graph.torch_nodes import numpy_bits
 
-
-def _torch_chunks(tensor: Any, limit: int) -> Iterator[memoryview]:
-    """Row-major little-endian bytes of a torch tensor, at most about ``limit`` per piece:
-    a non-contiguous or non-CPU tensor is copied a slab of rows at a time, not whole."""
-    import torch
-
-    tensor = tensor.detach()
-    as_is = tensor.is_contiguous() and tensor.device.type == "cpu"
-    as_is = as_is and not tensor.is_conj() and not tensor.is_neg()  # resolving those copies
-    if as_is or tensor.dim() == 0 or tensor.element_size() * tensor.numel() <= limit:
-        flat = tensor.resolve_conj().resolve_neg().contiguous().cpu().reshape(-1)
-        data = memoryview(flat.view(torch.uint8).numpy())
-        for start in range(0, data.nbytes, limit):
-            yield data[start : start + limit]
-        return
-    row_bytes = tensor[0].element_size() * tensor[0].numel() if tensor.shape[0] else 0
-    if row_bytes > limit:
-        for row in tensor:
-            yield from _torch_chunks(row, limit)
-        return
-    rows = max(1, limit // max(row_bytes, 1))
-    for start in range(0, tensor.shape[0], rows):
-        yield from _torch_chunks(tensor[start : start + rows], limit)
-
-
-def _write_all(fd: int, data: memoryview) -> None:
-    while data.nbytes:
-        data = data[os.write(fd, data) :]
+        value = numpy_bits(value.detach().cpu())
+    yield from iter_chunks(value, "C", limit)
 
 
 def write_safetensors(
@@ -464,19 +434,13 @@ def write_safetensors(
             f"the safetensors header would be {len(raw)} bytes; readers refuse more than "
             f"{MAX_HEADER_BYTES}"
         )
-    import numpy as np
 
     with atomic_file(path) as fd:
-        _write_all(fd, memoryview(len(raw).to_bytes(8, "little") + raw))
+        write_all(fd, memoryview(len(raw).to_bytes(8, "little") + raw))
         for value, nbytes in plan:
-            chunks = (
-                _numpy_chunks(value, CHUNK_BYTES)
-                if isinstance(value, np.ndarray)
-                else _torch_chunks(value, CHUNK_BYTES)
-            )
             written = 0
-            for chunk in chunks:
-                _write_all(fd, chunk)
+            for chunk in _chunks(value, CHUNK_BYTES):
+                write_all(fd, chunk)
                 written += chunk.nbytes
             if written != nbytes:  # a tensor resized by another thread while being written
                 raise SerializationError(f"wrote {written} bytes for a tensor of {nbytes}")
