@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from amber import (
     adapters,  # noqa: F401  (registers the adapters' names and constructors)
+    checkpoint,
     environment,
     modules,
 )
@@ -26,7 +27,7 @@ from amber.errors import (
     UntrustedTypeError,
 )
 from amber.graph import GRAPH_PROTOCOL, Encoder
-from amber.graph.decode import decode, is_checkpoint, scan
+from amber.graph.decode import decode, scan
 from amber.graph.names import QualName
 from amber.graph.outline import Outline
 from amber.graph.outline import outline as make_outline
@@ -436,7 +437,7 @@ class AmberFile:
             modules.check_target(into)
             if prelude is not None:  # a saved module: its weights, without its class
                 root = prelude
-            if is_checkpoint(root):  # a training checkpoint: its model's weights
+            if checkpoint.is_checkpoint(root):  # a training checkpoint: its model's weights
                 state = self._decode(root, trusted, strict, None, ["model"], None)["model"]
                 if key_list is not None and isinstance(state, Mapping):
                     state = {k: state[k] for k in key_list if k in state}

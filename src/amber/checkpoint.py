@@ -185,6 +185,15 @@ def _check_optimizer(optimizer: Any, saved: Any, path: Any) -> None:
                 )
 
 
+def is_checkpoint(root: Any) -> bool:
+    """Whether the graph node ``root`` is the dict of a training checkpoint (judged from the
+    node, before anything is built)."""
+    from amber.graph.decode import entries
+
+    found = entries(root)
+    return found is not None and found.get("format") == FORMAT
+
+
 def _rehearse(step: Any, part: str, path: Any) -> None:
     """Run ``step`` on scratch objects: a state that would fail to restore is refused
     before the model and the optimizer are changed."""

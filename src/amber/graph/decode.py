@@ -209,16 +209,18 @@ def decode(
     resolved = audit(found.names, trusted, before_import=found.check)
     if before_construct is not None:
         before_construct()
-    decoder = Decoder(tensor, tensor_names, resolved, bits=bits, device=device)
-    if prelude is not None:
-        decoder.decode_at(prelude, "prelude")
     if selected is None:
+        decoder = Decoder(tensor, tensor_names, resolved, bits=bits, device=device)
+        if prelude is not None:
+            decoder.decode_at(prelude, "prelude")
         return decoder.decode(root)
-    decoder.index_ids(root)
-    return {key: decoder.decode_at(node, f"root[{key!r}]") for key, node in selected.items()}
+    partial = PartialDecoder(root, tensor, tensor_names, resolved, bits=bits, device=device)
+    if prelude is not None:
+        partial.decode_at(prelude, "prelude")
+    return {key: partial.decode_at(node, f"root[{key!r}]") for key, node in selected.items()}
 
 
-def _entries(root: Any) -> dict[str, Any] | None:
+def entries(root: Any) -> dict[str, Any] | None:
     """The string-keyed entries of a dict node, or of an OrderedDict (what ``state_dict()``
     returns); None for anything else."""
     if type(root) is not dict:
@@ -236,28 +238,22 @@ def _entries(root: Any) -> dict[str, Any] | None:
     return None
 
 
-def is_checkpoint(root: Any) -> bool:
-    """Whether ``root`` is the dict of an amber training checkpoint (see amber.checkpoint)."""
-    entries = _entries(root)
-    return entries is not None and entries.get("format") == "amber.checkpoint"
-
-
 def _selected_entries(root: Any, keys: list[str]) -> dict[str, Any]:
-    entries = _entries(root)
-    if entries is None:
+    found = entries(root)
+    if found is None:
         raise FormatError(
             "keys= needs a file whose object is a dict with string keys (a state dict)"
         )
-    missing = [key for key in keys if key not in entries]
+    missing = [key for key in keys if key not in found]
     if missing:
         from amber.errors import TensorNotFoundError
 
         raise TensorNotFoundError(
             f"keys not in the file: {', '.join(map(repr, missing[:10]))}"
             + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-            + f"; it has {len(entries)} keys"
+            + f"; it has {len(found)} keys"
         )
-    return {key: entries[key] for key in keys}
+    return {key: found[key] for key in keys}
 
 
 class Decoder:
@@ -280,30 +276,12 @@ class Decoder:
         self._bits = bits or tensor
         self._device = device
         self._torch_loader: torch_nodes.TorchLoader | None = None
-        self._declared: dict[int, Any] = {}  # id -> node, for on-demand refs (keys=)
-        self._partial = False  # decoding selected parts (keys=)
-        self._built: set[int] = set()  # ids built on demand
 
     def decode(self, node: Any) -> Any:
         return self._decode(node, "root")
 
     def decode_at(self, node: Any, where: str) -> Any:
         return self._decode(node, where)
-
-    def index_ids(self, root: Any) -> None:
-        """Remember where every id is declared, so that a part of the tree decoded alone
-        (``keys=``) can build what it refers to elsewhere on demand."""
-        index: dict[int, Any] = {}
-        stack = [root]
-        while stack:
-            node = stack.pop()
-            if type(node) is not dict:
-                continue
-            if type(node.get("id")) is int and node.get("k") != k.REF:
-                index.setdefault(node["id"], node)
-            stack.extend(child for child, _ in _child_nodes(node))
-        self._declared = index
-        self._partial = True
 
     def _bad(self, where: str, message: str) -> FormatError:
         return FormatError(f"object graph node at {where}: {message}")
@@ -321,9 +299,6 @@ class Decoder:
             raise self._bad(
                 where, f"a node must be a scalar or an object, not {type(node).__name__}"
             )
-        if self._partial and node["k"] != k.REF and node.get("id") in self._built:
-            # keys=: a node built on demand (a ref reached it first) is not built twice.
-            return self._by_id[node["id"]]
         # scan() has checked every node's kind and keys before decoding starts.
         return getattr(self, "_" + node["k"])(node, where)
 
@@ -754,14 +729,40 @@ class Decoder:
 
     def _ref(self, node: dict[str, Any], where: str) -> Any:
         node_id = node.get("id")
-        if type(node_id) is int and node_id not in self._by_id and node_id in self._declared:
-            # Declared outside the part being built; build its declaring node now, once.
-            declaring = self._declared.pop(node_id)
-            self._decode(declaring, f"{where}<id {node_id}>")
-            self._built.add(node_id)
         if type(node_id) is not int or node_id not in self._by_id:
             raise self._bad(where, f"reference to id {node_id!r}, which no earlier node declares")
         return self._by_id[node_id]
+
+
+class PartialDecoder(Decoder):
+    """Builds selected parts of a tree (``keys=``). A ref to an id declared outside them
+    builds its declaring node on demand, once; that node met again later is not rebuilt.
+    (Kept out of Decoder: whole loads stay free of these checks.)"""
+
+    def __init__(self, root: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._declared: dict[int, Any] = {}  # id -> its declaring node
+        self._built: set[int] = set()  # ids built on demand
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            if type(node) is not dict:
+                continue
+            if type(node.get("id")) is int and node.get("k") != k.REF:
+                self._declared.setdefault(node["id"], node)
+            stack.extend(child for child, _ in _child_nodes(node))
+
+    def _decode(self, node: Any, where: str) -> Any:
+        if type(node) is dict and node.get("k") != k.REF and node.get("id") in self._built:
+            return self._by_id[node["id"]]
+        return super()._decode(node, where)
+
+    def _ref(self, node: dict[str, Any], where: str) -> Any:
+        node_id = node.get("id")
+        if type(node_id) is int and node_id not in self._by_id and node_id in self._declared:
+            self._decode(self._declared.pop(node_id), f"{where}<id {node_id}>")
+            self._built.add(node_id)
+        return super()._ref(node, where)
 
 
 def _has_strings(dtype: Any) -> bool:
