@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 import pickle
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,18 +21,11 @@ from typing import Any
 import numpy as np
 
 import amber
-from benchmarks.timing import quiet_gc, remove
+from benchmarks.report import ratio_to
+from benchmarks.sklearn_models import Format
+from benchmarks.timing import median_ms, remove
 
 LOAD_TARGET = 1.3
-
-
-class Format:
-    """One way of saving and loading a model."""
-
-    def __init__(
-        self, name: str, save: Callable[[Any, Path], Any], load: Callable[[Path], Any], suffix: str
-    ) -> None:
-        self.name, self.save, self.load, self.suffix = name, save, load, suffix
 
 
 def _xgb_native_load(path: Path) -> Any:
@@ -95,33 +86,19 @@ def models(trees: int) -> dict[str, tuple[Any, np.ndarray, Callable[[Any, np.nda
     }
 
 
-def _median_ms(action: Callable[[], Any], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        with quiet_gc():
-            start = time.perf_counter()
-            action()
-            times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
-
-
 def measure(model: Any, rows: np.ndarray, predict: Any, fmt: Format, folder: Path, repeat: int):
     path = folder / f"model{fmt.suffix}"
     row: dict[str, float] = {}
     try:
-        row["save_ms"] = _median_ms(lambda: fmt.save(model, path), repeat)
+        row["save_ms"] = median_ms(lambda: fmt.save(model, path), repeat)
         row["size"] = path.stat().st_size
         fmt.load(path)  # warm the page cache and any lazy imports
-        row["load_ms"] = _median_ms(lambda: fmt.load(path), repeat)
+        row["load_ms"] = median_ms(lambda: fmt.load(path), repeat)
         if not np.array_equal(predict(fmt.load(path), rows), predict(model, rows)):
             raise AssertionError(f"{fmt.name}: predictions differ after loading")
     finally:
         remove(path)
     return row
-
-
-def _ratio(value: float, base: float) -> str:
-    return f"{value / base:5.2f}x" if base else "  n/a"
 
 
 def report(name: str, rows: dict[str, dict[str, float]]) -> None:
@@ -130,9 +107,9 @@ def report(name: str, rows: dict[str, dict[str, float]]) -> None:
     print(f"  {'format':<10}{'size':>12}{'':>7}{'save ms':>10}{'':>7}{'load ms':>10}{'':>7}")
     for fmt, row in rows.items():
         print(
-            f"  {fmt:<10}{row['size']:>12,}{_ratio(row['size'], base['size']):>7}"
-            f"{row['save_ms']:>10.2f}{_ratio(row['save_ms'], base['save_ms']):>7}"
-            f"{row['load_ms']:>10.2f}{_ratio(row['load_ms'], base['load_ms']):>7}"
+            f"  {fmt:<10}{row['size']:>12,}{ratio_to(row['size'], base['size']):>7}"
+            f"{row['save_ms']:>10.2f}{ratio_to(row['save_ms'], base['save_ms']):>7}"
+            f"{row['load_ms']:>10.2f}{ratio_to(row['load_ms'], base['load_ms']):>7}"
         )
 
 

@@ -43,6 +43,11 @@ def ratio(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}x"
 
 
+def ratio_to(value: float, base: float) -> str:
+    """``value / base`` as a table cell of width 6."""
+    return f"{value / base:5.2f}x" if base else "  n/a"
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     """Left-aligned first column, right-aligned others."""
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]

@@ -11,8 +11,6 @@ iris MLP and predicts, for amber, pickle and skops.
 from __future__ import annotations
 
 import argparse
-import gc
-import os
 import pickle
 import statistics
 import subprocess
@@ -27,22 +25,10 @@ from typing import Any
 import numpy as np
 
 import amber
-from benchmarks.timing import user_environment
+from benchmarks.report import ratio_to
+from benchmarks.timing import fsync_path, median_ms, user_environment
 
 Model = tuple[Any, np.ndarray]
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def models() -> dict[str, Model]:
@@ -128,27 +114,19 @@ def formats() -> list[Format]:
     return out
 
 
-def _median_ms(action: Callable[[], Any], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
-
-
 def measure(model: Model, fmt: Format, folder: Path, repeat: int) -> dict[str, float]:
     estimator, X = model
     path = folder / f"model{fmt.suffix}"
     row: dict[str, float] = {}
-    row["save_ms"] = _median_ms(lambda: fmt.save(estimator, path), repeat)
+    row["save_ms"] = median_ms(lambda: fmt.save(estimator, path), repeat)
     if not fmt.durable:
-        row["save_fsync_ms"] = _median_ms(lambda: (fmt.save(estimator, path), _fsync(path)), repeat)
+        row["save_fsync_ms"] = median_ms(
+            lambda: (fmt.save(estimator, path), fsync_path(path)), repeat
+        )
     row["size"] = path.stat().st_size
     fmt.load(path)  # warm the page cache and any lazy imports
-    row["load_ms"] = _median_ms(lambda: fmt.load(path), repeat)
-    row["load_predict_ms"] = _median_ms(lambda: fmt.load(path).predict_proba(X), repeat)
+    row["load_ms"] = median_ms(lambda: fmt.load(path), repeat)
+    row["load_predict_ms"] = median_ms(lambda: fmt.load(path).predict_proba(X), repeat)
     loaded = fmt.load(path)
     if not np.array_equal(loaded.predict_proba(X), estimator.predict_proba(X)):
         raise AssertionError(f"{fmt.name}: predictions differ after loading")
@@ -193,10 +171,6 @@ def fresh_process(folder: Path, mlp: Any, repeat: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def _ratio(value: float, base: float) -> str:
-    return f"{value / base:5.2f}x" if base else "  n/a"
-
-
 def report(name: str, rows: dict[str, dict[str, float]]) -> None:
     base = rows["pickle"]
     print(f"\n{name}")
@@ -208,12 +182,12 @@ def report(name: str, rows: dict[str, dict[str, float]]) -> None:
     for fmt, row in rows.items():
         save_fsync = row.get("save_fsync_ms", row["save_ms"])
         print(
-            f"  {fmt:<20}{row['size']:>12,}{_ratio(row['size'], base['size']):>7}"
-            f"{row['save_ms']:>10.1f}{_ratio(row['save_ms'], base['save_ms']):>7}"
-            f"{save_fsync:>11.1f}{_ratio(save_fsync, base['save_fsync_ms']):>7}"
-            f"{row['load_ms']:>10.2f}{_ratio(row['load_ms'], base['load_ms']):>7}"
+            f"  {fmt:<20}{row['size']:>12,}{ratio_to(row['size'], base['size']):>7}"
+            f"{row['save_ms']:>10.1f}{ratio_to(row['save_ms'], base['save_ms']):>7}"
+            f"{save_fsync:>11.1f}{ratio_to(save_fsync, base['save_fsync_ms']):>7}"
+            f"{row['load_ms']:>10.2f}{ratio_to(row['load_ms'], base['load_ms']):>7}"
             f"{row['load_predict_ms']:>13.2f}"
-            f"{_ratio(row['load_predict_ms'], base['load_predict_ms']):>7}"
+            f"{ratio_to(row['load_predict_ms'], base['load_predict_ms']):>7}"
         )
 
 

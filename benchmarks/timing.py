@@ -129,6 +129,17 @@ def touch(arrays: Iterable[np.ndarray]) -> float:
     return total
 
 
+def median_ms(action: Any, repeat: int) -> float:
+    """Median milliseconds of ``repeat`` runs of ``action()``, the collector kept out."""
+    times = []
+    for _ in range(repeat):
+        with quiet_gc():
+            start = time.perf_counter()
+            action()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
 def now() -> float:
     return time.perf_counter()
 
