@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from amber import (
     adapters,  # noqa: F401  (registers the adapters' names and constructors)
-    checkpoint,
     environment,
     modules,
 )
@@ -437,7 +436,9 @@ class AmberFile:
             modules.check_target(into)
             if prelude is not None:  # a saved module: its weights, without its class
                 root = prelude
-            if checkpoint.is_checkpoint(root):  # a training checkpoint: its model's weights
+            from amber.checkpoint import is_checkpoint  # only into= needs it
+
+            if is_checkpoint(root):  # a training checkpoint: its model's weights
                 state = self._decode(root, trusted, strict, None, ["model"], None)["model"]
                 if key_list is not None and isinstance(state, Mapping):
                     state = {k: state[k] for k in key_list if k in state}

@@ -260,8 +260,9 @@ class Store:
         )
         return VersionNotFound(f"no model named {name!r} in {self.backend.describe()}{hint}")
 
-    def _latest(self, name: str) -> records.Record:
-        numbers = self._numbers(name)
+    def _latest(self, name: str, numbers: list[int] | None = None) -> records.Record:
+        """The newest live version; ``numbers``: the allocated ones, when already listed."""
+        numbers = self._numbers(name) if numbers is None else numbers
         if not numbers:
             raise self._missing_model(name)
         for number in reversed(numbers):
@@ -397,13 +398,15 @@ class Store:
         from amber.store.signature import infer
 
         check_name(name)
-        self._check_case(name)
+        numbers = self._numbers(name)
+        if not numbers:
+            self._check_case(name)
         user_metadata = _check_metadata(metadata)
         metric_values = _check_metrics(metrics)
         tag_values = _check_tags(tags)
         if message is not None and not isinstance(message, str):
             raise InvalidArgumentError("message must be a string")
-        lineage = self._parent(name, parent)
+        lineage = self._parent(name, parent, numbers)
         if signature is None and input_example is not None:
             signature = infer(model, input_example)
         if signature is not None:
@@ -441,8 +444,6 @@ class Store:
         """Names are case-sensitive, but on macOS and Windows folders are not: ``Churn`` and
         ``churn`` would share one folder there. A new name may not differ from an existing
         one by case alone."""
-        if self._numbers(name):
-            return
         for other in self._names():
             if other != name and other.lower() == name.lower():
                 raise InvalidArgumentError(
@@ -450,10 +451,10 @@ class Store:
                     f"{other!r} or another name"
                 )
 
-    def _parent(self, name: str, parent: Any) -> str | None:
+    def _parent(self, name: str, parent: Any, numbers: list[int]) -> str | None:
         if parent is _UNSET:
             try:
-                return f"{name}@{self._latest(name).version}"
+                return f"{name}@{self._latest(name, numbers).version}"
             except VersionNotFound:
                 return None
         if parent is None:
