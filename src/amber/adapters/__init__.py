@@ -1,6 +1,24 @@
 """One module per family of types. Each registers, at import, only names and lazy loaders:
 no framework is imported until a file or an object needs it."""
 
-from amber.adapters import builtin, lightgbm, numpy, scipy, sklearn, torch, xgboost
+from amber.adapters import (
+    builtin,
+    lightgbm,
+    numpy,
+    scipy,
+    sklearn,
+    sklearn_validators,
+    torch,
+    xgboost,
+)
 
-__all__ = ["builtin", "lightgbm", "numpy", "scipy", "sklearn", "torch", "xgboost"]
+__all__ = [
+    "builtin",
+    "lightgbm",
+    "numpy",
+    "scipy",
+    "sklearn",
+    "sklearn_validators",
+    "torch",
+    "xgboost",
+]
