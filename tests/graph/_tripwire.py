@@ -135,7 +135,11 @@ def armed(call: Callable[[], Any], allowed: set[str]) -> tuple[Any, dict[str, An
 def warm(path: str, allowed: set[str]) -> dict[str, Any]:
     """Import what a valid load of ``path`` needs; record the files such a load opens."""
     import amber
+    from amber.adapters import sklearn as sklearn_adapter
 
+    # amber's own scikit-learn table is read the first time a file names a scikit-learn
+    # class (a hostile file may be the first): reading it is not the file's doing.
+    allowed.add(_real(str(sklearn_adapter.TABLE)))
     amber.load(path)
     amber.inspect(path)
     del _EVENTS[:]

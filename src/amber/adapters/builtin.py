@@ -6,6 +6,7 @@ from typing import Any
 
 from amber.errors import FormatError
 from amber.graph.constructors import Constructor, register, register_call
+from amber.graph.schema import CONTAINER, CONTAINER_SLOT, DATA, SCHEMAS, Schema, Slot
 from amber.graph.trust import REGISTRY, Registry
 
 TYPES = [
@@ -38,7 +39,7 @@ TYPES = [
     "fractions:Fraction",
     "uuid:UUID",
     "pathlib:PurePosixPath",
-    "pathlib:PosixPath",
+    "pathlib:PureWindowsPath",
 ]
 
 # Functions that estimators and transformers commonly take as parameters. Each is a pure
@@ -94,7 +95,7 @@ register_call(
 register_call("functools:partial", lambda args: len(args) == 1 and callable(args[0]))
 register_call("decimal:Decimal", lambda args: len(args) == 1 and type(args[0]) is str)
 register_call("pathlib:PurePosixPath", lambda args: all(type(a) is str for a in args))
-register_call("pathlib:PosixPath", lambda args: all(type(a) is str for a in args))
+register_call("pathlib:PureWindowsPath", lambda args: all(type(a) is str for a in args))
 for _name in ("date", "datetime", "time"):
     register_call(
         f"datetime:{_name}",
@@ -120,3 +121,30 @@ register(
     "fractions:Fraction",
     Constructor(lambda f: [f.numerator, f.denominator], _fraction),
 )
+
+
+# Typed state (graph/schema.py). Values: instances are inert data wherever they appear.
+VALUE_CLASSES = [
+    "datetime:date",
+    "datetime:datetime",
+    "datetime:time",
+    "datetime:timedelta",
+    "datetime:timezone",
+    "decimal:Decimal",
+    "fractions:Fraction",
+    "uuid:UUID",
+    "pathlib:PurePosixPath",
+    "pathlib:PureWindowsPath",
+]
+SCHEMAS.add_data(VALUE_CLASSES)
+SCHEMAS.register_many(VALUE_CLASSES, Schema(whole=DATA))
+SCHEMAS.register_many([n for n in TYPES if n.startswith("builtins:")], Schema(whole=DATA))
+# Containers are transparent: what they hold is checked by the slot of their owner.
+SCHEMAS.register_many(
+    ["collections:OrderedDict", "collections:Counter", "collections:deque"], CONTAINER
+)
+SCHEMAS.register("collections:defaultdict", CONTAINER)
+# A partial may be built from any trusted function and data; where it is placed, it must
+# wrap a function and bind only numbers and strings (schema.check_partial).
+SCHEMAS.register("functools:partial", Schema(default=CONTAINER_SLOT, whole=CONTAINER_SLOT))
+_ = Slot

@@ -7,6 +7,7 @@ from typing import Any
 
 from amber.errors import FormatError
 from amber.graph.constructors import Constructor, register
+from amber.graph.schema import DATA, SCHEMAS, Schema
 from amber.graph.trust import REGISTRY, Registry
 
 # Scalar types and dtype, as values (``dtype=np.float64``) or rebuilt from a file. Never
@@ -193,3 +194,11 @@ def _masked_array(cls: type, state: Any) -> Any:
 
 
 register(MASKED_ARRAY, Constructor(_masked_state, _masked_array))
+
+
+# Typed state (graph/schema.py): generators and masked arrays are values wherever they
+# appear; scalar types may appear as class objects (dtype=np.float64) anywhere.
+_VALUES = [*BIT_GENERATORS.values(), RANDOM_STATE, GENERATOR, MASKED_ARRAY]
+SCHEMAS.add_data(_VALUES)
+SCHEMAS.add_value_types(f"numpy:{name}" for name in SCALAR_TYPES)
+SCHEMAS.register_many([*_VALUES, *(f"numpy:{name}" for name in SCALAR_TYPES)], Schema(whole=DATA))

@@ -7,6 +7,7 @@ from typing import Any
 
 from amber.errors import FormatError
 from amber.graph.constructors import Constructor, register, register_validator
+from amber.graph.schema import DATA, SCHEMAS, Schema
 from amber.graph.trust import REGISTRY
 
 FORMATS = ("csr", "csc", "coo", "bsr", "lil", "dok", "dia")
@@ -146,3 +147,10 @@ _CHECKS = {
 for _fmt, _check in _CHECKS.items():
     for _api in ("matrix", "array"):
         register_validator(f"scipy.sparse._{_fmt}:{_fmt}_{_api}", _check)
+
+
+# Typed state (graph/schema.py): sparse matrices, splines and frozen distributions hold
+# arrays and numbers only, and are values wherever they appear.
+_VALUES = [*TYPES, BSPLINE, *FROZEN]
+SCHEMAS.add_data(_VALUES)
+SCHEMAS.register_many(_VALUES, Schema(default=DATA, whole=DATA))

@@ -1,19 +1,26 @@
 """scikit-learn: estimators and the internals they hold (trees, losses, optimizers...).
 
-Classes are trusted by a package rule rather than a list computed by importing all of
-scikit-learn (which takes seconds): a name is accepted before import when its module is a
-file of the installed scikit-learn outside test and vendored code and it names a class;
-after import the object must be that class, defined in that module. Functions are a fixed
-list of names (score functions, metrics, kernels), checked the same way.
+Classes and functions are trusted by an exact, generated table (``sklearn_schemas.json``,
+made by ``python -m tests.adapters.generate_sklearn_schemas`` and reviewed): the classes
+scikit-learn's estimators really hold, and for each, what every attribute may hold. Judging
+a name reads the table and imports nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
 
 from amber.graph.constructors import allow_new_mode
-from amber.graph.trust import REGISTRY, PackageRule
+from amber.graph.schema import CALLABLE_GROUPS, SCHEMAS, WRITING_KEYWORDS, Schema, Slot
+from amber.graph.trust import REGISTRY, PackageRule, Registry
 
+# Used only while generating the table (legacy_rules): never record these.
 DENIED_MODULES = (
     "sklearn.externals",
     "sklearn.utils._testing",
@@ -93,33 +100,117 @@ FUNCTIONS = frozenset(
     }
 )
 
-# Classes whose names are not CapWords, trusted one by one.
-TYPES = ["sklearn.compose._column_transformer:make_column_selector"]
+# Reviewed security decisions, applied to these attributes of every scikit-learn class
+# over what the generated table allows (tests/adapters/generate_sklearn_schemas.py).
+OVERRIDES: dict[str, Slot] = {
+    # A string makes joblib.Memory cache to (write files in) that folder at fit time.
+    "memory": Slot(strings=frozenset()),
+    # "filename"/"file" make a vectorizer open the strings it is given as paths.
+    "input": Slot(strings=frozenset({"content"})),
+    # pandas/polars output: the only other value imports a library at transform time.
+    "_sklearn_output_config": Slot(strings=frozenset({"transform", "default", "pandas", "polars"})),
+}
+# Attributes whose dicts become keyword arguments of a function call: none may name a
+# keyword through which a function writes into an array (``out=``, ``where=``).
+KEYWORD_ATTRIBUTES = frozenset(
+    {"kw_args", "inv_kw_args", "_kwargs", "metric_params", "kernel_params", "kwds"}
+)
+# joblib evaluates a string ``pre_dispatch`` as a Python expression.
+_PRE_DISPATCH = re.compile(r"^\s*(\d{1,4}\s*\*\s*)?n_jobs\s*$|^\s*\d{1,6}\s*$")
+# Never taken from a file: worker processes are the caller's choice (set_params after load).
+RESET = {"n_jobs": None}
+TABLE = Path(__file__).with_name("sklearn_schemas.json")
 
 
-def _is_sklearn_class(obj: object) -> bool:
-    return isinstance(obj, type) and obj.__module__.split(".")[0] == "sklearn"
+def _check_state(state: Any) -> None:
+    if type(state) is not dict:
+        return
+    pre_dispatch = state.get("pre_dispatch")
+    if type(pre_dispatch) is str and not _PRE_DISPATCH.fullmatch(pre_dispatch):
+        raise ValueError(
+            f"pre_dispatch={pre_dispatch[:40]!r} is not a number or 'N*n_jobs' (joblib "
+            "evaluates it as Python code)"
+        )
+    for key in KEYWORD_ATTRIBUTES & state.keys():
+        value = state[key]
+        if isinstance(value, dict) and WRITING_KEYWORDS & set(value):
+            raise ValueError(f"{key} may not pass {sorted(WRITING_KEYWORDS & set(value))}")
 
 
-def _is_sklearn_function(obj: object) -> bool:
-    return inspect.isfunction(obj) and obj.__module__.split(".")[0] == "sklearn"
+@functools.cache
+def _table() -> dict[str, Any]:
+    with TABLE.open(encoding="utf-8") as handle:
+        return json.load(handle)
 
 
-REGISTRY.add_types(TYPES)
-REGISTRY.add_rule(PackageRule("sklearn", accept=_is_sklearn_class, denied=DENIED_MODULES))
+def _load_types(registry: Registry) -> None:
+    registry.add_types(_table()["classes"])
+
+
+def _load_functions(registry: Registry) -> None:
+    registry.add_functions(_table()["functions"])
+
+
+def _load_schemas() -> None:
+    for name, entry in _table()["classes"].items():
+        attributes = {key: Slot.from_json(value) for key, value in entry["attributes"].items()}
+        for key, slot in OVERRIDES.items():
+            if key in attributes:
+                attributes[key] = slot
+        SCHEMAS.register(
+            name,
+            Schema(
+                attributes=attributes,
+                whole=Slot.from_json(entry.get("whole", {})),
+                check=_check_state,
+                reset=RESET,
+            ),
+        )
+
+
+def _is_estimator(cls: type) -> bool:
+    return callable(getattr(cls, "fit", None)) and callable(getattr(cls, "get_params", None))
+
+
+def _is_kernel(cls: type) -> bool:
+    module = sys.modules.get("sklearn.gaussian_process.kernels")
+    return module is not None and issubclass(cls, module.Kernel)
+
+
+def legacy_rules() -> list[PackageRule]:
+    """Trust by the shape of names (any class of any scikit-learn module file): used only by
+    the schema generator while it records what the table will hold."""
+
+    def is_class(obj: object) -> bool:
+        return isinstance(obj, type) and obj.__module__.split(".")[0] == "sklearn"
+
+    def is_function(obj: object) -> bool:
+        return inspect.isfunction(obj) and obj.__module__.split(".")[0] == "sklearn"
+
+    return [
+        PackageRule("sklearn", accept=is_class, denied=DENIED_MODULES),
+        PackageRule(
+            "sklearn",
+            accept=is_function,
+            kind="function",
+            denied=DENIED_MODULES,
+            functions=FUNCTIONS,
+        ),
+    ]
+
+
+# Classes and functions: exactly those of the generated table, judged by name before
+# anything is imported (a class the table does not know imports nothing).
+REGISTRY.add_loader("sklearn", "type", _load_types)
+REGISTRY.add_loader("sklearn", "function", _load_functions)
+SCHEMAS.add_loader("sklearn", _load_schemas)
+SCHEMAS.add_group("estimator", _is_estimator)
+SCHEMAS.add_group("kernel", _is_kernel)
+CALLABLE_GROUPS.add("kernel")
 # KD/ball trees and distance metrics pickle as cls.__new__(cls) + __setstate__.
 allow_new_mode(
     "sklearn.neighbors._kd_tree",
     "sklearn.neighbors._ball_tree",
     "sklearn.neighbors._binary_tree",
     "sklearn.metrics._dist_metrics",
-)
-REGISTRY.add_rule(
-    PackageRule(
-        "sklearn",
-        accept=_is_sklearn_function,
-        kind="function",
-        denied=DENIED_MODULES,
-        functions=FUNCTIONS,
-    )
 )

@@ -9,6 +9,7 @@ from typing import Any
 
 from amber.errors import FormatError
 from amber.graph.constructors import Constructor, register, register_call
+from amber.graph.schema import ANY_OBJECT, CALLABLE_GROUPS, DATA, SCHEMAS, Schema, Slot
 from amber.graph.torch_nodes import PARAMETER, TENSOR, TORCH_DTYPES
 from amber.graph.trust import REGISTRY, PackageRule
 
@@ -80,3 +81,54 @@ REGISTRY.add_rule(PackageRule("torch", accept=_is_module_class, within=("torch.n
 register(DTYPE, Constructor(lambda d: str(d).removeprefix("torch."), _dtype))
 register(DEVICE, Constructor(str, _device))
 register_call(SIZE, _size_arguments)
+
+
+# -- typed state (graph/schema.py) ------------------------------------------------------------
+# A module holds tensors (data), submodules in ``_modules`` (modules only), plain config
+# values, and hook dicts that must be empty (as torch.load(weights_only=True) leaves them:
+# a hook is a callable torch calls on every forward). Transformer layers keep their
+# activation: a pure function from the table above, or an activation module.
+MODULE = Slot(objects=frozenset({"module"}))
+_MODULE_ATTRIBUTES = {
+    "_parameters": DATA,
+    "_buffers": DATA,
+    "_modules": MODULE,
+    "activation": Slot(objects=frozenset({"module"}), callables=True),
+}
+
+
+def _no_hooks(state: Any) -> None:
+    if type(state) is not dict:
+        return
+    for key, value in state.items():
+        if "hook" in key and value and key != "_is_full_backward_hook":
+            raise ValueError(f"{key} must be empty: a file cannot register hooks")
+
+
+def _is_module(cls: type) -> bool:
+    import sys
+
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(cls, type) and issubclass(cls, torch.nn.Module)
+
+
+def _module_schema(cls: type, declared: Schema | None) -> Schema | None:
+    if not _is_module(cls):
+        return None
+    if declared is None:  # a torch.nn layer: config values are data
+        return Schema(attributes=_MODULE_ATTRIBUTES, default=DATA, whole=DATA, check=_no_hooks)
+    # The caller's own module: what it declared, plus the module machinery.
+    return Schema(
+        attributes={**declared.attributes, **_MODULE_ATTRIBUTES},
+        default=declared.default,
+        whole=declared.whole,
+        check=_no_hooks,
+    )
+
+
+SCHEMAS.add_group("module", _is_module)
+CALLABLE_GROUPS.add("module")
+SCHEMAS.add_rule(_module_schema)
+SCHEMAS.add_data([DTYPE, DEVICE, SIZE])
+SCHEMAS.register_many([DTYPE, DEVICE, SIZE], Schema(whole=DATA))
+_ = ANY_OBJECT

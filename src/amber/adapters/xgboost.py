@@ -18,6 +18,7 @@ from typing import Any
 
 from amber.errors import FormatError, SerializationError
 from amber.graph.constructors import Constructor, register, register_family
+from amber.graph.schema import ANY_OBJECT, DATA, SCHEMAS, Schema
 from amber.graph.trust import REGISTRY
 
 BOOSTER = "xgboost.core:Booster"
@@ -590,3 +591,8 @@ def _check_wrapper(model: Any) -> None:
 REGISTRY.add_types([BOOSTER, *WRAPPERS])
 register(BOOSTER, Constructor(_booster_state, _booster))
 register_family(WRAPPERS, Constructor(wrapper_encode, wrapper_decode), _check_wrapper)
+
+# Typed state (graph/schema.py): the booster is its native model; a wrapper holds its
+# parameters, its booster and fitted values (callables were refused when it was saved).
+SCHEMAS.register(BOOSTER, Schema(whole=DATA))
+SCHEMAS.register_many(WRAPPERS, Schema(whole=ANY_OBJECT))

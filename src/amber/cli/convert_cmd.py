@@ -9,7 +9,7 @@ from typing import NoReturn
 
 import typer
 
-from amber.cli.output import EXIT_FAILED, EXIT_NOT_AMBER, fail, human_bytes, stdout
+from amber.cli.output import EXIT_FAILED, EXIT_NOT_AMBER, fail, human_bytes, line, safe, stdout
 from amber.errors import AmberError, FormatError, InvalidArgumentError, ReadError
 
 
@@ -54,7 +54,10 @@ def convert(
         _fail(exc)
     elapsed = time.perf_counter() - start
     stdout.print(
-        f"[green]ok[/] {src} ({result.src_format}) -> {dst} ({result.dst_format}): "
-        f"{result.tensor_count} tensors ({human_bytes(result.tensor_bytes)}) "
-        f"in {elapsed * 1000:.0f} ms"
+        line(
+            safe("ok", "green"),
+            f" {src} ({result.src_format}) -> {dst} ({result.dst_format}): "
+            f"{result.tensor_count} tensors ({human_bytes(result.tensor_bytes)}) "
+            f"in {elapsed * 1000:.0f} ms",
+        )
     )

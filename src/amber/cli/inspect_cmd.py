@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from amber.cli.output import fail, human_bytes, stdout
+from amber.cli.output import echo_json, fail, human_bytes, json_text, line, safe, stdout
 from amber.errors import AmberError
 
 _DEFAULT_ROWS = 50
@@ -36,40 +35,46 @@ def inspect(
     except AmberError as exc:
         fail(exc)
     if as_json:
-        typer.echo(json.dumps(info.to_dict(), indent=2, ensure_ascii=False))
+        echo_json(info.to_dict())
         return
+    # Every value below comes from the file: each cell is escaped text, never markup.
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold")
     summary.add_column(overflow="fold")
-    summary.add_row("file", str(info.path))
-    summary.add_row("format", info.format_version)
-    summary.add_row("size", f"{human_bytes(info.size)} ({info.size} bytes)")
-    summary.add_row("object", info.object_type)
-    summary.add_row("tensors", f"{len(info.tensors)} ({human_bytes(info.tensor_bytes)})")
-    summary.add_row("created", f"{info.created_at} by amber {info.amber_version}")
+    summary.add_row("file", safe(info.path))
+    summary.add_row("format", safe(info.format_version))
+    summary.add_row("size", safe(f"{human_bytes(info.size)} ({info.size} bytes)"))
+    summary.add_row("object", safe(info.object_type))
+    summary.add_row("tensors", safe(f"{len(info.tensors)} ({human_bytes(info.tensor_bytes)})"))
+    summary.add_row("created", safe(f"{info.created_at} by amber {info.amber_version}"))
     env = info.environment
-    packages = ", ".join(f"{k} {v}" for k, v in env.get("packages", {}).items())
-    summary.add_row("environment", f"python {env.get('python')} {env.get('platform')}; {packages}")
-    summary.add_row("manifest", info.manifest_digest)
+    saved = env.get("packages")
+    packages = ", ".join(f"{k} {v}" for k, v in saved.items()) if isinstance(saved, dict) else ""
+    summary.add_row(
+        "environment", safe(f"python {env.get('python')} {env.get('platform')}; {packages}")
+    )
+    summary.add_row("manifest", safe(info.manifest_digest))
     if info.metadata:
-        summary.add_row("metadata", json.dumps(info.metadata, ensure_ascii=False))
-    history = info.extra.get("store")
+        summary.add_row("metadata", safe(json_text(info.metadata, indent=None)))
+    history = info.extra.get("store")  # a dict (FileInfo checks), written by the store
     if history:
+        picked = {k: history.get(k) for k in ("metrics", "tags", "parent", "message")}
         summary.add_row(
             "from store",
-            f"{history.get('name')}@{history.get('version')} "
-            + json.dumps(
-                {k: history.get(k) for k in ("metrics", "tags", "parent", "message")},
-                ensure_ascii=False,
+            safe(
+                f"{history.get('name')}@{history.get('version')} " + json_text(picked, indent=None)
             ),
         )
     if info.untrusted_types:
         summary.add_row(
-            "[red]untrusted[/]",
-            "[red]" + ", ".join(info.untrusted_types) + "[/] (load needs trusted=[...])",
+            safe("untrusted", "bold red"),
+            line(
+                safe(", ".join(map(str, info.untrusted_types)), "red"),
+                " (load needs trusted=[...])",
+            ),
         )
     if info.graph_error:
-        summary.add_row("[red]invalid[/]", f"[red]{info.graph_error}[/]")
+        summary.add_row(safe("invalid", "bold red"), safe(info.graph_error, "red"))
     stdout.print(summary)
     if depth:
         stdout.print(_render(tree))
@@ -82,7 +87,10 @@ def inspect(
     for t in rows:
         shape = "(" + ", ".join(map(str, t.shape)) + ("," if len(t.shape) == 1 else "") + ")"
         table.add_row(
-            t.name, t.dtype + (" F" if t.order == "F" else ""), shape, human_bytes(t.nbytes)
+            safe(t.name),
+            safe(f"{t.dtype}{' F' if t.order == 'F' else ''}"),
+            safe(shape),
+            human_bytes(t.nbytes),
         )
     stdout.print(table)
     if len(rows) < len(info.tensors):
@@ -91,7 +99,7 @@ def inspect(
 
 def _render(outline: Any) -> Tree:
     def label(item: Any) -> Text:
-        text = Text(item.label)
+        text = safe(item.label)  # keys and names from the file
         if item.untrusted:
             text.stylize("bold red")
             text.append("  (untrusted)", style="red")

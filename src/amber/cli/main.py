@@ -8,6 +8,7 @@ import typer
 
 from amber._version import __version__
 from amber.cli import convert_cmd, inspect_cmd, store_admin_cmds, store_cmds, verify_cmd
+from amber.cli.output import sanitized_warnings
 
 app = typer.Typer(
     name="amber",
@@ -26,11 +27,14 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
     """amber: safe, fast, verifiable model files."""
+    # Warnings quote file and store text: one escaped line each while the command runs.
+    ctx.with_resource(sanitized_warnings())
 
 
 inspect_cmd.register(app)

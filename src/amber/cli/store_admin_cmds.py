@@ -8,15 +8,22 @@ does not exist (a malformed spec, no store, an unknown version, a file that is n
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.markup import escape
 
-from amber.cli.output import EXIT_FAILED, human_bytes, stderr, stdout
+from amber.cli.output import (
+    EXIT_FAILED,
+    echo_json,
+    human_bytes,
+    json_text,
+    line,
+    safe,
+    stderr,
+    stdout,
+)
 from amber.cli.store_common import (
     JSON_OPTION,
     STORE_OPTION,
@@ -84,7 +91,10 @@ def export(
                 s.export(version.spec, file)
             what = version.spec
     stdout.print(
-        f"[green]ok[/] exported {what} -> {escape(str(file))} ({human_bytes(file.stat().st_size)})"
+        line(
+            safe("ok", "green"),
+            f" exported {what} -> {file} ({human_bytes(file.stat().st_size)})",
+        )
     )
 
 
@@ -142,7 +152,7 @@ def import_(
         if created:
             stderr.print(plain(f"created a new store at {root}"))
     if as_json:
-        typer.echo(json.dumps([v.to_dict() for v in versions], indent=2, ensure_ascii=False))
+        echo_json([v.to_dict() for v in versions])
         return
     specs = ", ".join(v.spec for v in versions)
     stdout.print(plain(f"imported {len(versions)} version{'s' * (len(versions) != 1)}: {specs}"))
@@ -171,7 +181,7 @@ def gc(
     with opened(store) as s:
         report = s.gc(grace=grace, dry_run=dry_run)
     if as_json:
-        typer.echo(json.dumps(report.__dict__))
+        typer.echo(json_text(report.__dict__, indent=None))
         return
     verb = "would free" if dry_run else "freed"
     stdout.print(
@@ -197,13 +207,13 @@ def check(
     with opened(store) as s:
         report = s.check(repair=repair)
     if as_json:
-        typer.echo(describe_json(report))
+        typer.echo(describe_json(report))  # ensure_ascii: every non-ASCII character escaped
     else:
         head, *rest = str(report).splitlines()
         color = "green" if report.ok else "red"
-        stdout.print(f"[{color}]{escape(head)}[/] in {time.perf_counter() - start:.1f} s")
-        for line in rest:
-            stdout.print(plain("  " + line))
+        stdout.print(line(safe(head, color), f" in {time.perf_counter() - start:.1f} s"))
+        for text in rest:
+            stdout.print(plain("  " + text))
         if not report.ok and report.index_drift and not report.repaired:
             stdout.print("the index can be rebuilt with `amber check --repair`")
     if not report.ok:
@@ -217,7 +227,7 @@ def reindex(store: str = STORE_OPTION) -> None:
     """
     with opened(store) as s:
         count = s.reindex()
-    stdout.print(f"indexed {count} versions")
+    stdout.print(line(f"indexed {count} versions"))
 
 
 def path(store: str = STORE_OPTION) -> None:

@@ -8,12 +8,11 @@ malformed spec, no store, an unknown model, version or alias).
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from amber.cli.output import EXIT_FAILED, human_bytes, stdout
+from amber.cli.output import EXIT_FAILED, echo_json, human_bytes, json_text, line, safe, stdout
 from amber.cli.store_common import (
     JSON_OPTION,
     STORE_OPTION,
@@ -44,18 +43,15 @@ def register(app: typer.Typer) -> None:
     app.command("rm")(rm)
 
 
-def _echo_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
-
-
 def _table(*columns: str, right: tuple[str, ...] = (), wrap: tuple[str, ...] = ()) -> Any:
-    """A rich table; only the ``wrap`` columns may wrap (measuring is cheaper without)."""
+    """A rich table; only the ``wrap`` columns may wrap (measuring is cheaper without).
+    Headers may be version specs read from the store: escaped like every cell."""
     from rich.table import Table
 
     table = Table(show_edge=False, header_style="bold")
     for column in columns:
         table.add_column(
-            column, justify="right" if column in right else "left", no_wrap=column not in wrap
+            safe(column), justify="right" if column in right else "left", no_wrap=column not in wrap
         )
     return table
 
@@ -72,10 +68,10 @@ def ls(store: str = STORE_OPTION, as_json: bool = JSON_OPTION) -> None:
     with opened(store) as s:
         models = s.models()
     if as_json:
-        _echo_json([m.to_dict() for m in models])
+        echo_json([m.to_dict() for m in models])
         return
     if not models:
-        stdout.print(f"no models in {s.backend.describe()}")
+        stdout.print(line(f"no models in {s.backend.describe()}"))
         return
     table = _table(
         "model",
@@ -117,7 +113,7 @@ def _print_versions(found: list[Any], as_json: bool, *, first: str) -> None:
     """Versions as JSON or as a table whose first column is the ``version`` number or the
     whole ``spec`` (name@N)."""
     if as_json:
-        _echo_json([v.to_dict() for v in found])
+        echo_json([v.to_dict() for v in found])
         return
     table = _table(
         first,
@@ -189,9 +185,7 @@ def show(
     tensor_count = len(record.tensors)
     tensor_bytes = sum(t.entry.nbytes for t in record.tensors)
     if as_json:
-        _echo_json(
-            {**version.to_dict(), "tensor_count": tensor_count, "tensor_bytes": tensor_bytes}
-        )
+        echo_json({**version.to_dict(), "tensor_count": tensor_count, "tensor_bytes": tensor_bytes})
         return
     from rich.table import Table
 
@@ -210,9 +204,9 @@ def show(
         ("content", version.content_digest),
     ]
     if version.metadata:
-        rows.append(("metadata", json.dumps(version.metadata, ensure_ascii=False)))
+        rows.append(("metadata", json_text(version.metadata, indent=None)))
     if version.signature:
-        rows.append(("signature", json.dumps(version.signature, ensure_ascii=False)))
+        rows.append(("signature", json_text(version.signature, indent=None)))
     env = version.environment
     if env:
         packages = ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items())
@@ -240,10 +234,10 @@ def diff(
     with opened(store) as s:
         result = s.diff(a, b)
     if as_json:
-        _echo_json(result.to_dict())
+        echo_json(result.to_dict())
         return
-    same = "  [green](same content)[/]" if result.same_content else ""
-    stdout.print(f"[bold]{result.a} -> {result.b}[/]{same}")
+    same = safe("  (same content)", "green") if result.same_content else ""
+    stdout.print(line(safe(f"{result.a} -> {result.b}", "bold"), same))
     sections = [
         ("metrics", result.metrics),
         ("params", result.params),
@@ -258,8 +252,8 @@ def diff(
             table.add_row(plain(key), plain(_shown(old)), plain(_shown(new)))
         stdout.print(table)
     if result.signature_notes:
-        state = "compatible" if result.signature_compatible else "[red]INCOMPATIBLE[/]"
-        stdout.print(f"signature ({state}):")
+        state = safe("compatible") if result.signature_compatible else safe("INCOMPATIBLE", "red")
+        stdout.print(line("signature (", state, "):"))
         for note in result.signature_notes:
             stdout.print(plain("  " + note))
     if result.tensors:
@@ -274,7 +268,9 @@ def diff(
         )
         for t in result.tensors:
             delta = "" if t.max_abs_diff is None else f"{t.max_abs_diff:.6g}"
-            table.add_row(plain(t.name), t.change, human_bytes(t.nbytes), delta, plain(t.note))
+            table.add_row(
+                plain(t.name), plain(t.change), human_bytes(t.nbytes), delta, plain(t.note)
+            )
         stdout.print(table)
     elif not result.same_content:
         stdout.print("tensors: no change")
@@ -333,12 +329,12 @@ def alias(
         if remove:
             model = model_name(spec)
             s.remove_alias(model, name)
-            stdout.print(f"removed alias {model}@{name}")
+            stdout.print(line(f"removed alias {model}@{name}"))
             return
         before = _current_alias(s, spec, name)
         version = s.set_alias(spec, name, force=force, **expected)
     was = "" if before in (None, version.version) else f" (was {before})"
-    stdout.print(f"{version.name}@{name} -> {version.version}{was}")
+    stdout.print(line(f"{version.name}@{name} -> {version.version}{was}"))
 
 
 def _current_alias(s: Store, spec: str, name: str) -> int | None:
@@ -379,7 +375,7 @@ def tag(
     with opened(store) as s:
         version = s.set_tags(spec, changes, remove=remove)
     if as_json:
-        _echo_json(version.to_dict())
+        echo_json(version.to_dict())
         return
     stdout.print(plain(f"{version.spec}: {pairs(version.tags) or 'no tags'}"))
 
@@ -414,4 +410,4 @@ def rm(
             )
         s.delete(spec, force=force)
     dropped = f" and its aliases {', '.join(aliases)}" if aliases else ""
-    stdout.print(f"deleted {spec}{dropped}; `amber gc` frees its data")
+    stdout.print(line(f"deleted {spec}{dropped}; `amber gc` frees its data"))

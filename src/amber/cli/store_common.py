@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
-from amber.cli.output import EXIT_FAILED, EXIT_NOT_AMBER, fail, human_bytes, stderr
+from amber.cli.output import (
+    EXIT_FAILED,
+    EXIT_NOT_AMBER,
+    fail,
+    human_bytes,
+    line,
+    safe,
+    safe_text,
+    stderr,
+)
 from amber.errors import (
     AmberError,
     FormatError,
@@ -125,7 +134,8 @@ def opened(path: str | None, *, create: bool = False) -> Iterator[Store]:
 def progress(description: str, total_bytes: int | None = None) -> Iterator[None]:
     """A transient spinner on stderr (a terminal) that appears only when the block runs
     longer than a second (fast paths pay for one timer thread); then one line with the
-    throughput."""
+    throughput. ``description`` may quote names from a file: it is escaped, never markup."""
+    description = safe_text(description)
     lock = threading.Lock()
     shown: list[Any] = []
     finished = False
@@ -141,7 +151,7 @@ def progress(description: str, total_bytes: int | None = None) -> Iterator[None]
 
             bar = Progress(
                 SpinnerColumn(),
-                TextColumn("{task.description}"),
+                TextColumn("{task.description}", markup=False),
                 TimeElapsedColumn(),
                 console=stderr,
                 transient=True,
@@ -167,7 +177,9 @@ def progress(description: str, total_bytes: int | None = None) -> Iterator[None]
         elapsed = time.perf_counter() - start
         if shown and total_bytes:
             rate = human_bytes(int(total_bytes / max(elapsed, 1e-9)))
-            stderr.print(f"{description}: {human_bytes(total_bytes)} in {elapsed:.1f} s ({rate}/s)")
+            stderr.print(
+                line(f"{description}: {human_bytes(total_bytes)} in {elapsed:.1f} s ({rate}/s)")
+            )
 
 
 def when(stamp: str | None) -> str:
@@ -184,10 +196,9 @@ def when(stamp: str | None) -> str:
 
 
 def plain(value: object) -> Text:
-    """User-provided text as a table cell, never parsed as rich markup."""
-    from rich.text import Text
-
-    return Text("" if value is None else str(value))
+    """User-provided text as a table cell: escaped, never parsed as rich markup (see
+    ``output.safe``)."""
+    return safe(value)
 
 
 def pairs(mapping: dict[str, Any], sep: str = "=") -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from amber.cli.output import fail, human_bytes, stdout
+from amber.cli.output import fail, human_bytes, line, safe, stdout
 from amber.errors import AmberError
 
 
@@ -42,4 +42,4 @@ def verify(
             f"({human_bytes(info.tensor_bytes)})"
         )
     )
-    stdout.print(f"[green]ok[/] {file}: {what} verified in {elapsed * 1000:.0f} ms")
+    stdout.print(line(safe("ok", "green"), f" {file}: {what} verified in {elapsed * 1000:.0f} ms"))

@@ -19,6 +19,7 @@ from amber.container import dtypes
 from amber.container.format import MAX_JSON_DEPTH
 from amber.errors import FormatError
 from amber.graph import nodes as k
+from amber.graph import schema as typed
 from amber.graph import torch_nodes
 from amber.graph.constructors import (
     CALL_ARGUMENTS,
@@ -27,7 +28,7 @@ from amber.graph.constructors import (
     VALIDATORS,
 )
 from amber.graph.names import QualName
-from amber.graph.trust import Kind, audit
+from amber.graph.trust import REGISTRY, Kind, audit
 
 _ALLOWED_KEYS: dict[str, frozenset[str]] = {
     k.LIST: frozenset({"k", "v", "id"}),
@@ -54,7 +55,10 @@ _ALLOWED_KEYS: dict[str, frozenset[str]] = {
 _NONFINITE = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
 _MAX_UNICODE = 0x10FFFF
 _MAX_RECORD_NESTING = 8
-_NO_CALL_PACKAGES = frozenset({"builtins"})
+# Packages whose classes are never created by calling them with arguments from a file:
+# builtins have node kinds of their own (bytes(10**12)); torch layers are rebuilt from
+# their state (Linear(70000, 70000) would allocate 19.6 GB from a 300-byte file).
+_NO_CALL_PACKAGES = frozenset({"builtins", "torch"})
 _HEAP_TYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class defined by a class statement
 # Builtin types whose instances pickle rebuilds with __new__ (no initializer needed).
 _NEW_MODE_BUILTINS = frozenset({object, dict, list, set, int, float, str, bytes, tuple})
@@ -103,8 +107,6 @@ def _mode_problem(name: QualName, mode: Any) -> str | None:
         and name.top_package in _NO_CALL_PACKAGES
         and str(name) not in CALL_ARGUMENTS
     ):
-        # Builtin types have node kinds of their own; calling them with file data could
-        # allocate without bound (bytes(10**12), list(range(2**62))).
         return f"object graph: {name.dotted} cannot be created by a call"
     return None
 
@@ -210,11 +212,13 @@ def decode(
     if before_construct is not None:
         before_construct()
     if selected is None:
-        decoder = Decoder(tensor, tensor_names, resolved, bits=bits, device=device)
+        decoder = Decoder(tensor, tensor_names, resolved, bits=bits, device=device, trusted=trusted)
         if prelude is not None:
             decoder.decode_at(prelude, "prelude")
         return decoder.decode(root)
-    partial = PartialDecoder(root, tensor, tensor_names, resolved, bits=bits, device=device)
+    partial = PartialDecoder(
+        root, tensor, tensor_names, resolved, bits=bits, device=device, trusted=trusted
+    )
     if prelude is not None:
         partial.decode_at(prelude, "prelude")
     return {key: partial.decode_at(node, f"root[{key!r}]") for key, node in selected.items()}
@@ -267,7 +271,10 @@ class Decoder:
         *,
         bits: Callable[[str], Any] | None = None,
         device: Any = None,
+        trusted: frozenset[str] = frozenset(),
     ) -> None:
+        self._trusted = trusted
+        self._schemas: dict[QualName, typed.Schema] = {}
         self._tensor = tensor
         self._tensor_names = tensor_names
         self._resolved = resolved or {}
@@ -278,10 +285,45 @@ class Decoder:
         self._torch_loader: torch_nodes.TorchLoader | None = None
 
     def decode(self, node: Any) -> Any:
-        return self._decode(node, "root")
+        return self._checked_root(self._decode(node, "root"), "root")
 
     def decode_at(self, node: Any, where: str) -> Any:
-        return self._decode(node, where)
+        return self._checked_root(self._decode(node, where), where)
+
+    def _checked_root(self, value: Any, where: str) -> Any:
+        # What the caller receives: any trusted object or function, but partials, class
+        # objects and defaultdict factories still follow the rules.
+        typed.check_value(value, typed.ROOT, where)
+        return value
+
+    def _schema(self, name: QualName, cls: type, where: str) -> typed.Schema:
+        found = self._schemas.get(name)
+        if found is None:
+            found = typed.SCHEMAS.schema_for(str(name), cls, REGISTRY.by_user(name, self._trusted))
+            if found is None:
+                raise self._bad(
+                    where,
+                    f"amber has no state schema for {name.dotted}, so it cannot check what "
+                    "its instances hold; it was refused",
+                )
+            self._schemas[name] = found
+        return found
+
+    def _check_state(self, name: QualName, cls: type, state: Any, where: str) -> None:
+        schema = self._schema(name, cls, where)
+        if type(state) is dict:
+            typed.check_state(str(name), cls, schema, state, where, attributes=True)
+        elif (
+            type(state) is tuple
+            and len(state) == 2
+            and (state[0] is None or type(state[0]) is dict)
+            and (state[1] is None or type(state[1]) is dict)
+        ):
+            for part in state:
+                if part:
+                    typed.check_state(str(name), cls, schema, part, where, attributes=True)
+        else:
+            typed.check_state(str(name), cls, schema, state, where, attributes=False)
 
     def _bad(self, where: str, message: str) -> FormatError:
         return FormatError(f"object graph node at {where}: {message}")
@@ -649,6 +691,8 @@ class Decoder:
             if constructor is None or "args" in node:
                 raise self._bad(where, f"amber has no constructor for {name.dotted}")
             state = self._decode(node.get("state"), where)
+            schema = self._schema(name, cls, where)
+            typed.check_state(str(name), cls, schema, state, where, attributes=False)
             obj = self._validated(name, self._build(name, lambda: constructor.decode(cls, state)))
             self._register(node, obj, where)
             return obj
@@ -656,6 +700,7 @@ class Decoder:
             self._decode(a, f"{where}(arg {i})")
             for i, a in enumerate(self._items(node, where, "args") if "args" in node else ())
         ]
+        self._schema(name, cls, where)  # fail closed: a class without a schema is refused
         if mode == k.MODE_CYTHON:
             unpickle = getattr(
                 sys.modules.get(cls.__module__), f"__pyx_unpickle_{cls.__name__}", None
@@ -664,6 +709,7 @@ class Decoder:
                 raise self._bad(
                     where, f"{name.dotted} is not a Cython class with a generated unpickler"
                 )
+            self._check_state(name, cls, tuple(args), where)
             obj = self._validated(name, self._build(name, lambda: unpickle(cls, *args)))
             self._register(node, obj, where)
             return obj
@@ -673,6 +719,8 @@ class Decoder:
             and not CALL_ARGUMENTS[str(name)](tuple(args))
         ):
             raise self._bad(where, f"{name.dotted} cannot be called with these arguments")
+        if args:
+            self._check_state(name, cls, tuple(args), f"{where}(args)")
         if mode == k.MODE_NEW:
             if (
                 not cls.__flags__ & _HEAP_TYPE
@@ -688,6 +736,7 @@ class Decoder:
         self._register(node, obj, where)  # before the state: it may refer back to obj
         if "listitems" in node:
             items = [self._decode(v, where) for v in self._items(node, where, "listitems")]
+            self._check_state(name, cls, items, where)
             self._build(
                 name,
                 lambda: (
@@ -699,9 +748,11 @@ class Decoder:
                 if type(pair) is not list or len(pair) != 2:
                     raise self._bad(where, "dictitems must be [key, value] pairs")
                 key, value = (self._decode(p, where) for p in pair)
+                self._check_state(name, cls, [key, value], where)
                 self._build(name, lambda key=key, value=value: obj.__setitem__(key, value))
         if "state" in node:
             state = self._decode(node["state"], where)
+            self._check_state(name, cls, state, where)
             self._build(name, lambda: _apply_state(obj, state))
         return self._validated(name, obj)
 

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from amber.errors import UntrustedTypeError
 from amber.graph.names import QualName, user_name
+from amber.graph.schema import ANY_OBJECT, SCHEMAS, Schema, Slot
 
 Kind = Literal["type", "function"]
 
@@ -124,6 +125,10 @@ class Registry:
             for item in items:
                 self._user |= user_name(item)
 
+    def by_user(self, name: QualName, extra: frozenset[str] = frozenset()) -> bool:
+        """Did the caller trust ``name`` (``trusted=`` or ``amber.trust``)?"""
+        return name.dotted in extra or name.dotted in self._user
+
     def _ensure_loaded(self, package: str, kind: Kind) -> None:
         with self._lock:
             for loader in self._loaders.pop((package, kind), []):
@@ -169,13 +174,28 @@ class Registry:
 REGISTRY = Registry()
 
 
-def trust(*items: Any) -> Any:
+def trust(*items: Any, callables: Iterable[str] = ()) -> Any:
     """Trust classes or functions (objects or dotted names) for every later load.
 
     Usable as a decorator on a class or function. Trust means: amber may import and
     construct it from data in a file. Trust only code you wrote or reviewed.
+
+    A trusted class's instances may hold data, arrays and objects of trusted classes;
+    ``callables`` names the attributes that may also hold a function (a pure one from
+    amber's tables, or one you trust), e.g. ``amber.trust(MyModel, callables=["activation"])``.
     """
+    callables = [callables] if isinstance(callables, str) else list(callables)
+    if not items:
+        return lambda item: trust(item, callables=callables)
     REGISTRY.trust_user(items)
+    if callables:
+        slot = Slot(objects=frozenset({"any"}), callables=True)
+        schema = Schema(
+            attributes=dict.fromkeys(callables, slot), default=ANY_OBJECT, whole=ANY_OBJECT
+        )
+        for item in items:
+            for name in user_name(item):
+                SCHEMAS.set_user(name, schema)
     return items[0] if len(items) == 1 else None
 
 

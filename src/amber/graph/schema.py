@@ -1,0 +1,538 @@
+"""Typed state: what each attribute of each trusted class may hold (security rules R1-R3).
+
+A file can never choose what library code calls later. The decoder checks every value a
+file gives an object (its state, its construction arguments, its items) against the
+class's ``Schema`` *before* the object receives it:
+
+- **Inert data** is always allowed: ``None``, numbers, strings, bytes, numpy arrays,
+  scalars and dtypes, value classes (``numpy.float64``, ``int``: calling them only makes a
+  number), value objects registered as data (dates, random generators, sparse matrices,
+  tensors...), and lists, tuples, sets and dicts of those.
+- Everything else must be declared by the attribute's ``Slot``: objects of listed classes
+  or groups (``"estimator"``, ``"module"``...), functions (only where ``callables``; the
+  audit admits only the pure-function tables and names the user trusts), other class
+  objects (``types``), and ``functools.partial`` only as ``partial(<function>, *scalars)``
+  without a keyword through which a function writes.
+- A state key that names a method, property or other descriptor of the class is refused:
+  instance state can never shadow behaviour (``predict``, ``forward``).
+
+A class with no schema cannot be loaded (fail closed): adapters register one for every
+class they trust, the caller's own classes get ``USER_DEFAULT`` unless they declare more.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+import types
+from collections import Counter, OrderedDict, defaultdict, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from amber.errors import FormatError
+
+
+@dataclass(frozen=True)
+class Slot:
+    """What one attribute may hold beyond inert data.
+
+    ``objects``: class names (``module:qualname``) and group names whose instances may
+    appear; ``callables``: functions (and restricted partials) may appear; ``types``: class
+    objects beyond value classes (names, or ``"any"``); ``strings``: when set, every string
+    in the value must be one of these (method names, options).
+    """
+
+    objects: frozenset[str] = frozenset()
+    callables: bool = False
+    types: frozenset[str] = frozenset()
+    strings: frozenset[str] | None = None
+
+    def union(self, other: Slot) -> Slot:
+        strings = (
+            None if self.strings is None or other.strings is None else self.strings | other.strings
+        )
+        return Slot(
+            self.objects | other.objects,
+            self.callables or other.callables,
+            self.types | other.types,
+            strings,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.objects:
+            out["objects"] = sorted(self.objects)
+        if self.callables:
+            out["callables"] = True
+        if self.types:
+            out["types"] = sorted(self.types)
+        if self.strings is not None:
+            out["strings"] = sorted(self.strings)
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Slot:
+        strings = data.get("strings")
+        return cls(
+            frozenset(data.get("objects", ())),
+            bool(data.get("callables", False)),
+            frozenset(data.get("types", ())),
+            None if strings is None else frozenset(strings),
+        )
+
+
+DATA = Slot()
+ANY_OBJECT = Slot(objects=frozenset({"any"}))
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The attributes a class's instances may hold.
+
+    ``attributes``: a slot per attribute name. ``default``: the slot of attributes not
+    listed (None: an unlisted attribute is refused). ``whole``: the slot for state that is
+    not a dict of attributes, for construction arguments and for items.
+    ``check``: an extra check of the decoded state (raises ValueError).
+    """
+
+    attributes: Mapping[str, Slot] = field(default_factory=dict)
+    default: Slot | None = None
+    whole: Slot = DATA
+    check: Callable[[Any], None] | None = None
+    # Attributes never taken from a file: replaced by these values when present.
+    reset: Mapping[str, Any] = field(default_factory=dict)
+
+
+# A class whose instances are transparent containers: what they hold is checked against
+# the slot of the attribute that holds them (an OrderedDict of hooks is empty or refused
+# where the owner says so).
+CONTAINER_SLOT = Slot(objects=frozenset({"any-callable"}), callables=True, types=frozenset({"any"}))
+CONTAINER = Schema(default=CONTAINER_SLOT, whole=CONTAINER_SLOT)
+USER_DEFAULT = Schema(default=ANY_OBJECT, whole=ANY_OBJECT)
+# What ``amber.load`` returns may hold any trusted object and function: only the caller's
+# own code uses the root (partials and class objects still follow the rules).
+ROOT = CONTAINER_SLOT
+
+# Keywords through which numpy and friends write into an argument.
+WRITING_KEYWORDS = frozenset({"out", "where", "overwrite_input", "overwrite_a", "overwrite_b"})
+
+
+class SchemaRegistry:
+    """Schemas by class name, family rules, groups, and the classes that are data."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._exact: dict[str, Schema] = {}
+        self._rules: list[Callable[[type], Schema | None]] = []
+        self._groups: dict[str, Callable[[type], bool]] = {}
+        self._data_names: set[str] = set()
+        self._value_type_names: set[str] = set()
+        self._loaders: dict[str, list[Callable[[], None]]] = {}
+        self._user: dict[str, Schema] = {}
+        # Per class object: its dotted ``module:qualname`` and derived facts (cached).
+        self._category: dict[type, str] = {}
+        self._shadow: dict[tuple[type, str], bool] = {}
+
+    # -- registration ---------------------------------------------------------------------
+
+    def register(self, name: str, schema: Schema) -> None:
+        """The schema of the class ``module:qualname``."""
+        self._exact[name] = schema
+
+    def register_many(self, names: Iterable[str], schema: Schema) -> None:
+        for name in names:
+            self._exact[name] = schema
+
+    def add_rule(self, rule: Callable[[type, Schema | None], Schema | None]) -> None:
+        """A schema for a family of classes (judged on the class, after the audit; the
+        second argument is the schema the caller declared, when the caller trusts it)."""
+        self._rules.append(rule)
+
+    def add_group(self, group: str, member: Callable[[type], bool]) -> None:
+        self._groups[group] = member
+
+    def add_data(self, names: Iterable[str]) -> None:
+        """Classes whose instances are inert values (dates, generators, sparse matrices)."""
+        self._data_names.update(names)
+        self._category.clear()
+
+    def add_value_types(self, names: Iterable[str]) -> None:
+        """Classes that may appear as class objects anywhere (calling one makes a value)."""
+        self._value_type_names.update(names)
+        self._category.clear()
+
+    def add_loader(self, package: str, loader: Callable[[], None]) -> None:
+        """Fill schemas for ``package`` the first time one of its classes is checked."""
+        self._loaders.setdefault(package, []).append(loader)
+
+    def set_user(self, name: str, schema: Schema) -> None:
+        self._user[name] = schema
+
+    def user_schema(self, items: Iterable[Any]) -> dict[str, Schema]:
+        return {name: self._user[name] for name in items if name in self._user}
+
+    def ensure_loaded(self, package: str) -> None:
+        if package in self._loaders:
+            with self._lock:
+                for loader in self._loaders.pop(package, []):
+                    loader()
+
+    # -- lookup ---------------------------------------------------------------------------
+
+    def schema_for(self, name: str, cls: type, user: bool) -> Schema | None:
+        """The schema of a resolved class; ``user``: the caller trusted it by name (its
+        schema is the default for trusted classes, or what it declared when trusted)."""
+        if RECORDING:
+            RECORDING(name, None, ())  # the class is met, even with no state at all
+            return RECORDING_SCHEMA
+        self.ensure_loaded(name.split(".", 1)[0].split(":", 1)[0])
+        found = self._exact.get(name)
+        if found is not None:
+            return found
+        declared = self._user.get(name.replace(":", "."), USER_DEFAULT) if user else None
+        for rule in self._rules:
+            found = rule(cls, declared)
+            if found is not None:
+                return found
+        return declared
+
+    def known(self, name: str) -> bool:
+        self.ensure_loaded(name.split(".", 1)[0].split(":", 1)[0])
+        return name in self._exact
+
+    def names(self) -> set[str]:
+        return set(self._exact)
+
+    # -- categories of values -------------------------------------------------------------
+
+    def category(self, cls: type) -> str:
+        found = self._category.get(cls)
+        if found is None:
+            found = self._category[cls] = self._categorize(cls)
+        return found
+
+    def _categorize(self, cls: type) -> str:
+        if cls in _SEQUENCES:
+            return "seq"
+        if cls is dict or cls in (OrderedDict, Counter, defaultdict):
+            return "map"
+        if cls is deque:
+            return "seq"
+        if cls is functools.partial:
+            return "partial"
+        if issubclass(cls, type):
+            return "type"
+        if cls in _FUNCTION_TYPES or cls.__name__ in _FUNCTION_TYPE_NAMES:
+            return "function"
+        np = sys.modules.get("numpy")
+        if np is not None:
+            if cls is np.ndarray:
+                return "ndarray"
+            if issubclass(cls, (np.generic, np.dtype)):
+                return "data"
+            if issubclass(cls, np.ufunc):
+                return "function"
+        torch = sys.modules.get("torch")
+        if torch is not None and issubclass(cls, torch.Tensor):
+            return "data"
+        if _dotted(cls) in self._data_names:
+            return "data"
+        is_callable = any("__call__" in vars(klass) for klass in cls.__mro__)
+        return "callable-object" if is_callable else "object"
+
+    def value_type(self, cls: type) -> bool:
+        return cls in _BUILTIN_VALUE_TYPES or _dotted(cls) in self._value_type_names
+
+    def in_group(self, group: str, cls: type) -> bool:
+        member = self._groups.get(group)
+        return member is not None and member(cls)
+
+    def shadows(self, cls: type, key: str) -> bool:
+        """Does ``key`` name a method, property or other descriptor of ``cls``?"""
+        cached = self._shadow.get((cls, key))
+        if cached is None:
+            cached = False
+            for klass in cls.__mro__:
+                if key in klass.__dict__:
+                    member = klass.__dict__[key]
+                    cached = callable(member) or hasattr(type(member), "__get__")
+                    break
+            self._shadow[cls, key] = cached
+        return cached
+
+
+_SEQUENCES = frozenset({list, tuple, set, frozenset})
+_FUNCTION_TYPES = frozenset(
+    {
+        types.FunctionType,
+        types.BuiltinFunctionType,
+        types.MethodType,
+        types.BuiltinMethodType,
+        types.MethodWrapperType,
+        types.WrapperDescriptorType,
+        types.MethodDescriptorType,
+        types.ClassMethodDescriptorType,
+    }
+)
+_FUNCTION_TYPE_NAMES = frozenset({"cython_function_or_method", "_ArrayFunctionDispatcher"})
+_BUILTIN_VALUE_TYPES = frozenset({int, float, complex, bool, str, bytes, object})
+_SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes, bytearray, slice, range})
+
+
+def _dotted(cls: type) -> str:
+    return f"{getattr(cls, '__module__', '')}:{getattr(cls, '__qualname__', '')}"
+
+
+SCHEMAS = SchemaRegistry()
+
+
+class Refused(Exception):
+    """A value the slot does not allow; the message names what and where."""
+
+
+def check_value(value: Any, slot: Slot, where: str) -> None:
+    """Raise FormatError unless ``value`` is inert data or declared by ``slot``."""
+    try:
+        _walk(value, slot, where, set())
+    except Refused as exc:
+        raise FormatError(f"object graph node at {exc}") from None
+
+
+def _walk(value: Any, slot: Slot, where: str, seen: set[int]) -> None:
+    cls = type(value)
+    if cls in _SCALARS:
+        if cls is str and slot.strings is not None and value not in slot.strings:
+            raise Refused(
+                f"{where}: the string {_short(value)} is not one this attribute may hold "
+                f"({', '.join(sorted(slot.strings)[:8]) or 'none'})"
+            )
+        return
+    category = SCHEMAS.category(cls)
+    if category == "seq":
+        if id(value) in seen:
+            return
+        seen.add(id(value))
+        for i, item in enumerate(value):
+            _walk(item, slot, f"{where}[{i}]", seen)
+        return
+    if category == "map":
+        if id(value) in seen:
+            return
+        seen.add(id(value))
+        if cls is defaultdict:
+            check_default_factory(value.default_factory, where)
+        for key, item in value.items():
+            _walk(key, slot, f"{where} key", seen)
+            _walk(item, slot, f"{where}[{_short(key)}]", seen)
+        return
+    if category == "ndarray":
+        if value.dtype.hasobject:
+            if id(value) in seen:
+                return
+            seen.add(id(value))
+            for i, item in enumerate(value.flat):
+                _walk(item, slot, f"{where}.flat[{i}]", seen)
+        return
+    if category == "data":
+        return
+    if category == "type":
+        if SCHEMAS.value_type(value) or "any" in slot.types or _dotted(value) in slot.types:
+            return
+        raise Refused(
+            f"{where}: the class {_label(value)} may not be placed here (a class object is "
+            "callable: only value types such as numpy.float64 may appear as data)"
+        )
+    if category == "function":
+        if not slot.callables:
+            raise Refused(
+                f"{where}: the function {_label(value)} may not be placed here; only "
+                "attributes declared to hold a callable may hold one"
+            )
+        return
+    if category == "partial":
+        if not slot.callables:
+            raise Refused(
+                f"{where}: a functools.partial may not be placed here; only attributes "
+                "declared to hold a callable may hold one"
+            )
+        check_partial(value, where)
+        return
+    # An instance of a trusted class: its own state was checked when it was built; here
+    # only whether this attribute may hold an instance of that class.
+    if _object_allowed(cls, category == "callable-object", slot):
+        return
+    kind = "callable object" if category == "callable-object" else "object"
+    raise Refused(f"{where}: a {kind} of {_label(cls)} may not be placed here")
+
+
+def _object_allowed(cls: type, is_callable: bool, slot: Slot) -> bool:
+    if not slot.objects:
+        return False
+    if _dotted(cls) in slot.objects:
+        return True
+    for group in slot.objects:
+        if group == "any-callable" or (group == "any" and not is_callable):
+            return True
+        if group.startswith("instance:"):  # a subclass of a class the table names
+            base = _loaded_class(group[len("instance:") :])
+            if base is not None and issubclass(cls, base):
+                return True
+            continue
+        if SCHEMAS.in_group(group, cls) and (not is_callable or group in CALLABLE_GROUPS):
+            return True
+    return False
+
+
+def _loaded_class(name: str) -> type | None:
+    """The class ``module:qualname`` if its module is loaded (no instance of a class whose
+    module is not loaded can exist), else None; never imports."""
+    module_name, _, qualname = name.partition(":")
+    found: Any = sys.modules.get(module_name)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return found if isinstance(found, type) else None
+
+
+# Groups whose members may be callable objects (torch modules, kernels, scorers).
+CALLABLE_GROUPS: set[str] = set()
+
+
+def check_partial(value: Any, where: str) -> None:
+    """``partial(<function>, *scalars, **scalars)``: no class, callable object or nested
+    partial as its target, nothing mutable bound (an array bound positionally can be a
+    ufunc's ``out``), no keyword through which a function writes."""
+    target = value.func
+    if SCHEMAS.category(type(target)) != "function":
+        raise Refused(
+            f"{where}: a functools.partial must wrap a function, not {_label(type(target))}"
+        )
+    for i, arg in enumerate(value.args):
+        if type(arg) not in _SCALARS:
+            raise Refused(
+                f"{where}: a functools.partial may bind only numbers and strings "
+                f"(argument {i} is a {_label(type(arg))})"
+            )
+    for key, arg in value.keywords.items():
+        if key in WRITING_KEYWORDS or type(arg) not in _SCALARS:
+            raise Refused(
+                f"{where}: a functools.partial may not bind the keyword {key!r} "
+                "(only numbers and strings, never out= or where=)"
+            )
+
+
+# defaultdict factories a file may choose: each makes an empty value.
+DEFAULT_FACTORIES = (None, int, float, list, dict, set, str, tuple, frozenset, bool, OrderedDict)
+
+
+def check_default_factory(factory: Any, where: str) -> None:
+    if not any(factory is allowed for allowed in DEFAULT_FACTORIES):
+        raise Refused(
+            f"{where}: a defaultdict's default_factory must be one of int, float, list, dict, "
+            f"set, str, tuple, frozenset, bool, OrderedDict or None, not {_label(factory)}"
+        )
+
+
+def _label(obj: Any) -> str:
+    if isinstance(obj, type):
+        return f"{obj.__module__}.{obj.__qualname__}"
+    module = getattr(obj, "__module__", None)
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    if isinstance(module, str) and isinstance(name, str):
+        return f"{module}.{name}"
+    return type(obj).__name__
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if isinstance(value, (str, int, float, bool)) or value is None else ""
+    if not text:
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# The schema generator (tools/generate_sklearn_schemas.py) records what real objects hold
+# instead of checking it: ``RECORDING`` receives (class name, attribute or None, value).
+RECORDING: Callable[[str, str | None, Any], None] | None = None
+RECORDING_SCHEMA = Schema(default=CONTAINER_SLOT, whole=CONTAINER_SLOT)
+
+
+def check_state(
+    name: str, cls: type, schema: Schema, state: Any, where: str, *, attributes: bool
+) -> None:
+    """Check decoded state against ``schema``. ``attributes``: ``state`` is a dict of
+    attribute names (the usual pickle state; also the first part of a (dict, slots) pair).
+    """
+    if RECORDING is not None:
+        if attributes:
+            for key, value in state.items():
+                RECORDING(name, key, value)
+        else:
+            RECORDING(name, None, state)
+        return
+    if attributes:
+        for key, value in state.items():
+            if type(key) is not str or (key.startswith("__") and key.endswith("__")):
+                raise FormatError(f"object state may not set the special attribute {key!r}")
+            if cls.__dictoffset__ and SCHEMAS.shadows(cls, key):
+                raise FormatError(
+                    f"object graph node at {where}: the state of {name.replace(':', '.')} "
+                    f"sets {key!r}, which is a method or property of the class; instance "
+                    "state may not replace behaviour"
+                )
+            slot = schema.attributes.get(key, schema.default)
+            if slot is None:
+                raise FormatError(
+                    f"object graph node at {where}: {name.replace(':', '.')} has no "
+                    f"attribute {key!r} in amber's state schema; the file was refused"
+                )
+            check_value(value, slot, f"{where}.{key}")
+    else:
+        check_value(state, schema.whole, where)
+    if schema.check is not None:
+        try:
+            schema.check(state)
+        except (ValueError, TypeError) as exc:
+            raise FormatError(
+                f"object graph node at {where}: {name.replace(':', '.')} state refused: {exc}"
+            ) from None
+    if attributes and schema.reset:
+        for key, value in schema.reset.items():
+            if key in state:
+                state[key] = value
+
+
+def observe(value: Any, seen: set[int] | None = None) -> Slot:
+    """The narrowest slot that admits ``value`` (the schema generator records these)."""
+    seen = set() if seen is None else seen
+    cls = type(value)
+    if cls in _SCALARS:
+        return Slot(strings=frozenset({value} if cls is str else ()))
+    category = SCHEMAS.category(cls)
+    if category in ("seq", "map", "ndarray"):
+        if id(value) in seen:
+            return DATA
+        seen.add(id(value))
+        if category == "ndarray":
+            items: Iterable[Any] = value.flat if value.dtype.hasobject else ()
+        elif category == "map":
+            items = [v for pair in value.items() for v in pair]
+        else:
+            items = value
+        out = NOTHING
+        for item in items:
+            out = out.union(observe(item, seen))
+        return out
+    if category == "data":
+        return NOTHING
+    if category == "type":
+        if SCHEMAS.value_type(value):
+            return NOTHING
+        return Slot(types=frozenset({_dotted(value)}), strings=frozenset())
+    if category in ("function", "partial"):
+        return Slot(callables=True, strings=frozenset())
+    return Slot(objects=frozenset({_dotted(cls)}), strings=frozenset())
+
+
+# What observing inert data without strings gives (the neutral element of ``union``).
+NOTHING = Slot(strings=frozenset())
