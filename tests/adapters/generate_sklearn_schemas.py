@@ -81,6 +81,19 @@ def _class(name: str) -> type:
     return QualName.parse(name).resolve()
 
 
+RESPONSE_METHODS = frozenset(
+    {
+        "auto",
+        "predict",
+        "predict_proba",
+        "predict_log_proba",
+        "decision_function",
+        "transform",
+        "score_samples",
+    }
+)
+
+
 def _dotted(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
@@ -125,6 +138,8 @@ def _generalize(slot: Any) -> Any:
     strings = slot.strings
     if strings is not None and (not strings or not strings <= METHOD_NAMES):
         strings = None
+    elif strings is not None:  # another estimator may answer through another method
+        strings = strings | RESPONSE_METHODS
     return Slot(frozenset(objects), slot.callables, slot.types, strings)
 
 

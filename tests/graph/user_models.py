@@ -45,3 +45,14 @@ class Slotted:
 
 def scale(x: np.ndarray) -> np.ndarray:
     return x * 2
+
+
+class Activated:
+    """A user model that keeps a function it calls (trusted with callables=["activation"])."""
+
+    def __init__(self, activation=np.tanh) -> None:
+        self.activation = activation
+        self.scale = 2.0
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.activation(x) * self.scale

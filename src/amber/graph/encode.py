@@ -11,15 +11,17 @@ from __future__ import annotations
 import base64
 import copyreg
 import math
+import pathlib
 import sys
 import types
 from typing import Any
 
 from amber.container import dtypes
-from amber.errors import SerializationError
+from amber.errors import FormatError, SerializationError
 from amber.graph import nodes as k
 from amber.graph.constructors import CONSTRUCTORS, NEW_MODE_MODULES
 from amber.graph.names import QualName
+from amber.graph.schema import SCHEMAS, check_state
 from amber.graph.torch_nodes import TorchTensors
 
 # Python nesting allowed. A level costs two JSON levels (three for a dict with non-string
@@ -33,6 +35,16 @@ _FUNCTION_TYPES: tuple[type, ...] = (
 # Function types of compiled libraries, matched by name so their modules are not imported:
 # Cython functions, and numpy's wrappers of Python functions (np.mean, np.clip...).
 _FUNCTION_TYPE_NAMES = frozenset({"cython_function_or_method", "_ArrayFunctionDispatcher"})
+
+
+# Packages whose schemas amber owns (the hint to declare callables is for the user's own).
+_LIBRARY_PACKAGES = frozenset({"sklearn", "torch", "numpy", "scipy", "xgboost", "lightgbm"})
+
+
+_PURE_PATHS: dict[type, type] = {
+    pathlib.PosixPath: pathlib.PurePosixPath,
+    pathlib.WindowsPath: pathlib.PureWindowsPath,
+}
 
 
 class _Path:
@@ -382,11 +394,42 @@ class Encoder:
                 for key, value in dictitems
             ]
         if state is not None:
+            self._check_schema(node_type, state, path)
             if type(state) is dict and all(type(key) is str for key in state):
                 node["state"] = {"k": k.DICT, **self._dict_body(state, path, depth, attr=True)}
             else:
                 node["state"] = self._encode(state, path, depth + 1)
         return node
+
+    def _check_schema(self, cls: type, state: Any, path: _Path) -> None:
+        """Refuse now what loading would refuse: state its class's schema does not allow
+        (a class amber has no schema for is judged by the default for trusted classes)."""
+        name = QualName.of(cls, check=False)
+        schema = SCHEMAS.schema_for(str(name), cls, user=True)
+        if schema is None:
+            return
+        try:
+            if type(state) is dict:
+                check_state(str(name), cls, schema, state, "obj", attributes=True, reset=False)
+            elif (
+                type(state) is tuple
+                and len(state) == 2
+                and all(part is None or type(part) is dict for part in state)
+            ):
+                for part in state:
+                    if part:
+                        check_state(
+                            str(name), cls, schema, part, "obj", attributes=True, reset=False
+                        )
+        except FormatError as exc:
+            message = str(exc).replace("object graph node at obj", "loading would refuse it")
+            hint = (
+                ""
+                if name.top_package in _LIBRARY_PACKAGES
+                else "; if an attribute must hold a function, declare it with "
+                f"amber.trust({name.qualname}, callables=[...])"
+            )
+            raise self._fail(path, f"{message}{hint}") from None
 
     def _construction(
         self, cls: type, func: Any, args: Any, path: _Path
@@ -404,7 +447,9 @@ class Encoder:
         ):
             return k.MODE_NEW, cls, ()
         if isinstance(func, type):
-            return k.MODE_CALL, func, args
+            # A concrete path can read, write and delete files: saved as the pure path it
+            # names (R3), which compares and joins the same but touches nothing.
+            return k.MODE_CALL, _PURE_PATHS.get(func, func), args
         if (
             getattr(func, "__name__", "") == "newObj"
             and getattr(func, "__module__", None) in NEW_MODE_MODULES

@@ -458,7 +458,14 @@ RECORDING_SCHEMA = Schema(default=CONTAINER_SLOT, whole=CONTAINER_SLOT)
 
 
 def check_state(
-    name: str, cls: type, schema: Schema, state: Any, where: str, *, attributes: bool
+    name: str,
+    cls: type,
+    schema: Schema,
+    state: Any,
+    where: str,
+    *,
+    attributes: bool,
+    reset: bool = True,
 ) -> None:
     """Check decoded state against ``schema``. ``attributes``: ``state`` is a dict of
     attribute names (the usual pickle state; also the first part of a (dict, slots) pair).
@@ -496,7 +503,7 @@ def check_state(
             raise FormatError(
                 f"object graph node at {where}: {name.replace(':', '.')} state refused: {exc}"
             ) from None
-    if attributes and schema.reset:
+    if reset and attributes and schema.reset:
         for key, value in schema.reset.items():
             if key in state:
                 state[key] = value
