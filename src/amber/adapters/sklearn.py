@@ -111,7 +111,8 @@ OVERRIDES: dict[str, Slot] = {
     "_sklearn_output_config": Slot(strings=frozenset({"transform", "default", "pandas", "polars"})),
 }
 # Attributes whose dicts become keyword arguments of a function call: none may name a
-# keyword through which a function writes into an array (``out=``, ``where=``).
+# keyword through which a function writes into an array (``out=``, ``where=``) or starts
+# worker processes (``n_jobs=``).
 KEYWORD_ATTRIBUTES = frozenset(
     {"kw_args", "inv_kw_args", "_kwargs", "metric_params", "kernel_params", "kwds"}
 )
@@ -119,6 +120,7 @@ KEYWORD_ATTRIBUTES = frozenset(
 _PRE_DISPATCH = re.compile(r"^\s*(\d{1,4}\s*\*\s*)?n_jobs\s*$|^\s*\d{1,6}\s*$")
 # Never taken from a file: worker processes are the caller's choice (set_params after load).
 RESET = {"n_jobs": None}
+_REFUSED_KEYWORDS = WRITING_KEYWORDS | {"n_jobs"}
 TABLE = Path(__file__).with_name("sklearn_schemas.json")
 
 
@@ -133,8 +135,8 @@ def _check_state(state: Any) -> None:
         )
     for key in KEYWORD_ATTRIBUTES & state.keys():
         value = state[key]
-        if isinstance(value, dict) and WRITING_KEYWORDS & set(value):
-            raise ValueError(f"{key} may not pass {sorted(WRITING_KEYWORDS & set(value))}")
+        if isinstance(value, dict) and _REFUSED_KEYWORDS & set(value):
+            raise ValueError(f"{key} may not pass {sorted(_REFUSED_KEYWORDS & set(value))}")
 
 
 @functools.cache
