@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import platform
+import re
 import sys
 import warnings
 from collections.abc import Iterable
@@ -27,6 +28,10 @@ def package_version(name: str) -> str | None:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
+
+
+# A distribution name as packaging defines it (PEP 508), bounded.
+_DISTRIBUTION_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,98}[A-Za-z0-9])?$")
 
 
 def distribution(top_level: str) -> str:
@@ -75,6 +80,10 @@ def differences(saved: dict[str, Any]) -> list[str]:
     packages = saved.get("packages")
     for name, version in (packages if isinstance(packages, dict) else {}).items():
         if name == "amber" or not isinstance(version, str):
+            continue
+        if not isinstance(name, str) or not _DISTRIBUTION_NAME.fullmatch(name):
+            # Written by whoever wrote the file: never handed to the metadata lookup.
+            out.append(f"{name[:40]!r} saved {version[:40]!r}, not a package name")
             continue
         installed = installed_version(name)
         if installed is None:

@@ -32,6 +32,8 @@ FUNCTIONS = ("open", "write", "link", "replace", "fsync")
 # Every module whose `os` a save writes through.
 MODULES = (local_module, atomic_module, writer_module)
 HINTS = {errno.ENOSPC: "free disk space", errno.EACCES: "permission"}
+# An os.open with none of these flags only reads a file; it is not counted as a write step.
+_WRITE_PATH_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | getattr(os, "O_DIRECTORY", 0)
 EARLIER = {"small": np.arange(3, dtype=np.int64)}
 # One tensor big enough for an object of its own, one small one for the version's pack.
 MODEL = {
@@ -83,6 +85,8 @@ class FaultyOs:
         real = getattr(os, name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
+            if name == "open" and not _WRITE_PATH_FLAGS & args[1]:
+                return real(*args, **kwargs)  # a read (of a key, say): not a write step
             self.counts[name] += 1
             where = self._where(name, args)
             self.steps.append(f"os.{name} #{self.counts[name]} ({where})")

@@ -12,18 +12,21 @@ from blake3 import blake3
 from amber.container.format import DIGEST_PREFIX
 
 # Below this size the thread fan-out costs more than it saves.
-_PARALLEL_MIN_BYTES = 1 << 20
+PARALLEL_MIN_BYTES = 1 << 20
 
 
 def hasher(size_hint: int = 0) -> blake3:
-    if size_hint >= _PARALLEL_MIN_BYTES:
+    if size_hint >= PARALLEL_MIN_BYTES:
         return blake3(max_threads=blake3.AUTO)
     return blake3()
 
 
-def hexdigest(data: memoryview | bytes) -> str:
+def hexdigest(data: memoryview | bytes | bytearray) -> str:
     """The tagged digest ('blake3:<hex>') of a buffer."""
-    h = hasher(len(data) if isinstance(data, bytes) else data.nbytes)
+    size = data.nbytes if isinstance(data, memoryview) else len(data)
+    if size < PARALLEL_MIN_BYTES:  # the common case of many small tensors: one call
+        return DIGEST_PREFIX + blake3(data).hexdigest()
+    h = hasher(size)
     h.update(data)
     return DIGEST_PREFIX + h.hexdigest()
 

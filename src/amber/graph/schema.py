@@ -133,7 +133,7 @@ class SchemaRegistry:
         self._user: dict[str, Schema] = {}
         # Per class object: its dotted ``module:qualname`` and derived facts (cached).
         self._category: dict[type, str] = {}
-        self._shadow: dict[tuple[type, str], bool] = {}
+        self._behaviour: dict[type, frozenset[str]] = {}
 
     # -- registration ---------------------------------------------------------------------
 
@@ -249,18 +249,20 @@ class SchemaRegistry:
         member = self._groups.get(group)
         return member is not None and member(cls)
 
-    def shadows(self, cls: type, key: str) -> bool:
-        """Does ``key`` name a method, property or other descriptor of ``cls``?"""
-        cached = self._shadow.get((cls, key))
-        if cached is None:
-            cached = False
-            for klass in cls.__mro__:
-                if key in klass.__dict__:
-                    member = klass.__dict__[key]
-                    cached = callable(member) or hasattr(type(member), "__get__")
-                    break
-            self._shadow[cls, key] = cached
-        return cached
+    def behaviour(self, cls: type) -> frozenset[str]:
+        """The names instance state may not set on ``cls``: its methods, properties and other
+        descriptors (the first definition along the MRO decides). Empty for instances
+        without a ``__dict__``, whose state never becomes attributes."""
+        found = self._behaviour.get(cls)
+        if found is None:
+            names: dict[str, bool] = {}
+            if cls.__dictoffset__:
+                for klass in cls.__mro__:
+                    for key, member in vars(klass).items():
+                        if key not in names:
+                            names[key] = callable(member) or hasattr(type(member), "__get__")
+            found = self._behaviour[cls] = frozenset(k for k, v in names.items() if v)
+        return found
 
 
 _SEQUENCES = frozenset({list, tuple, set, frozenset})
@@ -279,6 +281,11 @@ _FUNCTION_TYPES = frozenset(
 _FUNCTION_TYPE_NAMES = frozenset({"cython_function_or_method", "_ArrayFunctionDispatcher"})
 _BUILTIN_VALUE_TYPES = frozenset({int, float, complex, bool, str, bytes, object})
 _SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes, bytearray, slice, range})
+
+
+def _ndarray_type() -> type | None:
+    np = sys.modules.get("numpy")
+    return None if np is None else np.ndarray
 
 
 def _dotted(cls: type) -> str:
@@ -478,21 +485,29 @@ def check_state(
             RECORDING(name, None, state)
         return
     if attributes:
+        behaviour = SCHEMAS.behaviour(cls)
+        slots, default = schema.attributes, schema.default
         for key, value in state.items():
-            if type(key) is not str or (key.startswith("__") and key.endswith("__")):
+            if type(key) is not str or (key[:2] == "__" and key[-2:] == "__"):
                 raise FormatError(f"object state may not set the special attribute {key!r}")
-            if cls.__dictoffset__ and SCHEMAS.shadows(cls, key):
+            if key in behaviour:
                 raise FormatError(
                     f"object graph node at {where}: the state of {name.replace(':', '.')} "
                     f"sets {key!r}, which is a method or property of the class; instance "
                     "state may not replace behaviour"
                 )
-            slot = schema.attributes.get(key, schema.default)
+            slot = slots.get(key, default)
             if slot is None:
                 raise FormatError(
                     f"object graph node at {where}: {name.replace(':', '.')} has no "
                     f"attribute {key!r} in amber's state schema; the file was refused"
                 )
+            kind = type(value)
+            # Fast paths (a forest checks thousands of attributes): numbers and arrays.
+            if (kind in _SCALARS and (kind is not str or slot.strings is None)) or (
+                kind is _ndarray_type() and not value.dtype.hasobject
+            ):
+                continue
             check_value(value, slot, f"{where}.{key}")
     else:
         check_value(state, schema.whole, where)

@@ -62,6 +62,11 @@ COLUMNS = (
 )
 
 
+def files_of(path: Path) -> list[Path]:
+    """The database file and the files SQLite keeps beside it."""
+    return [path, *(Path(f"{path}{suffix}") for suffix in ("-wal", "-shm", "-journal"))]
+
+
 class Index:
     """One SQLite database (WAL mode, so readers never wait for a writer)."""
 
@@ -82,6 +87,12 @@ class Index:
         db = getattr(self._local, "db", None)
         if db is None:
             assert self.path is not None
+            for file in files_of(self.path):  # SQLite would follow a link planted there
+                if file.is_symlink():
+                    raise StoreError(
+                        f"the store index file {file} is a symbolic link; amber follows no "
+                        "links inside a store: delete it (the index is rebuilt from storage)"
+                    )
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 db = sqlite3.connect(self.path, timeout=60, isolation_level=None)

@@ -5,6 +5,12 @@ which gives create-if-absent atomically), after an fsync of the data and followe
 fsync of the directory. Compare-and-swap holds an exclusive ``flock`` on a lock file per
 key while it compares and renames. Several processes on one machine (or on a shared
 filesystem with working POSIX locks) can use one folder at once.
+
+Nothing inside the folder is followed if it is a symbolic link (the folder itself may be
+one): files are opened with ``O_NOFOLLOW`` after checking that no folder between the root
+and them is a link, deletes never go through a link, listings skip links, and
+``foreign_entries`` names every link and stray entry for ``Store.check``. So a link planted
+in a shared or unpacked store cannot make amber read, overwrite or delete a file elsewhere.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
+import stat
 import time
 import warnings
 from collections.abc import Iterator
@@ -26,6 +34,12 @@ TMP = "tmp"
 LOCKS = "locks"
 CACHE = "cache"  # the store's derived data (its SQLite index): not blobs
 _RESERVED = (TMP, LOCKS, CACHE)
+_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")  # a key segment (backend.check_key)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# A FIFO planted at a key must not block an open for reading.
+_READ_FLAGS = os.O_RDONLY | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
+_FIX = "the store folder was tampered with: remove it (store.check() lists every such entry)"
 _HINTS = {
     errno.ENOSPC: "free disk space and try again",
     errno.EDQUOT: "free space within your quota and try again",
@@ -52,7 +66,8 @@ class LocalBackend(Backend):
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         try:
-            for sub in _RESERVED:
+            for sub in _RESERVED:  # amber's own files go there: never through a link
+                self._check_folders(self.root / sub)
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise store_error("create the store folder", self.root, exc) from None
@@ -60,34 +75,98 @@ class LocalBackend(Backend):
     def describe(self) -> str:
         return f"local folder {self.root}"
 
+    def _check_folders(self, folder: Path) -> None:
+        """StoreError unless every folder from below the root down to ``folder`` is a real
+        folder (or does not exist yet): a symbolic link is never followed."""
+        current = self.root
+        for part in folder.relative_to(self.root).parts:
+            current = current / part
+            try:
+                mode = os.lstat(current).st_mode
+            except FileNotFoundError:
+                return  # created later, by mkdir, as a real folder
+            except OSError as exc:
+                raise store_error("inspect", current, exc) from None
+            if not stat.S_ISDIR(mode):
+                raise self._not_regular(current, mode, "a folder")
+
+    def _not_regular(self, path: Path, mode: int, wanted: str = "a file") -> StoreError:
+        if stat.S_ISLNK(mode):
+            try:
+                target = f" (to {os.readlink(path)})"
+            except OSError:
+                target = ""
+            what = f"is a symbolic link{target}; amber follows no links inside a store"
+        else:
+            what = "is not a regular file" if wanted == "a file" else "is not a folder"
+        relative = os.path.relpath(path, self.root)
+        return StoreError(
+            f"{relative} in {self.root} {what}, where the store keeps {wanted}; {_FIX}"
+        )
+
     def _path(self, key: str) -> Path:
         check_key(key)
         if key.split("/", 1)[0] in _RESERVED:
             raise StoreError(f"key {key!r} is reserved by the local backend")
-        return self.root / key
+        path = self.root / key
+        self._check_folders(path.parent)
+        return path
+
+    def _open(self, path: Path, flags: int = _READ_FLAGS) -> int | None:
+        """A descriptor of the regular file ``path`` (its folders already checked), opened
+        without following a link; None if there is none."""
+        try:
+            fd = os.open(path, flags)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a link
+                raise self._not_regular(path, stat.S_IFLNK) from None
+            raise
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise self._not_regular(path, mode)
+        return fd
+
+    def _read(self, path: Path, offset: int = 0, length: int | None = None) -> bytes | None:
+        fd = self._open(path)
+        if fd is None:
+            return None
+        try:
+            with os.fdopen(fd, "rb", closefd=True) as f:
+                f.seek(offset)
+                return f.read() if length is None else f.read(length)
+        except OSError as exc:
+            raise store_error("read", path, exc) from None
 
     def get(self, key: str) -> bytes | None:
         path = self._path(key)
         try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            return None
+            return self._read(path)
         except OSError as exc:
             raise store_error("read", path, exc) from None
 
     def read_range(self, key: str, offset: int, length: int) -> bytes | None:
         path = self._path(key)
         try:
-            with path.open("rb") as f:
-                f.seek(offset)
-                return f.read(length)
-        except FileNotFoundError:
-            return None
+            return self._read(path, offset, length)
         except OSError as exc:
             raise store_error("read", path, exc) from None
 
     def local_path(self, key: str) -> Path | None:
-        return self._path(key)
+        """The file of ``key`` for a memory map; StoreError if it (or a folder above it) is
+        a link or not a regular file. Open it with ``O_NOFOLLOW``."""
+        path = self._path(key)
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return path  # the caller reports it missing
+        except OSError as exc:
+            raise store_error("inspect", path, exc) from None
+        if not stat.S_ISREG(mode):
+            raise self._not_regular(path, mode)
+        return path
 
     def _temporary(self) -> Path:
         return self.root / TMP / f"{os.getpid()}-{os.urandom(8).hex()}"
@@ -119,7 +198,7 @@ class LocalBackend(Backend):
 
     def put_if_absent(self, key: str, data: Data) -> bool:
         path = self._path(key)
-        if path.exists():
+        if os.path.lexists(path):  # whatever is there, a link included, is never replaced
             if isinstance(data, Path):
                 with contextlib.suppress(OSError):
                     data.unlink()
@@ -173,11 +252,16 @@ class LocalBackend(Backend):
         stored; a process that opened the old file sees it was replaced and retries."""
         lock = self._lock_path(key)
         while True:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT | _CLOEXEC | _NOFOLLOW, 0o644)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise self._not_regular(lock, stat.S_IFLNK) from None
+                raise
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 try:
-                    same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+                    same = os.lstat(lock).st_ino == os.fstat(fd).st_ino
                 except FileNotFoundError:
                     same = False
                 if not same:
@@ -196,10 +280,7 @@ class LocalBackend(Backend):
         path = self._path(key)
         try:
             with self._locked(key):
-                try:
-                    current: bytes | None = path.read_bytes()
-                except FileNotFoundError:
-                    current = None
+                current = self._read(path)
                 if current != expected:
                     return False
                 if new is not None:
@@ -212,21 +293,35 @@ class LocalBackend(Backend):
             raise store_error("update", path, exc) from None
 
     def list(self, prefix: str = "") -> Iterator[str]:
-        # Walk only the folder the prefix names (and filter its last segment).
+        # Walk only the folder the prefix names (and filter its last segment). Links are
+        # neither followed nor listed; foreign_entries reports them.
         folder = prefix.rpartition("/")[0]
         base = self.root / folder if folder else self.root
-        for dirpath, dirnames, filenames in os.walk(base):
-            relative = os.path.relpath(dirpath, self.root)
-            relative = "" if relative == "." else relative.replace(os.sep, "/") + "/"
-            if not relative:
-                dirnames[:] = [d for d in dirnames if d not in _RESERVED]
-            for name in filenames:
-                key = relative + name
-                if key.startswith(prefix):
-                    yield key
+        try:
+            self._check_folders(base)
+        except StoreError:
+            return
+        for key in self._walk(base, folder + "/" if folder else ""):
+            if key.startswith(prefix):
+                yield key
+
+    def _walk(self, folder: Path, relative: str) -> Iterator[str]:
+        try:
+            with os.scandir(folder) as entries:
+                found = list(entries)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for entry in found:
+            if not _SEGMENT.fullmatch(entry.name):
+                continue  # no key has this name (foreign_entries reports it)
+            if entry.is_dir(follow_symlinks=False):
+                if not (relative == "" and entry.name in _RESERVED):
+                    yield from self._walk(Path(entry.path), relative + entry.name + "/")
+            elif entry.is_file(follow_symlinks=False):
+                yield relative + entry.name
 
     def delete(self, key: str) -> bool:
-        path = self._path(key)
+        path = self._path(key)  # its folders are no links; unlink never follows the last
         try:
             path.unlink()
         except FileNotFoundError:
@@ -235,20 +330,34 @@ class LocalBackend(Backend):
             raise store_error("delete", path, exc) from None
         return True
 
-    def stat(self, key: str) -> Stat | None:
+    def _lstat(self, path: Path) -> os.stat_result | None:
         try:
-            st = self._path(key).stat()
+            st = os.lstat(path)
         except FileNotFoundError:
             return None
-        return Stat(st.st_size, st.st_mtime)
+        if not stat.S_ISREG(st.st_mode):
+            raise self._not_regular(path, st.st_mode)
+        return st
+
+    def stat(self, key: str) -> Stat | None:
+        path = self._path(key)
+        try:
+            st = self._lstat(path)
+        except OSError as exc:
+            raise store_error("inspect", path, exc) from None
+        return None if st is None else Stat(st.st_size, st.st_mtime)
 
     def touch(self, key: str) -> bool:
         path = self._path(key)
         try:
             with self._locked(key):  # never between delete_if_older's check and unlink
-                os.utime(path)
-        except FileNotFoundError:
-            return False
+                fd = self._open(path)
+                if fd is None:
+                    return False
+                try:
+                    os.utime(fd)  # the file opened, never a link's target
+                finally:
+                    os.close(fd)
         except OSError as exc:
             raise store_error("refresh", path, exc) from None
         return True
@@ -257,9 +366,9 @@ class LocalBackend(Backend):
         path = self._path(key)
         try:
             with self._locked(key, drop=True):
-                st = path.stat()
-                if st.st_mtime >= limit:
-                    return None
+                st = os.lstat(path)
+                if not stat.S_ISREG(st.st_mode) or st.st_mtime >= limit:
+                    return None  # a link or anything foreign is left for check to report
                 path.unlink()
                 return st.st_size
         except FileNotFoundError:
@@ -267,12 +376,63 @@ class LocalBackend(Backend):
         except OSError as exc:
             raise store_error("delete", path, exc) from None
 
-    def stale_temporaries(self, older_than: float) -> list[Path]:
-        """Temporary files of writers that died (older than ``older_than`` seconds)."""
+    def stale_temporaries(self, older_than: float) -> list[tuple[Path, int]]:
+        """Temporary files of writers that died (older than ``older_than`` seconds), with
+        their sizes. A link in ``tmp/`` counts as one (removing it removes the link only);
+        folders and other entries are left alone."""
         limit = time.time() - older_than
+        folder = self.root / TMP
+        self._check_folders(folder)
         out = []
-        for entry in os.scandir(self.root / TMP):
+        for entry in os.scandir(folder):
             with contextlib.suppress(FileNotFoundError):
-                if entry.stat().st_mtime < limit:
-                    out.append(Path(entry.path))
+                st = entry.stat(follow_symlinks=False)
+                kind = stat.S_IFMT(st.st_mode)
+                if kind in (stat.S_IFREG, stat.S_IFLNK) and st.st_mtime < limit:
+                    out.append((Path(entry.path), st.st_size if kind == stat.S_IFREG else 0))
+        return out
+
+    def remove_temporary(self, path: Path) -> bool:
+        """Remove an entry of ``tmp/`` (a file, or a link itself: never what it points to)."""
+        if path.parent != self.root / TMP:
+            raise StoreError(f"{path} is not in the store's tmp/ folder")
+        self._check_folders(path.parent)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise store_error("delete", path, exc) from None
+        return True
+
+    def foreign_entries(self) -> list[str]:
+        """Every entry of the store folder that the local backend does not write: links
+        (anywhere, never followed), entries that are not regular files or folders, folders
+        in tmp/, locks/ or cache/, and files directly in the root. Keys of the wrong shape
+        are for the store to judge (``Store.check``)."""
+        out: list[str] = []
+
+        def visit(folder: Path, top: str | None) -> None:
+            try:
+                with os.scandir(folder) as entries:
+                    found = sorted(entries, key=lambda e: e.name)
+            except OSError as exc:
+                out.append(f"{folder} cannot be listed ({exc.strerror or exc})")
+                return
+            for entry in found:
+                path = Path(entry.path)
+                relative = os.path.relpath(path, self.root)
+                mode = entry.stat(follow_symlinks=False).st_mode
+                if stat.S_ISLNK(mode) or not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                    out.append(str(self._not_regular(path, mode)))
+                elif top not in _RESERVED and not _SEGMENT.fullmatch(entry.name):
+                    out.append(f"{relative} is not a store entry (no key has this name)")
+                elif stat.S_ISREG(mode) and top is None:
+                    out.append(f"{relative} is a file in the store's root, not a store entry")
+                elif stat.S_ISDIR(mode) and top in _RESERVED:
+                    out.append(f"{relative} is a folder inside amber's own {top}/ folder")
+                elif stat.S_ISDIR(mode):
+                    visit(path, entry.name if top is None else top)
+
+        visit(self.root, None)
         return out

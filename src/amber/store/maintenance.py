@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from amber.container.digest import hasher
 from amber.container.reader import ContainerReader
-from amber.errors import AmberError, StoreError
+from amber.errors import AmberError, InvalidArgumentError, StoreError
 from amber.store import records
+from amber.store.names import check_alias, check_name
 from amber.store.objects import mismatch, object_key
 
 if TYPE_CHECKING:
@@ -99,12 +100,10 @@ def gc(store: Store, *, grace: float, dry_run: bool) -> GcReport:
             report.bytes_freed += freed
     stale = getattr(store.backend, "stale_temporaries", None)
     if stale is not None:
-        for path in stale(grace):
+        for path, size in stale(grace):  # a link there is removed itself, never followed
             report.temporaries_removed += 1
-            if not dry_run:
-                with contextlib.suppress(OSError):
-                    report.bytes_freed += path.stat().st_size
-                    path.unlink()
+            if not dry_run and store.backend.remove_temporary(path):  # type: ignore[attr-defined]
+                report.bytes_freed += size
     # Tags of deleted versions.
     for key in list(store.backend.list("tags/")):
         parts = key.split("/")
@@ -148,29 +147,72 @@ def _object_problem(
     """What is wrong with an object (None: nothing); a valid pack's entries go to
     ``packs``."""
     key = object_key(digest_hex)
-    if store.backend.stat(key) is None:
-        return f"object {digest_hex[:16]}... is missing"
-    h = hasher(1 << 30)
-    offset = 0
-    while True:
-        block = store.backend.read_range(key, offset, _READ)
-        if not block:
-            break
-        h.update(block)
-        offset += len(block)
+    try:
+        if store.backend.stat(key) is None:
+            return f"object {digest_hex[:16]}... is missing"
+        h = hasher(1 << 30)
+        offset = 0
+        while True:
+            block = store.backend.read_range(key, offset, _READ)
+            if not block:
+                break
+            h.update(block)
+            offset += len(block)
+    except StoreError as exc:  # e.g. a link where the object should be
+        return f"object {digest_hex[:16]}... cannot be read: {exc}"
     if h.hexdigest() != digest_hex:
         return f"object {digest_hex[:16]}... is corrupt (its digest does not match)"
     if is_pack:
-        try:
-            with ContainerReader(store.files.path(digest_hex), verify="full") as pack:
+        try:  # "full" checks every tensor digest of the pack, which records repeat
+            path = store.files.path(digest_hex)
+            with ContainerReader(path, verify="full", follow_symlinks=False) as pack:
                 packs[digest_hex] = dict(pack.entries)
         except AmberError as exc:
             return f"pack {digest_hex[:16]}... is invalid: {exc}"
     return None
 
 
+_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def _is_store_key(key: str) -> bool:
+    """Whether ``key`` has the shape of a key the store writes (objects/ab/abc..., a
+    version record, an alias, a tag)."""
+    parts = key.split("/")
+    if len(parts) != 3:
+        return False
+    kind, name, leaf = parts
+    if kind == "objects":
+        return bool(_HEX.fullmatch(leaf)) and leaf[:2] == name
+    try:
+        check_name(name)
+        if kind == "refs":
+            check_alias(leaf)
+            return True
+    except InvalidArgumentError:
+        return False
+    return kind in ("versions", "tags") and leaf.isdigit() and not leaf.startswith("0")
+
+
+def foreign(store: Store) -> list[str]:
+    """Entries of the store that it did not write: links and stray entries the backend
+    finds (``foreign_entries``), and keys that are no object, record, alias or tag."""
+    out = []
+    entries = getattr(store.backend, "foreign_entries", None)
+    if entries is not None:
+        out += entries()
+    for key in sorted(store.backend.list("")):
+        if not _is_store_key(key):
+            out.append(
+                f"{key} is not a store object, version record, alias or tag; remove it if "
+                "you did not put it there on purpose"
+            )
+    return out
+
+
 def check(store: Store, *, repair: bool) -> CheckReport:
     report = CheckReport()
+    report.problems += foreign(store)
     live = _live_records(store, report.problems)
     report.versions_checked = len(live)
     verdicts: dict[str, str | None] = {}

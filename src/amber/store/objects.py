@@ -220,7 +220,9 @@ def map_object(path: Path, nbytes: int, *, use_mmap: bool, writable: bool) -> An
     """The bytes of an object file: a private (copy-on-write) or read-only mapping, or a
     private copy in memory."""
     try:
-        with path.open("rb") as f:
+        # Never through a link: a store's objects are its own files (LocalBackend).
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             if size != nbytes:
                 raise CorruptFileError(

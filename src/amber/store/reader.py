@@ -52,6 +52,7 @@ class VersionReader:
                     verify="off" if verify == "off" else "full",
                     use_mmap=use_mmap,
                     writable=writable,
+                    follow_symlinks=False,
                 )
                 self._check_pack()
             if verify == "full":

@@ -37,7 +37,7 @@ from amber.errors import (
 )
 from amber.store import records
 from amber.store.backend import Backend
-from amber.store.index import Index
+from amber.store.index import Index, files_of
 from amber.store.local import CACHE, LocalBackend
 from amber.store.names import LATEST, Spec, check_alias, check_name, closest, parse_spec
 from amber.store.objects import ObjectFiles, object_key, objects_of, put_tensors
@@ -185,7 +185,7 @@ class Store:
         try:
             self.index = Index(index_file)
         except StoreError:
-            if index_file is None or not index_file.exists():
+            if index_file is None or not any(os.path.lexists(f) for f in files_of(index_file)):
                 raise
             self.index = self._fresh_index(index_file)
         if index_file is not None and not self._index_initialized():
@@ -778,9 +778,10 @@ class Store:
         """Move a damaged index aside and start an empty one (the caller rebuilds it)."""
         aside = path.with_name(f"{path.name}.damaged-{int(time.time() * 1000)}")
         try:
-            os.replace(path, aside)
-            for suffix in ("-wal", "-shm"):
-                Path(str(path) + suffix).unlink(missing_ok=True)
+            if os.path.lexists(path):
+                os.replace(path, aside)  # a link is moved itself, never followed
+            for file in files_of(path)[1:]:
+                file.unlink(missing_ok=True)
         except OSError as exc:
             raise StoreError(
                 f"the store index {path} is damaged and cannot be moved aside ({exc}); "

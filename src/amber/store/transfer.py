@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from amber.container.reader import ContainerReader
 from amber.container.writer import write
-from amber.errors import AmberError, FormatError, InvalidArgumentError
+from amber.errors import AmberError, CorruptFileError, FormatError, InvalidArgumentError
 from amber.graph.decode import scan
 from amber.store import records
 from amber.store.names import check_name
@@ -218,8 +218,10 @@ def export_all(store: Store, name: str, path: Path) -> Path:
     return path
 
 
-def _pack_entries(data: Any, source: Path) -> dict[str, Any]:
-    """The entries of a pack carried in a bundle; FormatError unless it is a valid one."""
+def _pack_entries(data: Any, source: Path, digest_hex: str) -> dict[str, Any]:
+    """The entries of a pack carried in a bundle, every tensor digest checked (the store
+    trusts them); CorruptFileError naming the tensor that does not match its digest,
+    FormatError for anything else that makes it an invalid pack."""
     with tempfile.TemporaryDirectory(prefix="amber-pack-check-") as tmp:
         scratch = Path(tmp) / "pack.amber"
         scratch.write_bytes(memoryview(data))
@@ -227,7 +229,9 @@ def _pack_entries(data: Any, source: Path) -> dict[str, Any]:
             with ContainerReader(scratch, verify="full", use_mmap=False) as pack:
                 return dict(pack.entries)
         except AmberError as exc:
-            raise FormatError(f"{source}: a pack in the bundle is not valid: {exc}") from None
+            why = str(exc).removeprefix(f"{scratch}: ")
+            kind = CorruptFileError if isinstance(exc, CorruptFileError) else FormatError
+            raise kind(f"{source}: pack {digest_hex[:16]}... in the bundle: {why}") from None
 
 
 def import_bundle(store: Store, path: Path, name: str | None) -> list[ModelVersion]:
@@ -269,7 +273,7 @@ def import_bundle(store: Store, path: Path, name: str | None) -> list[ModelVersi
                 raise FormatError(f"{path}: object {digest_hex[:16]}... does not match its name")
             objects[digest_hex] = data
         packs = {r.pack for r in checked if r.pack}
-        entries = {h: _pack_entries(objects[h], path) for h in packs}
+        entries = {h: _pack_entries(objects[h], path, h) for h in packs}
         sizes = {h: data.nbytes for h, data in objects.items()}
         for record in checked:
             problem = mismatch(record.tensors, sizes, entries.get(record.pack or ""))
