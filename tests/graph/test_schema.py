@@ -258,6 +258,16 @@ def test_torch_layers_are_never_created_by_a_call(tmp_path: Path) -> None:
     refused(planted(data, plant, tmp_path), "torch.nn.modules.linear.Linear cannot be created")
 
 
+def test_tree_construction_arguments_must_agree(tmp_path: Path) -> None:
+    data = saved(RandomForestClassifier(n_estimators=1, random_state=0).fit(X, Y), tmp_path)
+
+    def plant(root: dict[str, Any]) -> None:
+        tree = find(root, "sklearn.tree._tree:Tree")
+        tree["args"][2] = 1 << 40  # n_outputs: one class count per output is read
+
+    refused(planted(data, plant, tmp_path), "Tree cannot be called with these arguments")
+
+
 # -- the caller's own classes ------------------------------------------------------------------
 
 

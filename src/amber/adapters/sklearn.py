@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from amber.graph.constructors import allow_new_mode
+from amber.graph.constructors import allow_new_mode, register_call
 from amber.graph.schema import CALLABLE_GROUPS, SCHEMAS, WRITING_KEYWORDS, Schema, Slot
 from amber.graph.trust import REGISTRY, PackageRule, Registry
 
@@ -216,3 +216,26 @@ allow_new_mode(
     "sklearn.neighbors._binary_tree",
     "sklearn.metrics._dist_metrics",
 )
+
+
+def _tree_arguments(args: tuple) -> bool:
+    """``Tree(n_features, n_classes, n_outputs)`` allocates per output and reads one class
+    count per output: sizes must agree and stay small (R5)."""
+    import numpy as np
+
+    if len(args) != 3:
+        return False
+    n_features, n_classes, n_outputs = args
+    return (
+        type(n_features) is int
+        and 0 < n_features < 1 << 31
+        and type(n_outputs) is int
+        and 0 < n_outputs <= 1 << 16
+        and isinstance(n_classes, np.ndarray)
+        and n_classes.dtype.kind == "i"
+        and n_classes.shape == (n_outputs,)
+        and bool(((n_classes >= 1) & (n_classes < 1 << 31)).all())
+    )
+
+
+register_call("sklearn.tree._tree:Tree", _tree_arguments)
