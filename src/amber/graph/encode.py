@@ -408,9 +408,10 @@ class Encoder:
         schema = SCHEMAS.schema_for(str(name), cls, user=True)
         if schema is None:
             return
+        where = path.display()
         try:
             if type(state) is dict:
-                check_state(str(name), cls, schema, state, "obj", attributes=True, reset=False)
+                check_state(str(name), cls, schema, state, where, attributes=True, reset=False)
             elif (
                 type(state) is tuple
                 and len(state) == 2
@@ -419,10 +420,10 @@ class Encoder:
                 for part in state:
                     if part:
                         check_state(
-                            str(name), cls, schema, part, "obj", attributes=True, reset=False
+                            str(name), cls, schema, part, where, attributes=True, reset=False
                         )
         except FormatError as exc:
-            message = str(exc).replace("object graph node at obj", "loading would refuse it")
+            message = str(exc).replace("object graph node at ", "loading would refuse ", 1)
             hint = (
                 ""
                 if name.top_package in _LIBRARY_PACKAGES
