@@ -6,6 +6,8 @@ Each class also inherits the builtin exception that fits, so callers that alread
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "AliasConflict",
     "AmberError",
@@ -29,8 +31,19 @@ __all__ = [
 ]
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
 class AmberError(Exception):
-    """Root of every error amber raises on purpose."""
+    """Root of every error amber raises on purpose.
+
+    Messages often quote values from a file or a library's own message about them; a repr
+    with a memory address (``<object at 0x7f...>``) is shortened: addresses say nothing to
+    the reader and help an attacker.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(_ADDRESS.sub("", a) if isinstance(a, str) else a for a in args))
 
 
 class InvalidArgumentError(AmberError, ValueError):

@@ -6,7 +6,16 @@ from typing import Any
 
 from amber.errors import FormatError
 from amber.graph.constructors import Constructor, register, register_call
-from amber.graph.schema import CONTAINER, CONTAINER_SLOT, DATA, SCHEMAS, Schema, Slot
+from amber.graph.schema import (
+    CONTAINER_SLOT,
+    DATA,
+    SCHEMAS,
+    Schema,
+    Slot,
+    default_factory_allowed,
+    is_function,
+    partial_state,
+)
 from amber.graph.trust import REGISTRY, Registry
 
 TYPES = [
@@ -81,18 +90,21 @@ def _small_int(value: Any) -> bool:
 register_call("collections:OrderedDict", lambda args: args == ())
 register_call(
     "collections:defaultdict",
-    lambda args: args == () or (len(args) == 1 and (args[0] is None or callable(args[0]))),
+    lambda args: args == () or (len(args) == 1 and default_factory_allowed(args[0])),
 )
 register_call("collections:Counter", lambda args: len(args) == 1 and type(args[0]) is dict)
 register_call(
     "collections:deque",
     lambda args: (
-        len(args) in (1, 2)
-        and type(args[0]) in (list, tuple)
-        and (len(args) == 1 or args[1] is None or _small_int(args[1]))
+        args == ()
+        or (
+            len(args) in (1, 2)
+            and type(args[0]) in (list, tuple)
+            and (len(args) == 1 or args[1] is None or _small_int(args[1]))
+        )
     ),
 )
-register_call("functools:partial", lambda args: len(args) == 1 and callable(args[0]))
+register_call("functools:partial", lambda args: len(args) == 1 and is_function(args[0]))
 register_call("decimal:Decimal", lambda args: len(args) == 1 and type(args[0]) is str)
 register_call("pathlib:PurePosixPath", lambda args: all(type(a) is str for a in args))
 register_call("pathlib:PureWindowsPath", lambda args: all(type(a) is str for a in args))
@@ -137,14 +149,20 @@ VALUE_CLASSES = [
     "pathlib:PureWindowsPath",
 ]
 SCHEMAS.add_data(VALUE_CLASSES)
+# Concrete paths are saved as the pure paths they name (graph/encode.py): data when saved.
+SCHEMAS.add_data(["pathlib:PosixPath", "pathlib:WindowsPath"])
 SCHEMAS.register_many(VALUE_CLASSES, Schema(whole=DATA))
 SCHEMAS.register_many([n for n in TYPES if n.startswith("builtins:")], Schema(whole=DATA))
-# Containers are transparent: what they hold is checked by the slot of their owner.
-SCHEMAS.register_many(
-    ["collections:OrderedDict", "collections:Counter", "collections:deque"], CONTAINER
+# Containers are transparent: what they hold is checked by the slot of their owner. They
+# take no attributes (a defaultdict's factory comes only from its call arguments), except
+# the ``_metadata`` torch keeps on state dicts.
+SCHEMAS.register(
+    "collections:OrderedDict", Schema(attributes={"_metadata": DATA}, whole=CONTAINER_SLOT)
 )
-SCHEMAS.register("collections:defaultdict", CONTAINER)
-# A partial may be built from any trusted function and data; where it is placed, it must
-# wrap a function and bind only numbers and strings (schema.check_partial).
-SCHEMAS.register("functools:partial", Schema(default=CONTAINER_SLOT, whole=CONTAINER_SLOT))
-_ = Slot
+SCHEMAS.register_many(
+    ["collections:Counter", "collections:deque", "collections:defaultdict"],
+    Schema(whole=CONTAINER_SLOT),
+)
+# Every partial built is one that may sit where a callable may: a function with numbers and
+# strings bound, no keyword through which a function writes (schema.partial_state).
+SCHEMAS.register("functools:partial", Schema(whole=Slot(callables=True), check=partial_state))

@@ -118,8 +118,28 @@ KEYWORD_ATTRIBUTES = frozenset(
 )
 # joblib evaluates a string ``pre_dispatch`` as a Python expression.
 _PRE_DISPATCH = re.compile(r"^\s*(\d{1,4}\s*\*\s*)?n_jobs\s*$|^\s*\d{1,6}\s*$")
-# Never taken from a file: worker processes are the caller's choice (set_params after load).
-RESET = {"n_jobs": None}
+
+
+# Never taken from a file: worker processes are the caller's choice (set_params after load),
+# and OpenMP thread counts are this machine's (a file asking for 100,000 threads at
+# predict makes libgomp abort the process).
+def _machine_threads(value: Any) -> Any:
+    if value is None:
+        return None
+    from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+    return _openmp_effective_n_threads()
+
+
+RESET = {
+    "n_jobs": lambda value: None,
+    "_n_threads": _machine_threads,
+    "n_threads": _machine_threads,
+}
+# Parameters a search may set on its estimators (``param_grid`` keys) are parameters too:
+# none of those the rules above refuse or reset.
+_SEARCH_SPACES = ("param_grid", "param_distributions")
+_UNSEARCHABLE = frozenset({*OVERRIDES, *RESET, "pre_dispatch"})
 _REFUSED_KEYWORDS = WRITING_KEYWORDS | {"n_jobs"}
 TABLE = Path(__file__).with_name("sklearn_schemas.json")
 
@@ -133,6 +153,12 @@ def _check_state(state: Any) -> None:
             f"pre_dispatch={pre_dispatch[:40]!r} is not a number or 'N*n_jobs' (joblib "
             "evaluates it as Python code)"
         )
+    for key in _SEARCH_SPACES:
+        spaces = state.get(key)
+        for space in spaces if isinstance(spaces, list) else [spaces]:
+            for name in space if isinstance(space, dict) else ():
+                if str(name).rsplit("__", 1)[-1] in _UNSEARCHABLE:
+                    raise ValueError(f"{key} may not search {str(name)[:60]!r}")
     for key in KEYWORD_ATTRIBUTES & state.keys():
         value = state[key]
         if isinstance(value, dict) and _REFUSED_KEYWORDS & set(value):
@@ -153,6 +179,40 @@ def _load_functions(registry: Registry) -> None:
     registry.add_functions(_table()["functions"])
 
 
+# Compiled classes rebuilt by ``cls.__new__`` + ``__setstate__(tuple)`` read their state
+# tuple by position without bounds checks: a short tuple reads past its end while loading.
+_POSITIONAL_STATE = (
+    "sklearn.neighbors._kd_tree:",
+    "sklearn.neighbors._ball_tree:",
+    "sklearn.metrics._dist_metrics:",
+)
+
+
+@functools.cache
+def _state_length(name: str) -> int:
+    """How many items this scikit-learn's own ``__getstate__`` gives for the class."""
+    import numpy as np
+
+    module, _, qualname = name.partition(":")
+    cls = getattr(sys.modules[module], qualname)
+    if module.startswith("sklearn.neighbors"):
+        return len(cls(np.zeros((2, 1))).__getstate__())
+    from sklearn.metrics import DistanceMetric
+
+    return len(DistanceMetric.get_metric("euclidean").__getstate__())
+
+
+def _positional_check(name: str) -> Any:
+    def check(state: Any) -> None:
+        if type(state) is not tuple or len(state) != _state_length(name):
+            raise ValueError(
+                f"the state must be a tuple of {_state_length(name)} items, as this "
+                "scikit-learn writes it"
+            )
+
+    return check
+
+
 def _load_schemas() -> None:
     for name, entry in _table()["classes"].items():
         attributes = {key: Slot.from_json(value) for key, value in entry["attributes"].items()}
@@ -164,7 +224,9 @@ def _load_schemas() -> None:
             Schema(
                 attributes=attributes,
                 whole=Slot.from_json(entry.get("whole", {})),
-                check=_check_state,
+                check=_positional_check(name)
+                if name.startswith(_POSITIONAL_STATE)
+                else _check_state,
                 reset=RESET,
             ),
         )

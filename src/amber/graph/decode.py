@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -275,6 +276,11 @@ class Decoder:
     ) -> None:
         self._trusted = trusted
         self._schemas: dict[QualName, typed.Schema] = {}
+        self._filling: set[int] = set()
+        self._late = False
+        # Every check made, to run again when a container was reached before it was filled.
+        self._checks: list[tuple[QualName, type, Any, str, bool]] = []
+        self._built: list[tuple[QualName, Any]] = []
         self._tensor = tensor
         self._tensor_names = tensor_names
         self._resolved = resolved or {}
@@ -291,6 +297,12 @@ class Decoder:
         return self._checked_root(self._decode(node, where), where)
 
     def _checked_root(self, value: Any, where: str) -> Any:
+        if self._late:  # a container was reached while still being filled (a cycle)
+            self._late = False
+            for name, cls, state, at, items in self._checks:
+                self._check_state(name, cls, state, at, items=items, again=True)
+            for name, obj in self._built:
+                self._validated(name, obj, again=True)
         # What the caller receives: any trusted object or function, but partials, class
         # objects and defaultdict factories still follow the rules.
         typed.check_value(value, typed.ROOT, where)
@@ -309,8 +321,25 @@ class Decoder:
             self._schemas[name] = found
         return found
 
-    def _check_state(self, name: QualName, cls: type, state: Any, where: str) -> None:
+    def _check_state(
+        self,
+        name: QualName,
+        cls: type,
+        state: Any,
+        where: str,
+        *,
+        items: bool = False,
+        again: bool = False,
+    ) -> None:
+        """Check state (or, with ``items``, construction arguments or items) against the
+        class's schema, before the object receives it."""
+        if not again:
+            self._checks.append((name, cls, state, where, items))
         schema = self._schema(name, cls, where)
+        parts = state if type(state) is tuple and len(state) == 2 else (state,)
+        if any(isinstance(part, dict) and type(part) is not dict for part in parts):
+            # A dict subclass would be applied as attributes without the attribute checks.
+            raise self._bad(where, f"the state of {name.dotted} must be a plain dict")
         if type(state) is dict:
             typed.check_state(str(name), cls, schema, state, where, attributes=True)
         elif (
@@ -323,7 +352,9 @@ class Decoder:
                 if part:
                     typed.check_state(str(name), cls, schema, part, where, attributes=True)
         else:
-            typed.check_state(str(name), cls, schema, state, where, attributes=False)
+            typed.check_state(
+                str(name), cls, schema, state, where, attributes=False, state_check=not items
+            )
 
     def _bad(self, where: str, message: str) -> FormatError:
         return FormatError(f"object graph node at {where}: {message}")
@@ -344,15 +375,25 @@ class Decoder:
         # scan() has checked every node's kind and keys before decoding starts.
         return getattr(self, "_" + node["k"])(node, where)
 
-    def _register(self, node: dict[str, Any], obj: Any, where: str) -> None:
+    def _register(
+        self, node: dict[str, Any], obj: Any, where: str, *, filling: bool = False
+    ) -> None:
+        """Make ``obj`` the target of later refs to the node's id. ``filling``: ``obj`` is a
+        container whose items come next; until ``_filled``, no ref may reach it (an owner
+        checked while it is still empty would never see what it then receives)."""
         if "id" not in node:
             return
+        if filling:
+            self._filling.add(node["id"])
         node_id = node["id"]
         if type(node_id) is not int or node_id < 0:
             raise self._bad(where, f"'id' must be a non-negative integer, got {node_id!r}")
         if node_id in self._by_id:
             raise self._bad(where, f"id {node_id} is declared twice")
         self._by_id[node_id] = obj
+
+    def _filled(self, node: dict[str, Any]) -> None:
+        self._filling.discard(node.get("id"))
 
     def _items(self, node: dict[str, Any], where: str, key: str = "v") -> list[Any]:
         items = node.get(key)
@@ -364,8 +405,9 @@ class Decoder:
 
     def _list(self, node: dict[str, Any], where: str) -> list:
         out: list[Any] = []
-        self._register(node, out, where)
+        self._register(node, out, where, filling=True)
         out.extend(self._decode(v, f"{where}[{i}]") for i, v in enumerate(self._items(node, where)))
+        self._filled(node)
         return out
 
     def _tuple(self, node: dict[str, Any], where: str) -> tuple:
@@ -385,12 +427,15 @@ class Decoder:
                 raise self._bad(
                     where, f"set element of type {type(value).__name__} is unhashable"
                 ) from None
+        if len(set(values)) != len(values):
+            raise self._bad(where, "a set node repeats an element")
         return values
 
     def _set(self, node: dict[str, Any], where: str) -> set:
         out: set[Any] = set()
-        self._register(node, out, where)
+        self._register(node, out, where, filling=True)
         out.update(self._hashables(node, where))
+        self._filled(node)
         return out
 
     def _frozenset(self, node: dict[str, Any], where: str) -> frozenset:
@@ -400,7 +445,12 @@ class Decoder:
 
     def _dict(self, node: dict[str, Any], where: str) -> dict:
         out: dict[Any, Any] = {}
-        self._register(node, out, where)
+        self._register(node, out, where, filling=True)
+        self._fill_dict(node, out, where)
+        self._filled(node)
+        return out
+
+    def _fill_dict(self, node: dict[str, Any], out: dict[Any, Any], where: str) -> None:
         has_v, has_items = "v" in node, "items" in node
         if has_v == has_items:
             raise self._bad(where, "dict node needs exactly one of 'v' or 'items'")
@@ -410,7 +460,7 @@ class Decoder:
                 raise self._bad(where, "dict node 'v' must be a JSON object")
             for key, value in values.items():
                 out[key] = self._decode(value, f"{where}[{key!r}]")
-            return out
+            return
         for i, pair in enumerate(self._items(node, where, "items")):
             if type(pair) is not list or len(pair) != 2:
                 raise self._bad(where, f"dict item #{i} must be a [key, value] pair")
@@ -421,8 +471,9 @@ class Decoder:
                 raise self._bad(
                     where, f"dict key of type {type(key).__name__} is unhashable"
                 ) from None
+            if key in out:  # a value decoded, then replaced, would be seen by no check
+                raise self._bad(where, f"dict item #{i} repeats a key")
             out[key] = self._decode(pair[1], f"{where}[{key!r}]")
-        return out
 
     # -- scalars ---------------------------------------------------------------------------
 
@@ -608,9 +659,10 @@ class Decoder:
         if count != len(items):
             raise self._bad(where, f"object array of shape {shape} needs {count} items")
         out = np.empty(count, dtype=object)
-        self._register(node, out, where)  # before the items: they may refer back to it
+        self._register(node, out, where, filling=True)
         for i, item in enumerate(items):
             out[i] = self._decode(item, f"{where}[{i}]")
+        self._filled(node)
         out.shape = shape
         return out
 
@@ -709,7 +761,7 @@ class Decoder:
                 raise self._bad(
                     where, f"{name.dotted} is not a Cython class with a generated unpickler"
                 )
-            self._check_state(name, cls, tuple(args), where)
+            self._check_state(name, cls, tuple(args), where, items=True)
             obj = self._validated(name, self._build(name, lambda: unpickle(cls, *args)))
             self._register(node, obj, where)
             return obj
@@ -720,7 +772,7 @@ class Decoder:
         ):
             raise self._bad(where, f"{name.dotted} cannot be called with these arguments")
         if args:
-            self._check_state(name, cls, tuple(args), f"{where}(args)")
+            self._check_state(name, cls, tuple(args), f"{where}(args)", items=True)
         if mode == k.MODE_NEW:
             if (
                 not cls.__flags__ & _HEAP_TYPE
@@ -733,10 +785,13 @@ class Decoder:
             obj = self._build(name, lambda: cls.__new__(cls, *args))
         else:
             obj = self._build(name, lambda: cls(*args))
-        self._register(node, obj, where)  # before the state: it may refer back to obj
+        # Registered before its state, which may refer back to it (parent links), unless
+        # it is a container or a partial: a ref then would see it before it is complete.
+        container = cls is functools.partial or typed.SCHEMAS.category(cls) in ("seq", "map")
+        self._register(node, obj, where, filling=container)
         if "listitems" in node:
             items = [self._decode(v, where) for v in self._items(node, where, "listitems")]
-            self._check_state(name, cls, items, where)
+            self._check_state(name, cls, items, where, items=True)
             self._build(
                 name,
                 lambda: (
@@ -748,17 +803,20 @@ class Decoder:
                 if type(pair) is not list or len(pair) != 2:
                     raise self._bad(where, "dictitems must be [key, value] pairs")
                 key, value = (self._decode(p, where) for p in pair)
-                self._check_state(name, cls, [key, value], where)
+                self._check_state(name, cls, [key, value], where, items=True)
                 self._build(name, lambda key=key, value=value: obj.__setitem__(key, value))
         if "state" in node:
             state = self._decode(node["state"], where)
             self._check_state(name, cls, state, where)
             self._build(name, lambda: _apply_state(obj, state))
+        self._filled(node)
         return self._validated(name, obj)
 
-    def _validated(self, name: QualName, obj: Any) -> Any:
+    def _validated(self, name: QualName, obj: Any, *, again: bool = False) -> Any:
         check = VALIDATORS.get(str(name))
         if check is not None:
+            if not again:
+                self._built.append((name, obj))
             try:
                 check(obj)
             except Exception as exc:  # a malformed object fails its check in any way
@@ -782,6 +840,10 @@ class Decoder:
         node_id = node.get("id")
         if type(node_id) is not int or node_id not in self._by_id:
             raise self._bad(where, f"reference to id {node_id!r}, which no earlier node declares")
+        if node_id in self._filling:
+            # A container (or partial) reached before it is complete: whatever was checked
+            # meanwhile saw it incomplete, so everything is checked again at the end.
+            self._late = True
         return self._by_id[node_id]
 
 

@@ -21,7 +21,7 @@ from amber.errors import FormatError, SerializationError
 from amber.graph import nodes as k
 from amber.graph.constructors import CONSTRUCTORS, NEW_MODE_MODULES
 from amber.graph.names import QualName
-from amber.graph.schema import SCHEMAS, check_state
+from amber.graph.schema import ROOT, SCHEMAS, check_state, check_value
 from amber.graph.torch_nodes import TorchTensors
 
 # Python nesting allowed. A level costs two JSON levels (three for a dict with non-string
@@ -96,6 +96,12 @@ class Encoder:
         """Encode several roots that may share objects and tensors; a later root refers to
         what an earlier one declared (decode them in the same order)."""
         roots = [self._encode(obj, _Path(None, None), 0) for obj in objs]
+        for obj in objs:  # what the loader checks last: partials, factories at the root
+            try:
+                check_value(obj, ROOT, "obj")
+            except FormatError as exc:
+                message = str(exc).replace("object graph node at ", "loading would refuse ", 1)
+                raise SerializationError(f"cannot save: {message}") from None
         if self._torch is not None:  # what shares storage is known only at the end
             self._torch.finish(self.tensors)
         return roots
@@ -358,7 +364,9 @@ class Encoder:
             node["mode"] = k.MODE_ADAPTER
             self._built_after_children.add(id(obj))  # built from its state: no cycle back
             try:
-                node["state"] = self._encode(constructor.encode(obj), path, depth + 1)
+                adapter_state = constructor.encode(obj)
+                self._check_schema(cls, adapter_state, path, attributes=False)
+                node["state"] = self._encode(adapter_state, path, depth + 1)
             finally:
                 self._built_after_children.discard(id(obj))
             return node
@@ -378,50 +386,74 @@ class Encoder:
         self._built_after_children.add(id(obj))
         try:
             if args:  # "args" is optional: most objects are rebuilt with none
+                self._check_schema(node_type, tuple(args), path, attributes=False, items=True)
                 node["args"] = self._children(args, path, depth)
         finally:
             self._built_after_children.discard(id(obj))
-        # The loader rebuilds in this order (as pickle does): items, then state. Encoding
-        # in the same order makes the first occurrence of a shared object the full node.
+        self._object_body(obj, node, node_type, (listitems, dictitems, state), path, depth)
+        return node
+
+    def _object_body(
+        self, obj: Any, node: dict, cls: type, parts: tuple, path: _Path, depth: int
+    ) -> None:
+        """Items, then state: the order the loader rebuilds them in (as pickle does), so the
+        first occurrence of a shared object is the full node."""
+        listitems, dictitems, state = parts
         if listitems is not None:
-            node["listitems"] = self._children(list(listitems), path, depth)
+            items = list(listitems)
+            self._check_schema(cls, items, path, attributes=False, items=True)
+            node["listitems"] = self._children(items, path, depth)
         if dictitems is not None:
+            pairs = list(dictitems)
+            self._check_schema(cls, pairs, path, attributes=False, items=True)
             node["dictitems"] = [
                 [
                     self._encode(key, _Path(path, key), depth + 1),
                     self._encode(value, _Path(path, key), depth + 1),
                 ]
-                for key, value in dictitems
+                for key, value in pairs
             ]
         if state is not None:
-            self._check_schema(node_type, state, path)
+            self._check_schema(cls, state, path)
             if type(state) is dict and all(type(key) is str for key in state):
                 node["state"] = {"k": k.DICT, **self._dict_body(state, path, depth, attr=True)}
             else:
                 node["state"] = self._encode(state, path, depth + 1)
-        return node
 
-    def _check_schema(self, cls: type, state: Any, path: _Path) -> None:
-        """Refuse now what loading would refuse: state its class's schema does not allow
-        (a class amber has no schema for is judged by the default for trusted classes)."""
+    def _check_schema(
+        self, cls: type, state: Any, path: _Path, *, attributes: bool = True, items: bool = False
+    ) -> None:
+        """Refuse now what loading would refuse: state (or, with ``attributes`` false,
+        arguments, items, an adapter's state) its class's schema does not allow (a class
+        amber has no schema for is judged by the default for trusted classes)."""
         name = QualName.of(cls, check=False)
         schema = SCHEMAS.schema_for(str(name), cls, user=True)
         if schema is None:
             return
         where = path.display()
+        parts = (
+            state
+            if attributes
+            and type(state) is tuple
+            and len(state) == 2
+            and all(part is None or type(part) is dict for part in state)
+            else (state,)
+        )
         try:
-            if type(state) is dict:
-                check_state(str(name), cls, schema, state, where, attributes=True, reset=False)
-            elif (
-                type(state) is tuple
-                and len(state) == 2
-                and all(part is None or type(part) is dict for part in state)
-            ):
-                for part in state:
-                    if part:
-                        check_state(
-                            str(name), cls, schema, part, where, attributes=True, reset=False
-                        )
+            for part in parts:
+                if part is None:
+                    continue
+                as_attributes = attributes and type(part) is dict
+                check_state(
+                    str(name),
+                    cls,
+                    schema,
+                    part,
+                    where,
+                    attributes=as_attributes,
+                    reset=False,
+                    state_check=not items,
+                )
         except FormatError as exc:
             message = str(exc).replace("object graph node at ", "loading would refuse ", 1)
             hint = (

@@ -101,8 +101,9 @@ class Schema:
     default: Slot | None = None
     whole: Slot = DATA
     check: Callable[[Any], None] | None = None
-    # Attributes never taken from a file: replaced by these values when present.
-    reset: Mapping[str, Any] = field(default_factory=dict)
+    # Attributes never taken from a file: replaced, when present, by what the function
+    # makes of the file's value (``n_jobs`` -> None, thread counts -> this machine's).
+    reset: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
 
 
 # A class whose instances are transparent containers: what they hold is checked against
@@ -309,12 +310,10 @@ def check_value(value: Any, slot: Slot, where: str) -> None:
 
 def _walk(value: Any, slot: Slot, where: str, seen: set[int]) -> None:
     cls = type(value)
+    if slot.strings is not None and isinstance(value, (str, bytes, bytearray)):
+        _closed_string(value, slot, where)  # also numpy.str_ and numpy.bytes_
+        return
     if cls in _SCALARS:
-        if cls is str and slot.strings is not None and value not in slot.strings:
-            raise Refused(
-                f"{where}: the string {_short(value)} is not one this attribute may hold "
-                f"({', '.join(sorted(slot.strings)[:8]) or 'none'})"
-            )
         return
     category = SCHEMAS.category(cls)
     if category == "seq":
@@ -335,6 +334,9 @@ def _walk(value: Any, slot: Slot, where: str, seen: set[int]) -> None:
             _walk(item, slot, f"{where}[{_short(key)}]", seen)
         return
     if category == "ndarray":
+        if slot.strings is not None and value.dtype.kind in "US":
+            for item in value.flat:
+                _closed_string(item, slot, where)
         if value.dtype.hasobject:
             if id(value) in seen:
                 return
@@ -374,6 +376,17 @@ def _walk(value: Any, slot: Slot, where: str, seen: set[int]) -> None:
     raise Refused(f"{where}: a {kind} of {_label(cls)} may not be placed here")
 
 
+def _closed_string(value: Any, slot: Slot, where: str) -> None:
+    """Where an attribute's strings are a closed set (method names, options), only an exact
+    ``str`` of the set is admitted: a numpy string or bytes would pass library checks too."""
+    strings = slot.strings or frozenset()
+    if type(value) is not str or value not in strings:
+        raise Refused(
+            f"{where}: the string {_short(str(value))} is not one this attribute may hold "
+            f"({', '.join(sorted(strings)[:8]) or 'none'})"
+        )
+
+
 def _object_allowed(cls: type, is_callable: bool, slot: Slot) -> bool:
     if not slot.objects:
         return False
@@ -410,11 +423,20 @@ def check_partial(value: Any, where: str) -> None:
     """``partial(<function>, *scalars, **scalars)``: no class, callable object or nested
     partial as its target, nothing mutable bound (an array bound positionally can be a
     ufunc's ``out``), no keyword through which a function writes."""
-    target = value.func
+    check_partial_parts(value.func, value.args, value.keywords, where)
+
+
+def check_partial_parts(target: Any, args: Any, keywords: Any, where: str) -> None:
     if SCHEMAS.category(type(target)) != "function":
         raise Refused(
             f"{where}: a functools.partial must wrap a function, not {_label(type(target))}"
         )
+    if type(args) is not tuple or not (keywords is None or type(keywords) is dict):
+        raise Refused(f"{where}: a functools.partial needs a tuple of arguments")
+    for key in keywords or {}:
+        if type(key) is not str:
+            raise Refused(f"{where}: a functools.partial's keywords are strings")
+    value = functools.partial(_nothing, *args, **(keywords or {}))
     for i, arg in enumerate(value.args):
         if type(arg) not in _SCALARS:
             raise Refused(
@@ -429,12 +451,36 @@ def check_partial(value: Any, where: str) -> None:
             )
 
 
+def _nothing(*args: Any, **kwargs: Any) -> None:
+    """The stand-in target while a partial's bound arguments are checked."""
+
+
+def partial_state(state: Any) -> None:
+    """The state of a ``functools.partial`` being built: (function, args, keywords, dict).
+    Checked when it is built, so every partial that exists may appear where a callable
+    may (its placement is checked again)."""
+    if type(state) is not tuple or len(state) != 4 or state[3]:
+        raise ValueError("a functools.partial's state is (function, args, keywords, None)")
+    try:
+        check_partial_parts(state[0], state[1], state[2], "functools.partial")
+    except Refused as exc:
+        raise ValueError(str(exc)) from None
+
+
+def is_function(value: Any) -> bool:
+    return SCHEMAS.category(type(value)) == "function"
+
+
+def default_factory_allowed(factory: Any) -> bool:
+    return any(factory is allowed for allowed in DEFAULT_FACTORIES)
+
+
 # defaultdict factories a file may choose: each makes an empty value.
 DEFAULT_FACTORIES = (None, int, float, list, dict, set, str, tuple, frozenset, bool, OrderedDict)
 
 
 def check_default_factory(factory: Any, where: str) -> None:
-    if not any(factory is allowed for allowed in DEFAULT_FACTORIES):
+    if not default_factory_allowed(factory):
         raise Refused(
             f"{where}: a defaultdict's default_factory must be one of int, float, list, dict, "
             f"set, str, tuple, frozenset, bool, OrderedDict or None, not {_label(factory)}"
@@ -473,10 +519,11 @@ def check_state(
     *,
     attributes: bool,
     reset: bool = True,
+    state_check: bool = True,
 ) -> None:
     """Check decoded state against ``schema``. ``attributes``: ``state`` is a dict of
     attribute names (the usual pickle state; also the first part of a (dict, slots) pair).
-    """
+    ``state_check``: run the schema's own check (false for arguments and items)."""
     if RECORDING is not None:
         if attributes:
             for key, value in state.items():
@@ -504,14 +551,14 @@ def check_state(
                 )
             kind = type(value)
             # Fast paths (a forest checks thousands of attributes): numbers and arrays.
-            if (kind in _SCALARS and (kind is not str or slot.strings is None)) or (
-                kind is _ndarray_type() and not value.dtype.hasobject
+            if slot.strings is None and (
+                kind in _SCALARS or (kind is _ndarray_type() and not value.dtype.hasobject)
             ):
                 continue
             check_value(value, slot, f"{where}.{key}")
     else:
         check_value(state, schema.whole, where)
-    if schema.check is not None:
+    if state_check and schema.check is not None:
         try:
             schema.check(state)
         except (ValueError, TypeError) as exc:
@@ -519,9 +566,9 @@ def check_state(
                 f"object graph node at {where}: {name.replace(':', '.')} state refused: {exc}"
             ) from None
     if reset and attributes and schema.reset:
-        for key, value in schema.reset.items():
+        for key, safe in schema.reset.items():
             if key in state:
-                state[key] = value
+                state[key] = safe(state[key])
 
 
 def observe(value: Any, seen: set[int] | None = None) -> Slot:
