@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from amber.graph.constructors import allow_new_mode, register_call
-from amber.graph.schema import CALLABLE_GROUPS, SCHEMAS, WRITING_KEYWORDS, Schema, Slot
+from amber.graph.schema import CALLABLE_GROUPS, REFUSED_KEYWORDS, SCHEMAS, Schema, Slot
 from amber.graph.trust import REGISTRY, PackageRule, Registry
 
 # Used only while generating the table (legacy_rules): never record these.
@@ -140,7 +140,16 @@ RESET = {
 # none of those the rules above refuse or reset.
 _SEARCH_SPACES = ("param_grid", "param_distributions")
 _UNSEARCHABLE = frozenset({*OVERRIDES, *RESET, "pre_dispatch"})
-_REFUSED_KEYWORDS = WRITING_KEYWORDS | {"n_jobs"}
+_REFUSED_KEYWORDS = REFUSED_KEYWORDS | RESET.keys()
+# k-means routines take a thread count that reaches OpenMP: only BisectingKMeans keeps one.
+KMEANS_ROUTINES = frozenset(
+    {"sklearn.cluster._kmeans:_kmeans_single_lloyd", "sklearn.cluster._kmeans:_kmeans_single_elkan"}
+)
+CLASS_OVERRIDES = {
+    "sklearn.cluster._bisect_k_means:BisectingKMeans": {
+        "_kmeans_single": Slot(callables=True, functions=KMEANS_ROUTINES)
+    }
+}
 TABLE = Path(__file__).with_name("sklearn_schemas.json")
 
 
@@ -216,7 +225,7 @@ def _positional_check(name: str) -> Any:
 def _load_schemas() -> None:
     for name, entry in _table()["classes"].items():
         attributes = {key: Slot.from_json(value) for key, value in entry["attributes"].items()}
-        for key, slot in OVERRIDES.items():
+        for key, slot in [*OVERRIDES.items(), *CLASS_OVERRIDES.get(name, {}).items()]:
             if key in attributes:
                 attributes[key] = slot
         SCHEMAS.register(
@@ -268,6 +277,7 @@ def legacy_rules() -> list[PackageRule]:
 REGISTRY.add_loader("sklearn", "type", _load_types)
 REGISTRY.add_loader("sklearn", "function", _load_functions)
 SCHEMAS.add_loader("sklearn", _load_schemas)
+SCHEMAS.restrict(KMEANS_ROUTINES)
 SCHEMAS.add_group("estimator", _is_estimator)
 SCHEMAS.add_group("kernel", _is_kernel)
 CALLABLE_GROUPS.add("kernel")

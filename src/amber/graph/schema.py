@@ -48,6 +48,8 @@ class Slot:
     callables: bool = False
     types: frozenset[str] = frozenset()
     strings: frozenset[str] | None = None
+    # Functions amber trusts only where a slot names them (``SchemaRegistry.restrict``).
+    functions: frozenset[str] = frozenset()
 
     def union(self, other: Slot) -> Slot:
         strings = (
@@ -58,10 +60,13 @@ class Slot:
             self.callables or other.callables,
             self.types | other.types,
             strings,
+            self.functions | other.functions,
         )
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        if self.functions:
+            out["functions"] = sorted(self.functions)
         if self.objects:
             out["objects"] = sorted(self.objects)
         if self.callables:
@@ -80,6 +85,7 @@ class Slot:
             bool(data.get("callables", False)),
             frozenset(data.get("types", ())),
             None if strings is None else frozenset(strings),
+            frozenset(data.get("functions", ())),
         )
 
 
@@ -118,6 +124,9 @@ ROOT = CONTAINER_SLOT
 
 # Keywords through which numpy and friends write into an argument.
 WRITING_KEYWORDS = frozenset({"out", "where", "overwrite_input", "overwrite_a", "overwrite_b"})
+# Keywords a partial may never bind: writing ones, and those that start worker processes
+# or threads (scikit-learn's metrics and routines take n_jobs / n_threads).
+REFUSED_KEYWORDS = WRITING_KEYWORDS | frozenset({"n_jobs", "n_threads", "backend"})
 
 
 class SchemaRegistry:
@@ -130,6 +139,7 @@ class SchemaRegistry:
         self._groups: dict[str, Callable[[type], bool]] = {}
         self._data_names: set[str] = set()
         self._value_type_names: set[str] = set()
+        self.restricted: set[str] = set()
         self._loaders: dict[str, list[Callable[[], None]]] = {}
         self._user: dict[str, Schema] = {}
         # Per class object: its dotted ``module:qualname`` and derived facts (cached).
@@ -163,6 +173,11 @@ class SchemaRegistry:
         """Classes that may appear as class objects anywhere (calling one makes a value)."""
         self._value_type_names.update(names)
         self._category.clear()
+
+    def restrict(self, names: Iterable[str]) -> None:
+        """Functions that may sit only where a slot names them in ``functions`` (internal
+        routines whose parameters reach compiled code, e.g. thread counts)."""
+        self.restricted.update(names)
 
     def add_loader(self, package: str, loader: Callable[[], None]) -> None:
         """Fill schemas for ``package`` the first time one of its classes is checked."""
@@ -359,6 +374,9 @@ def _walk(value: Any, slot: Slot, where: str, seen: set[int]) -> None:
                 f"{where}: the function {_label(value)} may not be placed here; only "
                 "attributes declared to hold a callable may hold one"
             )
+        name = _function_name(value) if SCHEMAS.restricted else ""
+        if name in SCHEMAS.restricted and name not in slot.functions:
+            raise Refused(f"{where}: the function {_label(value)} may not be placed here")
         return
     if category == "partial":
         if not slot.callables:
@@ -374,6 +392,10 @@ def _walk(value: Any, slot: Slot, where: str, seen: set[int]) -> None:
         return
     kind = "callable object" if category == "callable-object" else "object"
     raise Refused(f"{where}: a {kind} of {_label(cls)} may not be placed here")
+
+
+def _function_name(value: Any) -> str:
+    return f"{getattr(value, '__module__', '')}:{getattr(value, '__qualname__', '')}"
 
 
 def _closed_string(value: Any, slot: Slot, where: str) -> None:
@@ -444,10 +466,10 @@ def check_partial_parts(target: Any, args: Any, keywords: Any, where: str) -> No
                 f"(argument {i} is a {_label(type(arg))})"
             )
     for key, arg in value.keywords.items():
-        if key in WRITING_KEYWORDS or type(arg) not in _SCALARS:
+        if key in REFUSED_KEYWORDS or type(arg) not in _SCALARS:
             raise Refused(
                 f"{where}: a functools.partial may not bind the keyword {key!r} "
-                "(only numbers and strings, never out= or where=)"
+                "(only numbers and strings, never out=, where=, n_jobs= or n_threads=)"
             )
 
 
