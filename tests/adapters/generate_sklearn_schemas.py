@@ -172,6 +172,7 @@ def _constraint_slot(constraint: Any) -> Any:
     return None
 
 
+EXTRA_VARIANTS: dict[str, list[tuple[str, Any]]] = {}
 SPLITTERS = (
     "sklearn.model_selection._split:BaseCrossValidator",
     "sklearn.model_selection._split:BaseShuffleSplit",
@@ -243,6 +244,81 @@ def _record_families(directory: Path) -> None:
         round_trip(instance, directory)
 
 
+def _scorer_functions() -> frozenset[str]:
+    """The metric of every scorer scikit-learn names (``scoring="..."``): pure functions."""
+    from sklearn.metrics import get_scorer, get_scorer_names
+
+    found = set()
+    for name in get_scorer_names():
+        func = getattr(get_scorer(name), "_score_func", None)
+        if inspect.isfunction(func):
+            found.add(func.__name__)
+    return frozenset(found)
+
+
+def _record_variants(directory: Path) -> int:
+    """Every estimator once more for each option of each of its string parameters (the
+    solver, loss, algorithm, criterion... decide which internals a fitted model holds),
+    plus the variants whose parameters are objects or flags. Returns how many loaded."""
+    import itertools
+
+    from sklearn.base import clone
+    from sklearn.utils._param_validation import StrOptions
+
+    from amber.errors import AmberError
+    from tests.adapters.roundtrip import round_trip
+    from tests.adapters.sklearn_cases import all_estimator_classes, data_for, fit, make_estimator
+
+    done = 0
+    for name, cls in all_estimator_classes().items():
+        try:
+            base = make_estimator(name, cls)
+            data = data_for(name, base)
+        except Exception:  # the suites record the default already
+            continue
+        options = [
+            (param, option)
+            for param, constraints in getattr(cls, "_parameter_constraints", {}).items()
+            for constraint in constraints
+            if isinstance(constraint, StrOptions)
+            for option in sorted(constraint.options - constraint.deprecated)
+        ]
+        for param, option in itertools.chain(options, EXTRA_VARIANTS.get(name, ())):
+            try:
+                estimator = clone(base).set_params(**{param: option})
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    fit(estimator, data)
+            except Exception:  # an option this data or these settings do not allow
+                continue
+            try:
+                round_trip(estimator, directory)
+            except AmberError as exc:
+                print(f"not recorded: {name}({param}={option!r}): {exc}")
+                continue
+            done += 1
+    return done
+
+
+def _extra_variants() -> dict[str, list[tuple[str, Any]]]:
+    from sklearn.gaussian_process import kernels
+
+    gp_kernels = [
+        kernels.Matern(nu=2.5),
+        kernels.RationalQuadratic(),
+        kernels.DotProduct() + kernels.WhiteKernel(),
+        kernels.ConstantKernel() * kernels.RBF(),
+        kernels.Exponentiation(kernels.RBF(), 2),
+        kernels.PairwiseKernel(metric="rbf"),
+    ]
+    return {
+        "GaussianProcessClassifier": [("kernel", k) for k in gp_kernels],
+        "GaussianProcessRegressor": [("kernel", k) for k in gp_kernels],
+        "KernelPCA": [("fit_inverse_transform", True)],
+        "KernelRidge": [("kernel", "poly"), ("kernel", "laplacian")],
+    }
+
+
 def main() -> int:
     import tempfile
 
@@ -254,7 +330,8 @@ def main() -> int:
     from amber.graph import schema
     from amber.graph.trust import REGISTRY
 
-    for rule in legacy_rules():  # trust by shape while recording what the table will hold
+    functions = FUNCTIONS | _scorer_functions()
+    for rule in legacy_rules(functions):  # trust by shape while recording the table
         REGISTRY.add_rule(rule)
     # Classes whose names are not CapWords, so the rule above does not see them.
     REGISTRY.add_types(["sklearn.compose._column_transformer:make_column_selector"])
@@ -267,6 +344,8 @@ def main() -> int:
             return 1
         with tempfile.TemporaryDirectory() as tmp:
             _record_families(Path(tmp))
+            EXTRA_VARIANTS.update(_extra_variants())
+            print(f"{_record_variants(Path(tmp))} variants recorded")
     finally:
         schema.RECORDING = None
 
@@ -292,7 +371,7 @@ def main() -> int:
         if whole is not None:
             entry["whole"] = whole.to_json()
         classes[name] = entry
-    functions = _functions_named(FUNCTIONS)
+    functions = _functions_named(functions)
     table = {
         "generated_by": "python -m tests.adapters.generate_sklearn_schemas",
         "scikit-learn": sklearn.__version__,

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from amber.graph.constructors import allow_new_mode, register_call
+from amber.graph.constructors import READ_ONLY_STATE, allow_new_mode, register_call
 from amber.graph.schema import CALLABLE_GROUPS, REFUSED_KEYWORDS, SCHEMAS, Schema, Slot
 from amber.graph.trust import REGISTRY, PackageRule, Registry
 
@@ -250,9 +250,9 @@ def _is_kernel(cls: type) -> bool:
     return module is not None and issubclass(cls, module.Kernel)
 
 
-def legacy_rules() -> list[PackageRule]:
-    """Trust by the shape of names (any class of any scikit-learn module file): used only by
-    the schema generator while it records what the table will hold."""
+def legacy_rules(functions: frozenset[str] = FUNCTIONS) -> list[PackageRule]:
+    """Trust by the shape of names (any class of any scikit-learn module file, functions of
+    these names): used only by the schema generator while it records the table."""
 
     def is_class(obj: object) -> bool:
         return isinstance(obj, type) and obj.__module__.split(".")[0] == "sklearn"
@@ -267,7 +267,7 @@ def legacy_rules() -> list[PackageRule]:
             accept=is_function,
             kind="function",
             denied=DENIED_MODULES,
-            functions=FUNCTIONS,
+            functions=functions,
         ),
     ]
 
@@ -311,3 +311,10 @@ def _tree_arguments(args: tuple) -> bool:
 
 
 register_call("sklearn.tree._tree:Tree", _tree_arguments)
+
+READ_ONLY_STATE.update(
+    {
+        "sklearn.neighbors._kd_tree:KDTree",
+        "sklearn.neighbors._ball_tree:BallTree",
+    }
+)

@@ -42,6 +42,12 @@ VALIDATORS: dict[str, Callable[[Any], None]] = {}
 CALL_ARGUMENTS: dict[str, Callable[[tuple], bool]] = {}
 
 
+# Validated compiled classes that keep the arrays of their state by reference (neighbour
+# trees, histogram tree predictors): those arrays become read-only once validated, so no
+# other holder can change what the check saw.
+READ_ONLY_STATE: set[str] = set()
+
+
 def register_call(name: str, check: Callable[[tuple], bool]) -> None:
     """Allow calling the class named ``module:qualname`` with arguments ``check`` accepts."""
     CALL_ARGUMENTS[name] = check

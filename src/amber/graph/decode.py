@@ -26,6 +26,7 @@ from amber.graph.constructors import (
     CALL_ARGUMENTS,
     CONSTRUCTORS,
     NEW_MODE_MODULES,
+    READ_ONLY_STATE,
     VALIDATORS,
 )
 from amber.graph.names import QualName
@@ -277,6 +278,7 @@ class Decoder:
         self._trusted = trusted
         self._schemas: dict[QualName, typed.Schema] = {}
         self._filling: set[int] = set()
+        self._tensors_used: set[str] = set()
         self._late = False
         # Every check made, to run again when a container was reached before it was filled.
         self._checks: list[tuple[QualName, type, Any, str, bool]] = []
@@ -518,6 +520,11 @@ class Decoder:
         name = node.get("tensor")
         if type(name) is not str or name not in self._tensor_names:
             raise self._bad(where, f"refers to tensor {name!r}, which is not in the file")
+        if name in self._tensors_used:
+            # amber writes an array once and shares it by ref: a second node over the same
+            # bytes would share memory that no ref shows (and no check sees as shared).
+            raise self._bad(where, f"tensor {name!r} is used by two nodes")
+        self._tensors_used.add(name)
         return self._tensor(name)
 
     def _blob(self, node: dict[str, Any], where: str) -> bytes:
@@ -810,7 +817,10 @@ class Decoder:
             self._check_state(name, cls, state, where)
             self._build(name, lambda: _apply_state(obj, state))
         self._filled(node)
-        return self._validated(name, obj)
+        self._validated(name, obj)
+        if str(name) in READ_ONLY_STATE:
+            _freeze(args, state if "state" in node else None)
+        return obj
 
     def _validated(self, name: QualName, obj: Any, *, again: bool = False) -> Any:
         check = VALIDATORS.get(str(name))
@@ -876,6 +886,21 @@ class PartialDecoder(Decoder):
             self._decode(self._declared.pop(node_id), f"{where}<id {node_id}>")
             self._built.add(node_id)
         return super()._ref(node, where)
+
+
+def _freeze(*values: Any) -> None:
+    """Make the arrays handed to a validated compiled member read-only: compiled code
+    indexes memory with them, so nothing else holding them (a ref elsewhere in the file)
+    may change them after the check."""
+    stack = list(values)
+    while stack:
+        value = stack.pop()
+        if type(value) in (list, tuple):
+            stack.extend(value)
+        elif type(value) is dict:
+            stack.extend(value.values())
+        elif hasattr(value, "flags") and hasattr(value, "dtype"):
+            value.flags.writeable = False
 
 
 def _has_strings(dtype: Any) -> bool:
