@@ -8,12 +8,16 @@ When this fails after a scikit-learn upgrade, regenerate the table and review it
 from __future__ import annotations
 
 import json
+import warnings
+from pathlib import Path
+from typing import Any
 
+import pytest
 import sklearn
 
 from amber.adapters.sklearn import OVERRIDES, TABLE
 from amber.graph.schema import Slot
-from tests.adapters.sklearn_cases import all_estimator_classes
+from tests.adapters.sklearn_cases import all_estimator_classes, assert_round_trip, iris
 
 REGENERATE = "python -m tests.adapters.generate_sklearn_schemas"
 
@@ -51,3 +55,32 @@ def test_no_callable_where_a_file_could_aim_library_code_at_it() -> None:
     for attribute in OVERRIDES:  # the overrides narrow what the table allows
         assert OVERRIDES[attribute].callables is False
         assert not OVERRIDES[attribute].objects
+
+
+def _variants() -> dict[str, Any]:
+    from sklearn import calibration, decomposition, linear_model, neighbors, neural_network
+    from sklearn.gaussian_process import GaussianProcessClassifier
+    from sklearn.gaussian_process.kernels import Matern
+
+    return {
+        "knn-ball-tree": neighbors.KNeighborsClassifier(algorithm="ball_tree"),
+        "kde-ball-tree": neighbors.KernelDensity(algorithm="ball_tree"),
+        "mlp-sgd": neural_network.MLPClassifier(solver="sgd", max_iter=20, random_state=0),
+        "mlp-lbfgs": neural_network.MLPClassifier(solver="lbfgs", max_iter=20, random_state=0),
+        "sgd-modified-huber": linear_model.SGDClassifier(loss="modified_huber", random_state=0),
+        "gpc-matern": GaussianProcessClassifier(kernel=Matern(nu=2.5), random_state=0),
+        "kernel-pca-inverse": decomposition.KernelPCA(fit_inverse_transform=True),
+        "calibrated-temperature": calibration.CalibratedClassifierCV(method="temperature", cv=2),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_variants()))
+def test_variants_chosen_by_parameters_load(case: str, tmp_path: Path) -> None:
+    """The table covers the internals that other solvers, losses and algorithms keep (the
+    generator fits every option of every string parameter)."""
+    X, y = iris()
+    estimator = _variants()[case]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        estimator.fit(X) if case.startswith("kde") else estimator.fit(X, y)
+    assert_round_trip(estimator, X, tmp_path)
