@@ -272,6 +272,20 @@ def test_tree_construction_arguments_must_agree(tmp_path: Path) -> None:
     refused(planted(data, plant, tmp_path), "Tree cannot be called with these arguments")
 
 
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [(2**31 - 1, "exceeds what its tensors hold"), (7, "but its configuration makes")],
+)
+def test_torch_layer_configuration_must_describe_its_weights(
+    value: int, fragment: str, tmp_path: Path
+) -> None:
+    """Found by the gadget fuzzer: an LSTM whose hidden_size disagrees with its weights
+    hangs or segfaults in torch's kernels at the first call."""
+    data = saved(torch.nn.LSTM(3, 4), tmp_path)
+    path = planted(data, lambda root: state(root).update(hidden_size=value), tmp_path)
+    refused(path, fragment)
+
+
 # -- the caller's own classes ------------------------------------------------------------------
 
 

@@ -105,6 +105,83 @@ def _no_hooks(state: Any) -> None:
             raise ValueError(f"{key} must be empty: a file cannot register hooks")
 
 
+def _layer_check(cls: type) -> Any:
+    """The check of a torch.nn layer's state: no hooks, and its configuration must describe
+    the tensors it holds (R4). The layer is built again from the configuration in the file
+    on the meta device (no memory) and every parameter and buffer the file gives it must
+    have the shape that configuration makes: an LSTM whose ``hidden_size`` disagrees with
+    its weights crashes or hangs in torch's kernels at the first call."""
+
+    def check(state: Any) -> None:
+        _no_hooks(state)
+        if type(state) is not dict:
+            return
+        tensors = {
+            name: value
+            for group in ("_parameters", "_buffers")
+            if type(state.get(group)) is dict
+            for name, value in state[group].items()
+            if value is not None
+        }
+        if tensors:
+            _check_configuration(cls, state, tensors)
+
+    return check
+
+
+def _check_configuration(cls: type, state: dict, tensors: dict[str, Any]) -> None:
+
+    import torch
+
+    parameters = _init_parameters(cls)
+    if parameters is None:
+        return
+    config = {name: state[name] for name in parameters if name in state}
+    # No configuration number may exceed what the file's own tensors could describe: the
+    # rebuild below loops over layers and heads in Python.
+    limit = max(1024, sum(t.numel() for t in tensors.values()))
+    stack = list(config.values())
+    while stack:
+        value = stack.pop()
+        if type(value) in (list, tuple):
+            stack.extend(value)
+        elif type(value) is int and not -limit <= value <= limit:
+            raise ValueError(f"a configuration value {value} exceeds what its tensors hold")
+    try:
+        with torch.device("meta"):
+            reference = cls(**config)
+    except Exception as exc:  # the file's configuration is not one the layer accepts
+        raise ValueError(f"its configuration is refused by the layer: {exc}") from None
+    for name, tensor in tensors.items():
+        expected = getattr(reference, name, None)
+        if not isinstance(expected, torch.Tensor) or tuple(expected.shape) != tuple(tensor.shape):
+            found = None if expected is None else tuple(getattr(expected, "shape", ()))
+            raise ValueError(
+                f"{name} has shape {tuple(tensor.shape)}, but its configuration makes {found}"
+            )
+
+
+def _init_parameters(cls: type) -> list[str] | None:
+    """The configuration names a layer is built from: its ``__init__`` parameters, or for
+    the recurrent layers (``LSTM(*args, **kwargs)``) those of ``RNNBase`` but ``mode``,
+    which each of them passes itself. None when they cannot be known."""
+    import inspect
+
+    import torch
+
+    init: Any = cls.__init__
+    skip = {"self", "device", "dtype"}
+    if issubclass(cls, torch.nn.RNNBase):
+        init, skip = torch.nn.RNNBase.__init__, skip | {"mode"}
+    try:
+        parameters = inspect.signature(init).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters):
+        return None
+    return [p.name for p in parameters if p.name not in skip]
+
+
 def _is_module(cls: type) -> bool:
     import sys
 
@@ -115,8 +192,10 @@ def _is_module(cls: type) -> bool:
 def _module_schema(cls: type, declared: Schema | None) -> Schema | None:
     if not _is_module(cls):
         return None
-    if declared is None:  # a torch.nn layer: config values are data
-        return Schema(attributes=_MODULE_ATTRIBUTES, default=DATA, whole=DATA, check=_no_hooks)
+    if declared is None:  # a torch.nn layer: config values are data, checked against weights
+        return Schema(
+            attributes=_MODULE_ATTRIBUTES, default=DATA, whole=DATA, check=_layer_check(cls)
+        )
     # The caller's own module: what it declared, plus the module machinery.
     return Schema(
         attributes={**declared.attributes, **_MODULE_ATTRIBUTES},
