@@ -130,9 +130,6 @@ def _layer_check(cls: type) -> Any:
 
 
 def _check_configuration(cls: type, state: dict, tensors: dict[str, Any]) -> None:
-
-    import torch
-
     parameters = _init_parameters(cls)
     if parameters is None:
         return
@@ -147,18 +144,43 @@ def _check_configuration(cls: type, state: dict, tensors: dict[str, Any]) -> Non
             stack.extend(value)
         elif type(value) is int and not -limit <= value <= limit:
             raise ValueError(f"a configuration value {value} exceeds what its tensors hold")
-    try:
-        with torch.device("meta"):
-            reference = cls(**config)
-    except Exception as exc:  # the file's configuration is not one the layer accepts
-        raise ValueError(f"its configuration is refused by the layer: {exc}") from None
+    shapes = _reference_shapes(cls, config)
     for name, tensor in tensors.items():
-        expected = getattr(reference, name, None)
-        if not isinstance(expected, torch.Tensor) or tuple(expected.shape) != tuple(tensor.shape):
-            found = None if expected is None else tuple(getattr(expected, "shape", ()))
+        if shapes.get(name) != tuple(tensor.shape):
             raise ValueError(
-                f"{name} has shape {tuple(tensor.shape)}, but its configuration makes {found}"
+                f"{name} has shape {tuple(tensor.shape)}, but its configuration makes "
+                f"{shapes.get(name)}"
             )
+
+
+_SHAPES: dict[Any, dict[str, tuple[int, ...]]] = {}
+
+
+def _reference_shapes(cls: type, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The shapes of the tensors a layer built from ``config`` holds (cached: the layers of
+    a model repeat a few configurations)."""
+    import torch
+
+    try:
+        key: Any = (cls, tuple(sorted(config.items())))
+        hash(key)
+    except TypeError:
+        key = None
+    found = _SHAPES.get(key) if key is not None else None
+    if found is None:
+        try:
+            with torch.device("meta"):
+                reference = cls(**config)
+        except Exception as exc:  # the file's configuration is not one the layer accepts
+            raise ValueError(f"its configuration is refused by the layer: {exc}") from None
+        found = {
+            name: tuple(tensor.shape)
+            for name, tensor in [*reference._parameters.items(), *reference._buffers.items()]
+            if tensor is not None
+        }
+        if key is not None and len(_SHAPES) < 1024:
+            _SHAPES[key] = found
+    return found
 
 
 def _init_parameters(cls: type) -> list[str] | None:
