@@ -29,6 +29,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from tests.adapters.sklearn_cases import METHODS
+
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = ROOT / "src" / "amber" / "adapters" / "sklearn_schemas.json"
 SUITES = [
@@ -43,17 +45,12 @@ SUITES = [
 # Response methods: strings that name them are method names a file could aim elsewhere.
 METHOD_NAMES = frozenset(
     {
-        "predict",
-        "predict_proba",
-        "predict_log_proba",
-        "decision_function",
-        "transform",
+        *METHODS,
         "inverse_transform",
         "fit",
         "fit_transform",
         "fit_predict",
         "score",
-        "score_samples",
         "staged_predict",
         "staged_predict_proba",
         "staged_decision_function",

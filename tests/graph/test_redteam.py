@@ -29,22 +29,10 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 import amber
 from amber.errors import AmberError, SerializationError
-from tests.corpus.build import edit_manifest
+from tests.graph.crafting import planted, saved
 
 X = np.arange(40, dtype=np.float64).reshape(20, 2)
 Y = np.arange(20) % 2
-
-
-def saved(obj: Any, tmp_path: Path) -> bytes:
-    path = tmp_path / "benign.amber"
-    amber.save(obj, path)
-    return path.read_bytes()
-
-
-def planted(data: bytes, edit: Any, tmp_path: Path) -> Path:
-    path = tmp_path / "hostile.amber"
-    path.write_bytes(edit_manifest(data, lambda m: edit(m["root"])))
-    return path
 
 
 def refused(path: Path) -> str:

@@ -26,24 +26,11 @@ from sklearn.preprocessing import FunctionTransformer
 
 import amber
 from amber.errors import FormatError, SerializationError, UntrustedTypeError
-from tests.corpus.build import edit_manifest
 from tests.graph import user_models
+from tests.graph.crafting import find, planted, saved, state
 
 X = np.arange(40, dtype=np.float64).reshape(20, 2)
 Y = np.arange(20) % 2
-
-
-def saved(obj: Any, tmp_path: Path) -> bytes:
-    path = tmp_path / "benign.amber"
-    amber.save(obj, path)
-    return path.read_bytes()
-
-
-def planted(data: bytes, edit: Any, tmp_path: Path) -> Path:
-    """The file with ``edit(root)`` applied to its object graph, re-sealed."""
-    path = tmp_path / "hostile.amber"
-    path.write_bytes(edit_manifest(data, lambda m: edit(m["root"])))
-    return path
 
 
 def refused(path: Path, fragment: str, error: type = FormatError, **options: Any) -> str:
@@ -51,24 +38,6 @@ def refused(path: Path, fragment: str, error: type = FormatError, **options: Any
         amber.load(path, **options)
     assert fragment in str(caught.value), str(caught.value)
     return str(caught.value)
-
-
-def state(node: dict[str, Any]) -> dict[str, Any]:
-    return node["state"]["v"]
-
-
-def find(node: Any, type_name: str) -> dict[str, Any]:
-    """The first object node of ``type_name`` in the graph."""
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if item.get("k") == "object" and item.get("type") == type_name:
-                return item
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    raise LookupError(type_name)
 
 
 FUNC_MAX = {"k": "func", "name": "builtins:max"}

@@ -18,6 +18,19 @@ from amber.graph.schema import (
 )
 from amber.graph.trust import REGISTRY, Registry
 
+# Values (typed state, graph/schema.py): instances are inert data wherever they appear.
+VALUE_CLASSES = [
+    "datetime:date",
+    "datetime:datetime",
+    "datetime:time",
+    "datetime:timedelta",
+    "datetime:timezone",
+    "decimal:Decimal",
+    "fractions:Fraction",
+    "uuid:UUID",
+    "pathlib:PurePosixPath",
+    "pathlib:PureWindowsPath",
+]
 TYPES = [
     "builtins:object",
     "builtins:int",
@@ -39,16 +52,7 @@ TYPES = [
     "collections:Counter",
     "collections:deque",
     "functools:partial",
-    "datetime:date",
-    "datetime:datetime",
-    "datetime:time",
-    "datetime:timedelta",
-    "datetime:timezone",
-    "decimal:Decimal",
-    "fractions:Fraction",
-    "uuid:UUID",
-    "pathlib:PurePosixPath",
-    "pathlib:PureWindowsPath",
+    *VALUE_CLASSES,
 ]
 
 # Functions that estimators and transformers commonly take as parameters. Each is a pure
@@ -135,19 +139,6 @@ register(
 )
 
 
-# Typed state (graph/schema.py). Values: instances are inert data wherever they appear.
-VALUE_CLASSES = [
-    "datetime:date",
-    "datetime:datetime",
-    "datetime:time",
-    "datetime:timedelta",
-    "datetime:timezone",
-    "decimal:Decimal",
-    "fractions:Fraction",
-    "uuid:UUID",
-    "pathlib:PurePosixPath",
-    "pathlib:PureWindowsPath",
-]
 SCHEMAS.add_data(VALUE_CLASSES)
 # Concrete paths are saved as the pure paths they name (graph/encode.py): data when saved.
 SCHEMAS.add_data(["pathlib:PosixPath", "pathlib:WindowsPath"])
