@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench clean fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,5 +44,39 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.boosters
 	$(BIN)/python -m benchmarks.store
 
+# Long fuzzing runs (the test suite runs short derandomized ones). `make fuzz` runs every
+# fuzzer below, FUZZ_SECONDS each, and fails when any of them found something.
+FUZZ_SECONDS ?= 600
+FUZZ_SEED ?= $(shell date +%s)
+FUZZ_BATCH ?= 200
+FUZZ_MINIMIZE ?= 20
+FUZZ_OUT ?= build/fuzz
+
+.PHONY: fuzz-gadgets
+fuzz: $(VENV)/.installed-test
+	status=0; \
+	$(MAKE) --no-print-directory fuzz-gadgets || status=1; \
+	$(MAKE) --no-print-directory fuzz-sklearn || status=1; \
+	exit $$status
+
+# Gadget fuzzer (tests/graph/_gadget_child.py): files whose object graph plants behaviour
+# that runs when the model is used; draws batches of FUZZ_BATCH synthesized and FUZZ_BATCH
+# mutated files (plus tests/graph/gadget_corpus.json) for FUZZ_SECONDS, then reduces the
+# first FUZZ_MINIMIZE groups of findings. Report: $(FUZZ_OUT)/gadgets/report.txt.
+fuzz-gadgets: $(VENV)/.installed-test
+	OMP_NUM_THREADS=1 $(BIN)/python tests/graph/_gadget_child.py $(FUZZ_OUT)/gadgets \
+		--seed $(FUZZ_SEED) --seconds $(FUZZ_SECONDS) --synth $(FUZZ_BATCH) \
+		--mutate $(FUZZ_BATCH) --minimize $(FUZZ_MINIMIZE) --corpus tests/graph/gadget_corpus.json
+
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis
+
+# Structure-aware mutation fuzzer of scikit-learn models (tests/adapters/sklearn_fuzz.py):
+# mutates the compiled members and owner fields of fitted models, loads each file and
+# calls every prediction method in a forked child; crashes (signal deaths) go to
+# $(FUZZ_OUT)/sklearn/crashes.jsonl with their files. Fails when a model crashed.
+.PHONY: fuzz-sklearn
+fuzz-sklearn: $(VENV)/.installed-test
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BIN)/python -m tests.adapters.sklearn_fuzz \
+		--seconds $(or $(FUZZ_SECONDS),600) --seed $(or $(FUZZ_SEED),0) \
+		--out $(or $(FUZZ_OUT),build/fuzz)/sklearn
