@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import sklearn
 
@@ -84,3 +85,15 @@ def test_variants_chosen_by_parameters_load(case: str, tmp_path: Path) -> None:
         warnings.simplefilter("ignore")
         estimator.fit(X) if case.startswith("kde") else estimator.fit(X, y)
     assert_round_trip(estimator, X, tmp_path)
+
+
+def test_histogram_boosting_with_categorical_features_loads(tmp_path: Path) -> None:
+    """Its preprocessor (a ColumnTransformer holding partial(check_array, dtype=[...]))
+    is what scikit-learn builds, checked by the booster's validator."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(0)
+    X = np.c_[rng.integers(0, 5, 120), rng.random(120)]
+    y = (X[:, 0] > 2).astype(int)
+    model = HistGradientBoostingClassifier(categorical_features=[0], max_iter=5).fit(X, y)
+    assert_round_trip(model, X, tmp_path)

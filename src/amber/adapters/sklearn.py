@@ -145,10 +145,21 @@ _REFUSED_KEYWORDS = REFUSED_KEYWORDS | RESET.keys()
 KMEANS_ROUTINES = frozenset(
     {"sklearn.cluster._kmeans:_kmeans_single_lloyd", "sklearn.cluster._kmeans:_kmeans_single_elkan"}
 )
+# Set by ``set_output`` on any transformer, so allowed on every class (with its override).
+ANYWHERE = frozenset({"_sklearn_output_config"})
+_HGB = "sklearn.ensemble._hist_gradient_boosting.gradient_boosting"
 CLASS_OVERRIDES = {
     "sklearn.cluster._bisect_k_means:BisectingKMeans": {
         "_kmeans_single": Slot(callables=True, functions=KMEANS_ROUTINES)
-    }
+    },
+    # Categorical features: the ColumnTransformer the booster builds (its validator checks
+    # it is exactly the one scikit-learn makes).
+    f"{_HGB}:HistGradientBoostingClassifier": {
+        "_preprocessor": Slot(objects=frozenset({"estimator"}))
+    },
+    f"{_HGB}:HistGradientBoostingRegressor": {
+        "_preprocessor": Slot(objects=frozenset({"estimator"}))
+    },
 }
 TABLE = Path(__file__).with_name("sklearn_schemas.json")
 
@@ -184,8 +195,13 @@ def _load_types(registry: Registry) -> None:
     registry.add_types(_table()["classes"])
 
 
+# Functions scikit-learn itself places in the estimators it builds (HistGradientBoosting's
+# categorical preprocessor passes numeric columns through ``partial(check_array, ...)``).
+BUILT_IN_FUNCTIONS = ("sklearn.utils.validation:check_array",)
+
+
 def _load_functions(registry: Registry) -> None:
-    registry.add_functions(_table()["functions"])
+    registry.add_functions([*_table()["functions"], *BUILT_IN_FUNCTIONS])
 
 
 # Compiled classes rebuilt by ``cls.__new__`` + ``__setstate__(tuple)`` read their state
@@ -225,9 +241,10 @@ def _positional_check(name: str) -> Any:
 def _load_schemas() -> None:
     for name, entry in _table()["classes"].items():
         attributes = {key: Slot.from_json(value) for key, value in entry["attributes"].items()}
-        for key, slot in [*OVERRIDES.items(), *CLASS_OVERRIDES.get(name, {}).items()]:
-            if key in attributes:
+        for key, slot in OVERRIDES.items():
+            if key in attributes or key in ANYWHERE:
                 attributes[key] = slot
+        attributes.update(CLASS_OVERRIDES.get(name, {}))
         SCHEMAS.register(
             name,
             Schema(

@@ -136,7 +136,10 @@ def _check_tree(tree: Any) -> None:
     for child in (left[inner], right[inner]):
         if np.any((child <= index) | (child >= count)):
             raise ValueError("a child index points outside the tree or backwards")
-    _one_parent(np.concatenate([left[inner], right[inner]]), count)
+    children = np.concatenate([left[inner], right[inner]])
+    if children.size != count - 1:  # with one parent each: every node but the root
+        raise ValueError("the nodes do not form one tree")
+    _one_parent(children, count)
     feature = tree.feature[inner]
     if np.any((feature < 0) | (feature >= tree.n_features)):
         raise ValueError("a split uses a feature index outside the fitted features")
@@ -144,7 +147,11 @@ def _check_tree(tree: Any) -> None:
         raise ValueError("values do not match the node count")
     # decision_path allocates n_samples * (1 + max_depth) entries: at least the depth,
     # and no more than the nodes (a huge value overflows the size it computes).
-    if not _tree_depth(left, right, inner) <= tree.max_depth < count:
+    if hasattr(tree, "compute_node_depths"):  # compiled, and safe once links are checked
+        depth = int(tree.compute_node_depths().max()) - 1
+    else:
+        depth = _tree_depth(left, right, inner)
+    if not depth <= tree.max_depth < count:
         raise ValueError("max_depth is not the depth of the tree")
 
 

@@ -381,21 +381,23 @@ class Decoder:
         self, node: dict[str, Any], obj: Any, where: str, *, filling: bool = False
     ) -> None:
         """Make ``obj`` the target of later refs to the node's id. ``filling``: ``obj`` is a
-        container whose items come next; until ``_filled``, no ref may reach it (an owner
-        checked while it is still empty would never see what it then receives)."""
+        container whose items come next; a ref that reaches it before ``_filled`` makes
+        every check run again at the end (one made meanwhile saw it incomplete)."""
         if "id" not in node:
             return
-        if filling:
-            self._filling.add(node["id"])
         node_id = node["id"]
         if type(node_id) is not int or node_id < 0:
             raise self._bad(where, f"'id' must be a non-negative integer, got {node_id!r}")
         if node_id in self._by_id:
             raise self._bad(where, f"id {node_id} is declared twice")
         self._by_id[node_id] = obj
+        if filling:
+            self._filling.add(node_id)
 
     def _filled(self, node: dict[str, Any]) -> None:
-        self._filling.discard(node.get("id"))
+        node_id = node.get("id")
+        if type(node_id) is int:
+            self._filling.discard(node_id)
 
     def _items(self, node: dict[str, Any], where: str, key: str = "v") -> list[Any]:
         items = node.get(key)

@@ -460,17 +460,30 @@ def check_partial_parts(target: Any, args: Any, keywords: Any, where: str) -> No
             raise Refused(f"{where}: a functools.partial's keywords are strings")
     value = functools.partial(_nothing, *args, **(keywords or {}))
     for i, arg in enumerate(value.args):
-        if type(arg) not in _SCALARS:
+        if not _bindable(arg):
             raise Refused(
                 f"{where}: a functools.partial may bind only numbers and strings "
                 f"(argument {i} is a {_label(type(arg))})"
             )
     for key, arg in value.keywords.items():
-        if key in REFUSED_KEYWORDS or type(arg) not in _SCALARS:
+        if key in REFUSED_KEYWORDS or not _bindable(arg):
             raise Refused(
                 f"{where}: a functools.partial may not bind the keyword {key!r} "
-                "(only numbers and strings, never out=, where=, n_jobs= or n_threads=)"
+                "(only numbers, strings and value types, never out=, where=, n_jobs= or n_threads=)"
             )
+
+
+def _bindable(value: Any) -> bool:
+    """What a partial may bind: numbers, strings, value types (``dtype=np.float64``) and
+    numpy dtypes; nothing mutable, nothing callable that computes more than a value."""
+    if type(value) in _SCALARS:
+        return True
+    if type(value) in (list, tuple):  # dtype=[np.float64]: no array, so never an out=
+        return all(_bindable(item) for item in value)
+    if isinstance(value, type):
+        return SCHEMAS.value_type(value)
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(value, np.dtype)
 
 
 def _nothing(*args: Any, **kwargs: Any) -> None:
