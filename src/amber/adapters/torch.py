@@ -4,6 +4,7 @@ needs it."""
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -183,7 +184,8 @@ def _reference_shapes(cls: type, config: dict[str, Any]) -> dict[str, tuple[int,
     return found
 
 
-def _init_parameters(cls: type) -> list[str] | None:
+@functools.cache
+def _init_parameters(cls: type) -> tuple[str, ...] | None:
     """The configuration names a layer is built from: its ``__init__`` parameters, or for
     the recurrent layers (``LSTM(*args, **kwargs)``) those of ``RNNBase`` but ``mode``,
     which each of them passes itself. None when they cannot be known."""
@@ -201,7 +203,7 @@ def _init_parameters(cls: type) -> list[str] | None:
         return None
     if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters):
         return None
-    return [p.name for p in parameters if p.name not in skip]
+    return tuple(p.name for p in parameters if p.name not in skip)
 
 
 def _is_module(cls: type) -> bool:

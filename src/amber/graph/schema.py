@@ -336,7 +336,8 @@ def _walk(value: Any, slot: Slot, where: str, seen: set[int]) -> None:
             return
         seen.add(id(value))
         for i, item in enumerate(value):
-            _walk(item, slot, f"{where}[{i}]", seen)
+            if not _inert(item, slot):  # the location is spelled only where it is needed
+                _walk(item, slot, f"{where}[{i}]", seen)
         return
     if category == "map":
         if id(value) in seen:
@@ -345,8 +346,10 @@ def _walk(value: Any, slot: Slot, where: str, seen: set[int]) -> None:
         if cls is defaultdict:
             check_default_factory(value.default_factory, where)
         for key, item in value.items():
-            _walk(key, slot, f"{where} key", seen)
-            _walk(item, slot, f"{where}[{_short(key)}]", seen)
+            if not _inert(key, slot):
+                _walk(key, slot, f"{where} key", seen)
+            if not _inert(item, slot):
+                _walk(item, slot, f"{where}[{_short(key)}]", seen)
         return
     if category == "ndarray":
         if slot.strings is not None and value.dtype.kind in "US":
@@ -396,6 +399,15 @@ def _walk(value: Any, slot: Slot, where: str, seen: set[int]) -> None:
 
 def _function_name(value: Any) -> str:
     return f"{getattr(value, '__module__', '')}:{getattr(value, '__qualname__', '')}"
+
+
+def _inert(value: Any, slot: Slot) -> bool:
+    """A value no slot can refuse: a number (or a string where strings are open), or an
+    instance of a data class such as a tensor. Decided without a call into ``_walk``."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return kind is not str or slot.strings is None
+    return SCHEMAS._category.get(kind) == "data"
 
 
 def _closed_string(value: Any, slot: Slot, where: str) -> None:
