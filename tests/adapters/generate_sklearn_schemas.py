@@ -91,6 +91,43 @@ RESPONSE_METHODS = frozenset(
 )
 
 
+# Never recorded, whatever a suite touches.
+DENIED_MODULES = (
+    "sklearn.externals",
+    "sklearn.utils._testing",
+    "sklearn.utils.tests",
+    "sklearn.tests",
+    "sklearn._build_utils",
+    "sklearn.conftest",
+    "sklearn.utils._show_versions",
+    "sklearn.datasets",
+    "sklearn.experimental",
+)
+
+
+def legacy_rules(functions: frozenset[str]) -> list[Any]:
+    """Trust by the shape of names (any class of any scikit-learn module file, functions of
+    these names), only while the table is recorded: what amber trusted before the table."""
+    from amber.graph.trust import PackageRule
+
+    def is_class(obj: object) -> bool:
+        return isinstance(obj, type) and obj.__module__.split(".")[0] == "sklearn"
+
+    def is_function(obj: object) -> bool:
+        return inspect.isfunction(obj) and obj.__module__.split(".")[0] == "sklearn"
+
+    return [
+        PackageRule("sklearn", accept=is_class, denied=DENIED_MODULES),
+        PackageRule(
+            "sklearn",
+            accept=is_function,
+            kind="function",
+            denied=DENIED_MODULES,
+            functions=functions,
+        ),
+    ]
+
+
 def _dotted(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
@@ -323,7 +360,7 @@ def main() -> int:
     from sklearn.utils import all_estimators
 
     import amber.adapters  # noqa: F401  (registrations)
-    from amber.adapters.sklearn import FUNCTIONS, OVERRIDES, legacy_rules
+    from amber.adapters.sklearn import FUNCTIONS, OVERRIDES
     from amber.graph import schema
     from amber.graph.trust import REGISTRY
 

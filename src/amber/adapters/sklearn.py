@@ -9,7 +9,6 @@ a name reads the table and imports nothing.
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 import re
 import sys
@@ -18,24 +17,11 @@ from typing import Any
 
 from amber.graph.constructors import READ_ONLY_STATE, allow_new_mode, register_call
 from amber.graph.schema import CALLABLE_GROUPS, REFUSED_KEYWORDS, SCHEMAS, Schema, Slot
-from amber.graph.trust import REGISTRY, PackageRule, Registry
-
-# Used only while generating the table (legacy_rules): never record these.
-DENIED_MODULES = (
-    "sklearn.externals",
-    "sklearn.utils._testing",
-    "sklearn.utils.tests",
-    "sklearn.tests",
-    "sklearn._build_utils",
-    "sklearn.conftest",
-    "sklearn.utils._show_versions",
-    "sklearn.datasets",
-    "sklearn.experimental",
-)
+from amber.graph.trust import REGISTRY, Registry
 
 # Functions that estimators take as parameters (score_func, metric, kernel, scoring):
-# pure computations on arrays. Trusted by name, in any scikit-learn module (they move
-# between private modules across versions), and resolved to exactly that function.
+# pure computations on arrays. The generator finds them in the modules where this
+# scikit-learn defines them; the table then trusts exactly those ``module:name``s.
 FUNCTIONS = frozenset(
     {
         # feature_selection score functions
@@ -265,28 +251,6 @@ def _is_estimator(cls: type) -> bool:
 def _is_kernel(cls: type) -> bool:
     module = sys.modules.get("sklearn.gaussian_process.kernels")
     return module is not None and issubclass(cls, module.Kernel)
-
-
-def legacy_rules(functions: frozenset[str] = FUNCTIONS) -> list[PackageRule]:
-    """Trust by the shape of names (any class of any scikit-learn module file, functions of
-    these names): used only by the schema generator while it records the table."""
-
-    def is_class(obj: object) -> bool:
-        return isinstance(obj, type) and obj.__module__.split(".")[0] == "sklearn"
-
-    def is_function(obj: object) -> bool:
-        return inspect.isfunction(obj) and obj.__module__.split(".")[0] == "sklearn"
-
-    return [
-        PackageRule("sklearn", accept=is_class, denied=DENIED_MODULES),
-        PackageRule(
-            "sklearn",
-            accept=is_function,
-            kind="function",
-            denied=DENIED_MODULES,
-            functions=functions,
-        ),
-    ]
 
 
 # Classes and functions: exactly those of the generated table, judged by name before

@@ -10,7 +10,7 @@ from typing import Any
 
 from amber.errors import FormatError
 from amber.graph.constructors import Constructor, register, register_call
-from amber.graph.schema import ANY_OBJECT, CALLABLE_GROUPS, DATA, SCHEMAS, Schema, Slot
+from amber.graph.schema import CALLABLE_GROUPS, DATA, SCHEMAS, Schema, Slot
 from amber.graph.torch_nodes import PARAMETER, TENSOR, TORCH_DTYPES
 from amber.graph.trust import REGISTRY, PackageRule
 
@@ -137,7 +137,8 @@ def _check_configuration(cls: type, state: dict, tensors: dict[str, Any]) -> Non
     config = {name: state[name] for name in parameters if name in state}
     # No configuration number may exceed what the file's own tensors could describe: the
     # rebuild below loops over layers and heads in Python.
-    limit = max(1024, sum(t.numel() for t in tensors.values()))
+    # Bytes the file stores, not elements: an expanded view has many elements over few bytes.
+    limit = max(1024, sum(t.untyped_storage().nbytes() for t in tensors.values()))
     stack = list(config.values())
     while stack:
         value = stack.pop()
@@ -234,4 +235,3 @@ CALLABLE_GROUPS.add("module")
 SCHEMAS.add_rule(_module_schema)
 SCHEMAS.add_data([DTYPE, DEVICE, SIZE])
 SCHEMAS.register_many([DTYPE, DEVICE, SIZE], Schema(whole=DATA))
-_ = ANY_OBJECT

@@ -281,7 +281,7 @@ class Decoder:
         self._tensors_used: set[str] = set()
         self._late = False
         # Every check made, to run again when a container was reached before it was filled.
-        self._checks: list[tuple[QualName, type, Any, str, bool]] = []
+        self._checks: list[tuple[QualName, type, Any, str, str]] = []
         self._built: list[tuple[QualName, Any]] = []
         self._tensor = tensor
         self._tensor_names = tensor_names
@@ -301,8 +301,8 @@ class Decoder:
     def _checked_root(self, value: Any, where: str) -> Any:
         if self._late:  # a container was reached while still being filled (a cycle)
             self._late = False
-            for name, cls, state, at, items in self._checks:
-                self._check_state(name, cls, state, at, items=items, again=True)
+            for name, cls, value, at, part in self._checks:
+                self._recheck(name, cls, value, at, part)
             for name, obj in self._built:
                 self._validated(name, obj, again=True)
         # What the caller receives: any trusted object or function, but partials, class
@@ -324,39 +324,16 @@ class Decoder:
         return found
 
     def _check_state(
-        self,
-        name: QualName,
-        cls: type,
-        state: Any,
-        where: str,
-        *,
-        items: bool = False,
-        again: bool = False,
+        self, name: QualName, cls: type, value: Any, where: str, *, part: str = "state"
     ) -> None:
-        """Check state (or, with ``items``, construction arguments or items) against the
-        class's schema, before the object receives it."""
-        if not again:
-            self._checks.append((name, cls, state, where, items))
+        """Check what the file gives the class (``schema.check_given``) before the object
+        receives it; remembered, to run again if a container was reached while filling."""
+        self._checks.append((name, cls, value, where, part))
+        self._recheck(name, cls, value, where, part)
+
+    def _recheck(self, name: QualName, cls: type, value: Any, where: str, part: str) -> None:
         schema = self._schema(name, cls, where)
-        parts = state if type(state) is tuple and len(state) == 2 else (state,)
-        if any(isinstance(part, dict) and type(part) is not dict for part in parts):
-            # A dict subclass would be applied as attributes without the attribute checks.
-            raise self._bad(where, f"the state of {name.dotted} must be a plain dict")
-        if type(state) is dict:
-            typed.check_state(str(name), cls, schema, state, where, attributes=True)
-        elif (
-            type(state) is tuple
-            and len(state) == 2
-            and (state[0] is None or type(state[0]) is dict)
-            and (state[1] is None or type(state[1]) is dict)
-        ):
-            for part in state:
-                if part:
-                    typed.check_state(str(name), cls, schema, part, where, attributes=True)
-        else:
-            typed.check_state(
-                str(name), cls, schema, state, where, attributes=False, state_check=not items
-            )
+        typed.check_given(str(name), cls, schema, value, where, part=part)
 
     def _bad(self, where: str, message: str) -> FormatError:
         return FormatError(f"object graph node at {where}: {message}")
@@ -752,8 +729,7 @@ class Decoder:
             if constructor is None or "args" in node:
                 raise self._bad(where, f"amber has no constructor for {name.dotted}")
             state = self._decode(node.get("state"), where)
-            schema = self._schema(name, cls, where)
-            typed.check_state(str(name), cls, schema, state, where, attributes=False)
+            self._check_state(name, cls, state, where, part="adapter")
             obj = self._validated(name, self._build(name, lambda: constructor.decode(cls, state)))
             self._register(node, obj, where)
             return obj
@@ -770,7 +746,7 @@ class Decoder:
                 raise self._bad(
                     where, f"{name.dotted} is not a Cython class with a generated unpickler"
                 )
-            self._check_state(name, cls, tuple(args), where, items=True)
+            self._check_state(name, cls, tuple(args), where, part="items")
             obj = self._validated(name, self._build(name, lambda: unpickle(cls, *args)))
             self._register(node, obj, where)
             return obj
@@ -781,7 +757,7 @@ class Decoder:
         ):
             raise self._bad(where, f"{name.dotted} cannot be called with these arguments")
         if args:
-            self._check_state(name, cls, tuple(args), f"{where}(args)", items=True)
+            self._check_state(name, cls, tuple(args), f"{where}(args)", part="items")
         if mode == k.MODE_NEW:
             if (
                 not cls.__flags__ & _HEAP_TYPE
@@ -800,7 +776,7 @@ class Decoder:
         self._register(node, obj, where, filling=container)
         if "listitems" in node:
             items = [self._decode(v, where) for v in self._items(node, where, "listitems")]
-            self._check_state(name, cls, items, where, items=True)
+            self._check_state(name, cls, items, where, part="items")
             self._build(
                 name,
                 lambda: (
@@ -812,7 +788,7 @@ class Decoder:
                 if type(pair) is not list or len(pair) != 2:
                     raise self._bad(where, "dictitems must be [key, value] pairs")
                 key, value = (self._decode(p, where) for p in pair)
-                self._check_state(name, cls, [key, value], where, items=True)
+                self._check_state(name, cls, [key, value], where, part="items")
                 self._build(name, lambda key=key, value=value: obj.__setitem__(key, value))
         if "state" in node:
             state = self._decode(node["state"], where)

@@ -21,7 +21,7 @@ from amber.errors import FormatError, SerializationError
 from amber.graph import nodes as k
 from amber.graph.constructors import CONSTRUCTORS, NEW_MODE_MODULES
 from amber.graph.names import QualName
-from amber.graph.schema import ROOT, SCHEMAS, check_state, check_value
+from amber.graph.schema import ROOT, SCHEMAS, check_given, check_value
 from amber.graph.torch_nodes import TorchTensors
 
 # Python nesting allowed. A level costs two JSON levels (three for a dict with non-string
@@ -365,7 +365,7 @@ class Encoder:
             self._built_after_children.add(id(obj))  # built from its state: no cycle back
             try:
                 adapter_state = constructor.encode(obj)
-                self._check_schema(cls, adapter_state, path, attributes=False)
+                self._check_schema(cls, adapter_state, path, part="adapter")
                 node["state"] = self._encode(adapter_state, path, depth + 1)
             finally:
                 self._built_after_children.discard(id(obj))
@@ -386,7 +386,7 @@ class Encoder:
         self._built_after_children.add(id(obj))
         try:
             if args:  # "args" is optional: most objects are rebuilt with none
-                self._check_schema(node_type, tuple(args), path, attributes=False, items=True)
+                self._check_schema(node_type, tuple(args), path, part="items")
                 node["args"] = self._children(args, path, depth)
         finally:
             self._built_after_children.discard(id(obj))
@@ -401,11 +401,11 @@ class Encoder:
         listitems, dictitems, state = parts
         if listitems is not None:
             items = list(listitems)
-            self._check_schema(cls, items, path, attributes=False, items=True)
+            self._check_schema(cls, items, path, part="items")
             node["listitems"] = self._children(items, path, depth)
         if dictitems is not None:
             pairs = list(dictitems)
-            self._check_schema(cls, pairs, path, attributes=False, items=True)
+            self._check_schema(cls, pairs, path, part="items")
             node["dictitems"] = [
                 [
                     self._encode(key, _Path(path, key), depth + 1),
@@ -420,40 +420,15 @@ class Encoder:
             else:
                 node["state"] = self._encode(state, path, depth + 1)
 
-    def _check_schema(
-        self, cls: type, state: Any, path: _Path, *, attributes: bool = True, items: bool = False
-    ) -> None:
-        """Refuse now what loading would refuse: state (or, with ``attributes`` false,
-        arguments, items, an adapter's state) its class's schema does not allow (a class
-        amber has no schema for is judged by the default for trusted classes)."""
+    def _check_schema(self, cls: type, value: Any, path: _Path, *, part: str = "state") -> None:
+        """Refuse now what loading would refuse (``schema.check_given``); a class amber
+        has no schema for is judged by the default for trusted classes."""
         name = QualName.of(cls, check=False)
         schema = SCHEMAS.schema_for(str(name), cls, user=True)
         if schema is None:
             return
-        where = path.display()
-        parts = (
-            state
-            if attributes
-            and type(state) is tuple
-            and len(state) == 2
-            and all(part is None or type(part) is dict for part in state)
-            else (state,)
-        )
         try:
-            for part in parts:
-                if part is None:
-                    continue
-                as_attributes = attributes and type(part) is dict
-                check_state(
-                    str(name),
-                    cls,
-                    schema,
-                    part,
-                    where,
-                    attributes=as_attributes,
-                    reset=False,
-                    state_check=not items,
-                )
+            check_given(str(name), cls, schema, value, path.display(), part=part, reset=False)
         except FormatError as exc:
             message = str(exc).replace("object graph node at ", "loading would refuse ", 1)
             hint = (

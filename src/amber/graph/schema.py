@@ -116,7 +116,6 @@ class Schema:
 # the slot of the attribute that holds them (an OrderedDict of hooks is empty or refused
 # where the owner says so).
 CONTAINER_SLOT = Slot(objects=frozenset({"any-callable"}), callables=True, types=frozenset({"any"}))
-CONTAINER = Schema(default=CONTAINER_SLOT, whole=CONTAINER_SLOT)
 USER_DEFAULT = Schema(default=ANY_OBJECT, whole=ANY_OBJECT)
 # What ``amber.load`` returns may hold any trusted object and function: only the caller's
 # own code uses the root (partials and class objects still follow the rules).
@@ -186,9 +185,6 @@ class SchemaRegistry:
     def set_user(self, name: str, schema: Schema) -> None:
         self._user[name] = schema
 
-    def user_schema(self, items: Iterable[Any]) -> dict[str, Schema]:
-        return {name: self._user[name] for name in items if name in self._user}
-
     def ensure_loaded(self, package: str) -> None:
         if package in self._loaders:
             with self._lock:
@@ -213,13 +209,6 @@ class SchemaRegistry:
             if found is not None:
                 return found
         return declared
-
-    def known(self, name: str) -> bool:
-        self.ensure_loaded(name.split(".", 1)[0].split(":", 1)[0])
-        return name in self._exact
-
-    def names(self) -> set[str]:
-        return set(self._exact)
 
     # -- categories of values -------------------------------------------------------------
 
@@ -407,7 +396,7 @@ def _inert(value: Any, slot: Slot) -> bool:
     kind = type(value)
     if kind in _SCALARS:
         return kind is not str or slot.strings is None
-    return SCHEMAS._category.get(kind) == "data"
+    return SCHEMAS.category(kind) == "data"
 
 
 def _closed_string(value: Any, slot: Slot, where: str) -> None:
@@ -474,8 +463,8 @@ def check_partial_parts(target: Any, args: Any, keywords: Any, where: str) -> No
     for i, arg in enumerate(value.args):
         if not _bindable(arg):
             raise Refused(
-                f"{where}: a functools.partial may bind only numbers and strings "
-                f"(argument {i} is a {_label(type(arg))})"
+                f"{where}: a functools.partial may bind only numbers, strings and value "
+                f"types (argument {i} is a {_label(type(arg))})"
             )
     for key, arg in value.keywords.items():
         if key in REFUSED_KEYWORDS or not _bindable(arg):
@@ -595,6 +584,47 @@ def check_state(
                 state[key] = safe(state[key])
 
 
+def check_given(
+    name: str, cls: type, schema: Schema, value: Any, where: str, *, part: str, reset: bool = True
+) -> None:
+    """Check what a file (or, when saving, the object) gives a class, by ``part``:
+    ``"state"`` as pickle applies it (a dict of attributes, a (dict, slots) pair, or what
+    ``__setstate__`` takes), ``"items"`` (construction arguments, list and dict items) or
+    ``"adapter"`` (the state an amber constructor takes). The decoder and the encoder both
+    call this, so saving refuses exactly what loading would."""
+    if part != "state":
+        check_state(
+            name,
+            cls,
+            schema,
+            value,
+            where,
+            attributes=False,
+            reset=reset,
+            state_check=part == "adapter",
+        )
+        return
+    pieces = value if type(value) is tuple and len(value) == 2 else (value,)
+    if any(isinstance(piece, dict) and type(piece) is not dict for piece in pieces):
+        # A dict subclass would be applied as attributes without the attribute checks.
+        raise FormatError(
+            f"object graph node at {where}: the state of {name.replace(':', '.')} must be "
+            "a plain dict"
+        )
+    if type(value) is dict:
+        check_state(name, cls, schema, value, where, attributes=True, reset=reset)
+    elif (
+        type(value) is tuple
+        and len(value) == 2
+        and all(piece is None or type(piece) is dict for piece in value)
+    ):
+        for piece in value:
+            if piece:
+                check_state(name, cls, schema, piece, where, attributes=True, reset=reset)
+    else:
+        check_state(name, cls, schema, value, where, attributes=False, reset=reset)
+
+
 def _check_attributes(name: str, cls: type, schema: Schema, state: dict, where: str) -> None:
     """The attribute checks, with set operations first (a forest checks some 600 states of
     25 attributes per load) and a value walked only when it is not a number or an array."""
@@ -624,7 +654,7 @@ def _check_attributes(name: str, cls: type, schema: Schema, state: dict, where: 
             slot = slots.get(key, default)
             if slot is not None and slot.strings is None:
                 continue
-        check_value(value, slots.get(key, default) or DATA, f"{where}.{key}")
+        check_value(value, slots.get(key, default), f"{where}.{key}")
 
 
 # Values that are data whatever the slot, unless the slot closes its strings.
@@ -640,7 +670,7 @@ def observe(value: Any, seen: set[int] | None = None) -> Slot:
     category = SCHEMAS.category(cls)
     if category in ("seq", "map", "ndarray"):
         if id(value) in seen:
-            return DATA
+            return NOTHING
         seen.add(id(value))
         if category == "ndarray":
             items: Iterable[Any] = value.flat if value.dtype.hasobject else ()

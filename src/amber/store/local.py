@@ -321,14 +321,8 @@ class LocalBackend(Backend):
                 yield relative + entry.name
 
     def delete(self, key: str) -> bool:
-        path = self._path(key)  # its folders are no links; unlink never follows the last
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            raise store_error("delete", path, exc) from None
-        return True
+        # Its folders are no links (``_path`` checks); unlink never follows the last part.
+        return _unlink(self._path(key))
 
     def _lstat(self, path: Path) -> os.stat_result | None:
         try:
@@ -397,13 +391,7 @@ class LocalBackend(Backend):
         if path.parent != self.root / TMP:
             raise StoreError(f"{path} is not in the store's tmp/ folder")
         self._check_folders(path.parent)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            raise store_error("delete", path, exc) from None
-        return True
+        return _unlink(path)
 
     def foreign_entries(self) -> list[str]:
         """Every entry of the store folder that the local backend does not write: links
@@ -436,3 +424,14 @@ class LocalBackend(Backend):
 
         visit(self.root, None)
         return out
+
+
+def _unlink(path: Path) -> bool:
+    """Remove a file or a link itself (never what a link points to); False if absent."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise store_error("delete", path, exc) from None
+    return True
