@@ -179,8 +179,8 @@ def test_mismatch_lists_every_problem_and_changes_nothing(tmp_path: Path) -> Non
     with pytest.raises(StateDictMismatch) as info:
         amber.load(tmp_path / "bad.amber", into=target)
     message = str(info.value)
-    assert "1 missing keys: 0.bias" in message
-    assert "1 unexpected keys: extra.weight" in message
+    assert "1 missing key: 0.bias" in message
+    assert "1 unexpected key: extra.weight" in message
     assert "3.weight: file (5, 16) float32, module (3, 16) float32" in message
     assert "3.bias: file (3,) float64, module (3,) float32" in message
     assert "not changed" in message

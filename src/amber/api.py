@@ -217,6 +217,7 @@ def save(obj: Any, path: PathLike, *, metadata: dict[str, Any] | None = None) ->
     when part of ``obj`` cannot be saved, and WriteError when the file cannot be written;
     in both cases nothing appears at ``path`` and an existing file there is untouched.
     """
+    _check_save_arguments(obj, path)
     user_metadata = _check_metadata(metadata)
     encoder, extra = encode(obj, user_metadata)
     root = extra["root"]
@@ -236,6 +237,24 @@ def save(obj: Any, path: PathLike, *, metadata: dict[str, Any] | None = None) ->
         graph_protocol=GRAPH_PROTOCOL,
         referenced_types=referenced,
         untrusted_types=untrusted,
+    )
+
+
+def _check_save_arguments(obj: Any, path: Any) -> None:
+    """``amber.save(model, path)``: the object first. Swapped or wrong arguments get an
+    amber error before anything is encoded."""
+    import os
+
+    if isinstance(path, (str, os.PathLike)):
+        return
+    if isinstance(obj, (str, os.PathLike)):
+        raise InvalidArgumentError(
+            f"amber.save takes the object first and the path second: "
+            f"amber.save(model, {str(obj)!r}); the arguments look swapped"
+        )
+    raise InvalidArgumentError(
+        f"amber.save needs a file path (str or os.PathLike) as its second argument, "
+        f"not {type(path).__name__}"
     )
 
 

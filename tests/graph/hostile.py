@@ -636,7 +636,7 @@ def _model(model: bytes, spare: bytes) -> Iterator[Hostile]:
     # an untrusted class whose __setstate__ the state would reach
     for name in (
         "subprocess:Popen",
-        "pandas.core.frame:DataFrame",
+        "pandas.io.pytables:HDFStore",
         "numpy.lib._npyio_impl:NpzFile",
     ):
         node = {"k": "object", "type": name, "mode": "new", "args": [], "state": clf["state"]}

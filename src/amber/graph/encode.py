@@ -19,6 +19,7 @@ from typing import Any
 from amber.container import dtypes
 from amber.errors import FormatError, SerializationError
 from amber.graph import nodes as k
+from amber.graph import unsaveable
 from amber.graph.constructors import CONSTRUCTORS, NEW_MODE_MODULES
 from amber.graph.names import QualName
 from amber.graph.schema import ROOT, SCHEMAS, check_given, check_value
@@ -356,6 +357,9 @@ class Encoder:
 
     def _object(self, obj: Any, path: _Path, depth: int) -> dict:
         cls = type(obj)
+        resource = unsaveable.advice(obj)
+        if resource is not None:
+            raise self._fail(path, f"{_label(cls)} cannot be saved: {resource}")
         name = self._name(cls, path)
         node: dict[str, Any] = {"k": k.OBJECT, "type": str(name)}
         self._remember(obj, node)
@@ -473,10 +477,20 @@ class Encoder:
             return k.MODE_CYTHON, cls, args[1:]
         raise self._fail(
             path,
-            f"{QualName.of(cls).dotted} serializes itself through {func!r}, which amber "
-            "cannot replay without running arbitrary code; an adapter must be registered "
-            "for this type",
+            f"{QualName.of(cls).dotted} is saved by pickle through a function of its own "
+            f"({_label(func)}), which amber does not run; amber has no adapter for this type "
+            "yet: save the data it holds (arrays, numbers, strings) instead, or ask for an "
+            "adapter",
         )
+
+
+def _label(obj: Any) -> str:
+    """A readable name for a class or function, without its memory address."""
+    module = getattr(obj, "__module__", None) or ""
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    if not isinstance(name, str):
+        return type(obj).__name__
+    return f"{module}.{name}" if module and module != "builtins" else name
 
 
 def _scalar_run(items: list | tuple) -> Any:
