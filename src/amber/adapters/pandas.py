@@ -362,6 +362,12 @@ _FIELDS = {
 _OPTIONAL = {name for names in _FIELDS.values() for name in names}
 
 
+def _object_dtype(values: Any) -> Any:
+    """``object`` for an object array, else None: pandas 3 infers ``str`` from an object
+    array of strings unless told to keep it."""
+    return object if getattr(values, "dtype", None) == object else None
+
+
 def _has_pyarrow() -> bool:
     import importlib.util
 
@@ -453,7 +459,7 @@ def decode_index(state: Any) -> Any:
                 ):
                     raise FormatError("only datetime and timedelta indexes have a frequency")
                 return pd.DatetimeIndex(values, freq=freq, name=name)
-            return pd.Index(values, name=name, copy=False)
+            return pd.Index(values, name=name, dtype=_object_dtype(values), copy=False)
     except FormatError:
         raise
     except (ValueError, TypeError, OverflowError, KeyError, IndexError) as exc:
@@ -487,6 +493,7 @@ def _frame_state(frame: Any) -> dict[str, Any]:
 
 
 def _frame(cls: type, state: Any) -> Any:
+    pd = _pd()
     fields = _fields(
         state, "DataFrame", {"columns", "index", "data", "attrs", "allows_duplicate_labels"}
     )
@@ -503,7 +510,13 @@ def _frame(cls: type, state: Any) -> Any:
     try:
         # Positional keys keep duplicate and non-string column labels exact; copy=False keeps
         # the file's arrays (mapped tensors) as the columns.
-        frame = cls(dict(enumerate(arrays)), index=index, copy=False)
+        columns_by_position = {
+            i: array
+            if _object_dtype(array) is None
+            else pd.Series(array, index, object, copy=False)
+            for i, array in enumerate(arrays)
+        }
+        frame = cls(columns_by_position, index=index, copy=False)
         if not arrays:
             frame = cls(index=index, columns=columns)
         frame.columns = columns
@@ -530,7 +543,8 @@ def _series(cls: type, state: Any) -> Any:
     if type(fields["attrs"]) is not dict:
         raise FormatError("a pandas Series stores attrs as a dict")
     try:
-        series = cls(values, index=index, name=_label(fields["name"]), copy=False)
+        name = _label(fields["name"])
+        series = cls(values, index=index, name=name, dtype=_object_dtype(values), copy=False)
     except (ValueError, TypeError) as exc:
         raise FormatError(f"inconsistent pandas Series: {_reason(exc)}") from None
     series.attrs = fields["attrs"]
