@@ -374,3 +374,47 @@ def test_frame_type_swapped_for_series_is_refused(tmp_path: Any) -> None:
 
     with pytest.raises(FormatError):
         amber.load(planted(data, edit, tmp_path))
+
+
+def test_dtypes_round_trip_as_instances_and_classes(tmp_path: Any) -> None:
+    dtypes = [
+        pd.CategoricalDtype(["a", "b"], ordered=True),
+        pd.CategoricalDtype(),
+        pd.DatetimeTZDtype("ns", "Europe/Paris"),
+        pd.PeriodDtype("M"),
+        pd.IntervalDtype("int64", "right"),
+        pd.SparseDtype(float),
+        pd.StringDtype(),
+        pd.StringDtype("python", na_value=np.nan),
+        pd.Int64Dtype(),
+        pd.Float32Dtype(),
+        pd.BooleanDtype(),
+    ]
+    classes = [pd.StringDtype, pd.Int8Dtype, pd.CategoricalDtype]
+    amber.save({"instances": dtypes, "classes": classes}, tmp_path / "d.amber")
+    loaded = amber.load(tmp_path / "d.amber")
+    assert loaded["classes"] == classes
+    for got, want in zip(loaded["instances"], dtypes, strict=True):
+        assert type(got) is type(want)
+        assert got == want
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"name": "object"},  # a numpy dtype, not the pandas class named
+        {"name": "Int64 "},
+        {"name": ["Int64"]},
+        {"storage": "disk", "na": "NA"},
+        {"categories": None, "ordered": "yes"},
+    ],
+)
+def test_hostile_dtype_state_is_refused(state: Any, tmp_path: Any) -> None:
+    data = saved(pd.Int64Dtype(), tmp_path)
+
+    def edit(root: dict) -> None:
+        node = find(root, "pandas:Int64Dtype")
+        node["state"] = {"k": "dict", "v": state}
+
+    with pytest.raises(FormatError):
+        amber.load(planted(data, edit, tmp_path))

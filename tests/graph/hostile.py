@@ -574,6 +574,7 @@ def _model(model: bytes, spare: bytes) -> Iterator[Hostile]:
         "__setstate__": {"k": "func", "name": "math:sqrt"},
         "__reduce_ex__": {"k": "func", "name": "math:sqrt"},
         "__init__": None,
+        "__doc__": {"k": "func", "name": "math:sqrt"},  # a docstring may only be text
     }
     for attribute, value in special.items():
         yield Hostile(

@@ -57,8 +57,23 @@ ARRAYS = {
     "IntervalArray": ("pandas.arrays:IntervalArray", "pandas.core.arrays.interval:IntervalArray"),
     "SparseArray": ("pandas.arrays:SparseArray", "pandas.core.arrays.sparse.array:SparseArray"),
 }
+# Dtypes: as class objects (``dtype=pd.StringDtype``) and as instances in fitted state.
+_DTYPE_CLASSES = [
+    "CategoricalDtype",
+    "DatetimeTZDtype",
+    "PeriodDtype",
+    "IntervalDtype",
+    "SparseDtype",
+    "StringDtype",
+    "BooleanDtype",
+    *(f"Int{b}Dtype" for b in (8, 16, 32, 64)),
+    *(f"UInt{b}Dtype" for b in (8, 16, 32, 64)),
+    "Float32Dtype",
+    "Float64Dtype",
+]
+DTYPES = [f"pandas:{name}" for name in _DTYPE_CLASSES]
 TYPES = [name for table in (FRAMES, INDEXES, ARRAYS) for names in table.values() for name in names]
-REGISTRY.add_types(TYPES)
+REGISTRY.add_types([*TYPES, *DTYPES])
 
 CLOSED = ("left", "right", "both", "neither")
 # Masked (nullable) dtypes by name: the numpy dtype of their data.
@@ -365,7 +380,8 @@ _OPTIONAL = {name for names in _FIELDS.values() for name in names}
 def _object_dtype(values: Any) -> Any:
     """``object`` for an object array, else None: pandas 3 infers ``str`` from an object
     array of strings unless told to keep it."""
-    return object if getattr(values, "dtype", None) == object else None
+    dtype = getattr(values, "dtype", None)
+    return object if getattr(dtype, "hasobject", False) else None
 
 
 def _has_pyarrow() -> bool:
@@ -567,6 +583,56 @@ def _values(cls: type, state: Any) -> Any:
     return _exactly(cls, decode_values(state), "array")
 
 
+def _dtype_state(dtype: Any) -> dict[str, Any]:
+    pd = _pd()
+    if isinstance(dtype, pd.CategoricalDtype):
+        categories = dtype.categories
+        return {
+            "categories": None if categories is None else encode_index(categories),
+            "ordered": dtype.ordered,
+        }
+    if isinstance(dtype, pd.StringDtype):
+        return {"storage": dtype.storage, "na": "NA" if dtype.na_value is pd.NA else "nan"}
+    return {"name": str(dtype)}
+
+
+def _dtype(cls: type, state: Any) -> Any:
+    pd, np = _pd(), _np()
+    fields_given = set(state) if type(state) is dict else set()
+    try:
+        if "categories" in fields_given:
+            fields = _fields(state, "categorical dtype", {"categories", "ordered"})
+            categories = fields["categories"]
+            ordered = fields["ordered"]
+            if ordered not in (True, False, None):
+                raise FormatError("a pandas categorical dtype's 'ordered' must be a boolean")
+            built = pd.CategoricalDtype(
+                None if categories is None else decode_index(categories), ordered=ordered
+            )
+        elif "storage" in fields_given:
+            fields = _fields(state, "string dtype", {"storage", "na"})
+            storage = _choice(fields["storage"], ("python", "pyarrow"), "string storage")
+            na = _choice(fields["na"], ("nan", "NA"), "string missing value")
+            if storage == "pyarrow" and not _has_pyarrow():
+                storage = "python"
+            built = pd.StringDtype(storage, na_value=np.nan if na == "nan" else pd.NA)
+        else:
+            name = _string(_fields(state, "dtype", {"name"})["name"], "dtype name", 80)
+            built = pd.api.types.pandas_dtype(name)
+            if str(built) != name:
+                raise FormatError(f"{name!r} does not name a pandas dtype exactly")
+    except FormatError:
+        raise
+    except (ValueError, TypeError, KeyError) as exc:
+        raise FormatError(f"invalid pandas dtype: {_reason(exc)}") from None
+    if type(built) is not cls:
+        raise FormatError(f"the stored dtype is a {type(built).__name__}, not a {cls.__name__}")
+    return built
+
+
+for _name in DTYPES:
+    register(_name, Constructor(_dtype_state, _dtype))
+
 for _name in FRAMES["DataFrame"]:
     register(_name, Constructor(_frame_state, _frame))
 for _name in FRAMES["Series"]:
@@ -580,7 +646,8 @@ for _names in ARRAYS.values():
 
 # Typed state (graph/schema.py): every pandas object amber rebuilds holds only data (arrays,
 # numbers, strings, labels, attrs of data), and is a value wherever it appears.
-SCHEMAS.add_data(TYPES)
-SCHEMAS.register_many(TYPES, Schema(default=DATA, whole=DATA))
+SCHEMAS.add_data([*TYPES, *DTYPES])
+SCHEMAS.add_value_types(DTYPES)  # calling a dtype class only makes a dtype
+SCHEMAS.register_many([*TYPES, *DTYPES], Schema(default=DATA, whole=DATA))
 
 __all__ = ["decode_index", "decode_values", "encode_index", "encode_values"]

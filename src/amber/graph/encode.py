@@ -542,9 +542,12 @@ def _reference_handler(obj: Any) -> Any:
 
 
 def _unsupported(encoder: Encoder, obj: Any, path: _Path, depth: int) -> Any:
-    raise encoder._fail(
-        path, f"{type(obj).__name__} objects ({obj!r}) cannot be saved; save the data they use"
-    )
+    if isinstance(obj, types.MethodType):
+        owner = type(obj.__self__).__name__
+        reason = f"a bound method of a {owner} object is code, not data; save its owner"
+    else:
+        reason = unsaveable.advice(obj) or "it is not data"
+    raise encoder._fail(path, f"{_label(type(obj))} cannot be saved: {reason}")
 
 
 _SEQUENCE_KINDS: dict[type, str] = {
