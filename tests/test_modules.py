@@ -350,3 +350,18 @@ def test_untied_target_still_needs_every_key(tmp_path: Path) -> None:
     amber.save({"0.weight": untied[0].weight.detach()}, tmp_path / "half.amber")
     with pytest.raises(StateDictMismatch, match=r"1 missing key: 1\.weight"):
         amber.load(tmp_path / "half.amber", into=untied)
+
+
+def test_compiled_module_is_saved_as_the_module_it_compiled(tmp_path: Path) -> None:
+    model = nn.Sequential(nn.Linear(3, 2))
+    compiled = torch.compile(model)  # compiles lazily: nothing runs until it is called
+    amber.save(compiled, tmp_path / "c.amber")
+    loaded = amber.load(tmp_path / "c.amber")
+    assert type(loaded) is nn.Sequential
+    assert list(loaded.state_dict()) == ["0.weight", "0.bias"]  # no _orig_mod. prefix
+    fresh = torch.compile(nn.Sequential(nn.Linear(3, 2)))
+    assert amber.load(tmp_path / "c.amber", into=fresh) is fresh
+    assert torch.equal(fresh._orig_mod[0].weight, model[0].weight)
+    amber.save({"compiled": compiled, "model": model}, tmp_path / "both.amber")
+    both = amber.load(tmp_path / "both.amber")
+    assert both["compiled"] is both["model"]  # one module, shared

@@ -195,6 +195,7 @@ def encode(obj: Any, metadata: dict[str, Any]) -> tuple[Encoder, dict[str, Any]]
     encoder = Encoder()
     sections: dict[str, Any] = {}
     if modules.is_module(obj):
+        obj = modules.unwrap_compiled(obj)  # the module, not torch.compile's wrapper
         # The state dict first: load(into=) reads it without the module's class.
         sections["state_dict"], root = encoder.encode_all([obj.state_dict(), obj])
     else:

@@ -24,6 +24,15 @@ def is_module(obj: Any) -> bool:
     return torch is not None and isinstance(obj, torch.nn.Module)
 
 
+def unwrap_compiled(module: Any) -> Any:
+    """The module a ``torch.compile`` wrapper compiled (its state dict keys carry an
+    ``_orig_mod.`` prefix), or ``module`` itself."""
+    cls = type(module)
+    if cls.__name__ == "OptimizedModule" and cls.__module__ == "torch._dynamo.eval_frame":
+        return module._orig_mod
+    return module
+
+
 def check_device(device: Any) -> Any:
     """``device`` as torch understands it; torch is imported only when one is given."""
     if device is None:
@@ -73,6 +82,7 @@ def load_into(
             f"{source} holds a {type(state).__name__}, not a state dict; save one with "
             "amber.save(model) or amber.save(model.state_dict(), path)"
         )
+    given, module = module, unwrap_compiled(module)
     expected = module.state_dict()
     wanted = list(expected) if keys is None else keys
     # Tied parameters (an LM head sharing the embedding's weight) are often saved once, as
@@ -121,13 +131,13 @@ def load_into(
             + "; ".join(problems)
         )
     if check_only:
-        return module
+        return given
     result = module.load_state_dict(tensors, strict=keys is None and not through_twin)
     if keys is not None and result.unexpected_keys:  # checked above; torch agrees or fails
         raise StateDictMismatch(f"unexpected keys {result.unexpected_keys}")
     if set(result.missing_keys) - set(through_twin) - (set(expected) - set(wanted)):
         raise StateDictMismatch(f"{source}: torch reports missing keys {result.missing_keys}")
-    return module
+    return given
 
 
 def tied_keys(module: Any) -> dict[str, list[str]]:

@@ -20,7 +20,7 @@ from amber.container import dtypes
 from amber.errors import FormatError, SerializationError
 from amber.graph import nodes as k
 from amber.graph import unsaveable
-from amber.graph.constructors import CONSTRUCTORS, NEW_MODE_MODULES
+from amber.graph.constructors import CONSTRUCTORS, NEW_MODE_MODULES, SAVED_AS
 from amber.graph.names import QualName
 from amber.graph.schema import ROOT, SCHEMAS, check_given, check_value
 from amber.graph.torch_nodes import TorchTensors
@@ -196,6 +196,9 @@ class Encoder:
         ref = self._shared(obj, path)
         if ref is not None:
             return ref
+        unwrap = SAVED_AS.get(f"{cls.__module__}:{cls.__qualname__}") if SAVED_AS else None
+        if unwrap is not None:
+            return self._encode(unwrap(obj), path, depth + 1)
         handler = (
             _HANDLERS.get(cls)
             or _numpy_handler(obj)
