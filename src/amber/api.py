@@ -15,6 +15,7 @@ from amber import (
     environment,
     modules,
 )
+from amber import progress as progress_module
 from amber._version import __version__
 from amber.container import ContainerReader, TensorEntry, write
 from amber.container.reader import Verify, check_verify_mode
@@ -31,6 +32,7 @@ from amber.graph.names import QualName
 from amber.graph.outline import Outline
 from amber.graph.outline import outline as make_outline
 from amber.graph.trust import REGISTRY, Kind, trusted_set
+from amber.progress import Progress
 
 if TYPE_CHECKING:
     import numpy as np
@@ -211,18 +213,29 @@ def encode(obj: Any, metadata: dict[str, Any]) -> tuple[Encoder, dict[str, Any]]
     return encoder, extra
 
 
-def save(obj: Any, path: PathLike, *, metadata: dict[str, Any] | None = None) -> FileInfo:
+def save(
+    obj: Any,
+    path: PathLike,
+    *,
+    metadata: dict[str, Any] | None = None,
+    progress: Progress = None,
+) -> FileInfo:
     """Save ``obj`` to ``path`` atomically; returns what was written.
+
+    ``progress=True`` draws a bar on stderr (bytes, throughput, time left) while tensors
+    are written; a callable receives ``(done_bytes, total_bytes)`` instead.
 
     Raises SerializationError (with the path inside ``obj``) before anything is written
     when part of ``obj`` cannot be saved, and WriteError when the file cannot be written;
     in both cases nothing appears at ``path`` and an existing file there is untouched.
     """
     _check_save_arguments(obj, path)
+    progress_module.check(progress)
     user_metadata = _check_metadata(metadata)
     encoder, extra = encode(obj, user_metadata)
     root = extra["root"]
-    result = write(path, encoder.tensors, extra)
+    with progress_module.reporting(progress, f"saving {Path(path).name}") as report:
+        result = write(path, encoder.tensors, extra, progress=report)
     referenced, untrusted = _name_lists(encoder.names)
     return FileInfo(
         path=result.path,

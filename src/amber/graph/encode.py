@@ -353,7 +353,12 @@ class Encoder:
         if isinstance(obj, types.BuiltinMethodType) and not isinstance(
             getattr(obj, "__self__", None), types.ModuleType
         ):
-            raise self._fail(path, f"bound method {obj!r} cannot be saved; save its owner")
+            owner = type(obj.__self__).__name__
+            raise self._fail(
+                path,
+                f"the bound method {obj.__name__} of a {owner} object is code, not data; "
+                "save its owner",
+            )
         return {"k": k.FUNC, "name": str(self._name(obj, path, "function"))}
 
     # -- other objects ---------------------------------------------------------------------
