@@ -18,7 +18,8 @@ from amber.adapters.torch import FUNCTIONS as TORCH_FUNCTIONS
 
 # What scikit-learn, scipy and numpy import themselves (joblib's loky backend brings
 # cloudpickle and psutil, narwhals brings pandas and dateutil, sklearn.calibration rich;
-# pandas imports pyarrow where it is installed, numpy.f2py charset_normalizer).
+# pandas imports pyarrow where it is installed, numpy.f2py charset_normalizer, joblib's
+# compressors lz4).
 SKLEARN_CLOSURE = frozenset(
     {
         "sklearn",
@@ -41,6 +42,7 @@ SKLEARN_CLOSURE = frozenset(
         "packaging",
         "pyarrow",
         "charset_normalizer",
+        "lz4",
     }
 )
 TORCH_CLOSURE = frozenset(
