@@ -38,7 +38,8 @@ from amber.errors import (
 from amber.store import records
 from amber.store.backend import Backend
 from amber.store.index import Index, files_of
-from amber.store.local import CACHE, LocalBackend
+from amber.store.local import CACHE, LocalBackend, store_error
+from amber.store.location import cache_root, local_path, open_remote
 from amber.store.names import LATEST, Spec, check_alias, check_name, closest, parse_spec
 from amber.store.objects import ObjectFiles, object_key, objects_of, put_tensors
 from amber.store.reader import VersionReader
@@ -166,14 +167,31 @@ class Store:
         *,
         backend: Backend | None = None,
         index_path: str | os.PathLike[str] | None = None,
+        endpoint: str | None = None,
     ) -> None:
         if backend is not None and path is not None:
             raise InvalidArgumentError("give a path or a backend, not both")
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        remote = None
         if backend is None:
-            root = Path(path if path is not None else os.environ.get("AMBER_STORE", DEFAULT_PATH))
+            location = path if path is not None else os.environ.get("AMBER_STORE", DEFAULT_PATH)
+            remote = open_remote(location, endpoint=endpoint)
+        elif endpoint is not None:
+            raise InvalidArgumentError("endpoint applies to s3:// locations, not to a backend")
+        if remote is not None:
+            # A remote store: this client's index and verified object cache live under
+            # $AMBER_CACHE; the index is brought up to date from storage on open.
+            backend = remote.backend
+            index_file: Path | None = remote.index_file
+            cache = cache_root()
+            try:
+                remote.index_file.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise store_error("create the cache folder", cache, exc) from None
+        elif backend is None:
+            root = local_path(location)
             backend = LocalBackend(root)
-            index_file: Path | None = root / CACHE / "index.sqlite"
+            index_file = root / CACHE / "index.sqlite"
             cache = root / CACHE
         else:
             index_file = Path(index_path) if index_path is not None else None
@@ -188,7 +206,9 @@ class Store:
             if index_file is None or not any(os.path.lexists(f) for f in files_of(index_file)):
                 raise
             self.index = self._fresh_index(index_file)
-        if index_file is not None and not self._index_initialized():
+        if remote is not None:
+            self.reindex()  # other clients write too: storage is the truth
+        elif index_file is not None and not self._index_initialized():
             self.reindex()
 
     def __repr__(self) -> str:
