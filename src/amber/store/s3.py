@@ -23,6 +23,7 @@ stores"):
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -53,10 +54,23 @@ _OBJECTS = "objects/"
 _CHUNK = 8 << 20  # multipart part size for objects
 
 
+_first_pid: int | None = None  # the process that started obstore's runtime
+
+
 def require_obstore() -> None:
+    """MissingDependencyError without obstore; StoreError in a process forked after its
+    parent used obstore (its runtime's threads are not copied: every request would hang)."""
+    global _first_pid
     if obstore is None:
         raise MissingDependencyError(
             "s3:// stores need the obstore package: pip install 'amber[s3]'"
+        )
+    if _first_pid is None:
+        _first_pid = os.getpid()
+    elif _first_pid != os.getpid():
+        raise StoreError(
+            "this process was forked after its parent used an s3:// store, which obstore "
+            "does not support; start it with multiprocessing's 'spawn' or 'forkserver'"
         )
 
 
@@ -413,12 +427,8 @@ def _bucket_missing(exc: BaseException) -> bool:
 
 
 def _env_endpoint() -> str | None:
-    import os
-
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
 def _env_region() -> str:
-    import os
-
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
