@@ -8,6 +8,7 @@ import typer
 
 from amber._version import __version__
 from amber.cli import convert_cmd, inspect_cmd, store_admin_cmds, store_cmds, verify_cmd
+from amber.cli.cache_cmd import register as register_cache
 from amber.cli.output import sanitized_warnings
 
 app = typer.Typer(
@@ -42,6 +43,7 @@ verify_cmd.register(app)
 convert_cmd.register(app)
 store_cmds.register(app)
 store_admin_cmds.register(app)
+register_cache(app)
 
 
 def main() -> None:
