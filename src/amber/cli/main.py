@@ -8,8 +8,8 @@ import typer
 
 from amber._version import __version__
 from amber.cli import convert_cmd, inspect_cmd, store_admin_cmds, store_cmds, verify_cmd
-from amber.cli.cache_cmd import register as register_cache
 from amber.cli.output import sanitized_warnings
+from amber.cli.remote_cmds import register as register_remote
 
 app = typer.Typer(
     name="amber",
@@ -43,7 +43,7 @@ verify_cmd.register(app)
 convert_cmd.register(app)
 store_cmds.register(app)
 store_admin_cmds.register(app)
-register_cache(app)
+register_remote(app)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ The SQLite index (``index.py``) is derived from them for listings and searches.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import math
@@ -21,7 +22,7 @@ import socket
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -857,6 +858,39 @@ class Store:
 
         return import_bundle(self, Path(path), name)
 
+    def push(
+        self,
+        spec: str,
+        to: str | os.PathLike[str] | Store,
+        *,
+        all_versions: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Any:
+        """Copy the version ``spec`` names (every version of the model with
+        ``all_versions``) to another store: a Store, a folder or a URL (s3://bucket/prefix).
+        Only objects missing there travel; history and lineage are kept; a version already
+        there is skipped, so a second run finishes an interrupted one. Returns a CopyReport;
+        ``progress(sent, total)`` is called as bytes go out."""
+        from amber.store.sync import copy_versions
+
+        with _opened(to) as dest:
+            return copy_versions(self, dest, spec, every=all_versions, progress=progress)
+
+    def pull(
+        self,
+        source: str | os.PathLike[str] | Store,
+        spec: str,
+        *,
+        all_versions: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Any:
+        """Copy versions from ``source`` (a Store, a folder or a URL) into this store; as
+        ``push`` the other way."""
+        from amber.store.sync import copy_versions
+
+        with _opened(source) as src:
+            return copy_versions(src, self, spec, every=all_versions, progress=progress)
+
     def diff(self, a: str, b: str) -> Any:
         """What changed from version ``a`` to ``b`` (see amber.store.diff.Diff)."""
         from amber.store.diff import diff
@@ -870,3 +904,13 @@ class Store:
         from amber.store.diff import compare
 
         return compare(self, specs, X, y, metrics)
+
+
+@contextlib.contextmanager
+def _opened(store: str | os.PathLike[str] | Store) -> Iterator[Store]:
+    """``store`` itself, or the store at a location (closed afterwards)."""
+    if isinstance(store, Store):
+        yield store
+        return
+    with Store(store) as opened:
+        yield opened
