@@ -288,24 +288,35 @@ class S3Backend(Backend):
             return self._swap(key, expected, TOMBSTONE)
         return self._swap(key, expected, new)
 
-    def list(self, prefix: str = "") -> Iterator[str]:
+    def _listing(self, prefix: str) -> Iterator[dict[str, Any]]:
+        """Metadata of every key that starts with ``prefix`` (tombstones included)."""
         # obstore lists whole path segments: list the folder the prefix names and filter.
         folder = prefix.rpartition("/")[0]
         try:
             for chunk in obstore.list(self._store, prefix=folder or None, chunk_size=1000):
                 for meta in chunk:
                     key = meta["path"]
-                    if not key.startswith(prefix) or key.split("/", 1)[0] in _RESERVED:
-                        continue
-                    if meta["size"] == len(TOMBSTONE) and self._read(key)[0] is None:
-                        continue
-                    yield key
+                    if key.startswith(prefix) and key.split("/", 1)[0] not in _RESERVED:
+                        yield meta
         except StoreError:
             raise
         except Exception as exc:
             raise self._error(
                 "list", prefix or "the store", exc, changed="nothing was changed"
             ) from None
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        for meta in self._listing(prefix):
+            key = meta["path"]
+            if meta["size"] == len(TOMBSTONE) and self._read(key)[0] is None:
+                continue
+            yield key
+
+    def list_etags(self, prefix: str = "") -> Iterator[tuple[str, str]]:
+        """(key, ETag) of every key under ``prefix``, tombstones included: what changed
+        since a previous listing, without reading any document."""
+        for meta in self._listing(prefix):
+            yield meta["path"], str(meta.get("e_tag") or meta["last_modified"])
 
     def delete(self, key: str) -> bool:
         self._key(key)

@@ -208,7 +208,7 @@ class Store:
                 raise
             self.index = self._fresh_index(index_file)
         if remote is not None:
-            self.reindex()  # other clients write too: storage is the truth
+            self.refresh()  # other clients write too: storage is the truth
         elif index_file is not None and not self._index_initialized():
             self.reindex()
 
@@ -793,6 +793,20 @@ class Store:
             self.index.close()
             self.index = self._fresh_index(self._index_file)
             return reindex(self)
+
+    def refresh(self) -> int:
+        """Bring the index up to date with storage, reading only what changed since the
+        last refresh where the backend can tell (s3://); else a full reindex. Returns the
+        number of documents read."""
+        from amber.store.refresh import refresh
+
+        try:
+            return refresh(self)
+        except StoreError:
+            if self._index_file is None:
+                raise
+            self.reindex()  # a damaged index is moved aside and rebuilt
+            return refresh(self)
 
     @staticmethod
     def _fresh_index(path: Path) -> Index:
