@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from amber.errors import InvalidArgumentError, MissingDependencyError, StoreError
@@ -52,6 +53,8 @@ TOMBSTONE = b"\x00amber-s3: deleted by compare_and_swap\x00"
 GC_LEASE = 30.0  # seconds after which a gc marker left by a dead collector is ignored
 _OBJECTS = "objects/"
 _CHUNK = 8 << 20  # multipart part size for objects
+READ_ATTEMPTS = 4
+T = TypeVar("T")
 
 
 _first_pid: int | None = None  # the process that started obstore's runtime
@@ -159,7 +162,7 @@ class S3Backend(Backend):
 
     def _check_bucket(self) -> None:
         try:
-            next(iter(obstore.list(self._store, prefix=None, chunk_size=1)), None)
+            _reading(lambda: next(iter(obstore.list(self._store, prefix=None, chunk_size=1)), None))
         except Exception as exc:
             raise self._error("list", "the store", exc, changed="nothing was changed") from None
 
@@ -169,7 +172,7 @@ class S3Backend(Backend):
         """The object's metadata (size, ETag, last_modified), None if absent or a
         tombstone."""
         try:
-            meta = obstore.head(self._store, key)
+            meta = _reading(lambda: obstore.head(self._store, key))
         except FileNotFoundError as exc:
             if _bucket_missing(exc):
                 raise self._error("inspect", key, exc, changed="nothing was changed") from None
@@ -183,8 +186,7 @@ class S3Backend(Backend):
     def _read(self, key: str) -> tuple[bytes | None, str | None]:
         """(content, ETag): (None, None) when absent, (None, etag) for a tombstone."""
         try:
-            result = obstore.get(self._store, key)
-            data = bytes(result.bytes())
+            result, data = _reading(lambda: _get(self._store, key))
         except FileNotFoundError as exc:
             if _bucket_missing(exc):
                 raise self._error("read", key, exc, changed="nothing was changed") from None
@@ -194,13 +196,27 @@ class S3Backend(Backend):
         etag = result.meta["e_tag"]
         return (None if data == TOMBSTONE else data), etag
 
+    def _raw(self, key: str) -> bytes | None:
+        """The bytes at ``key`` as stored (a tombstone too), None if absent."""
+        try:
+            return _reading(lambda: _get(self._store, key))[1]
+        except FileNotFoundError:
+            return None
+        except Exception as exc:
+            raise self._error("read", key, exc, changed="nothing was changed") from None
+
     def _write(self, key: str, etag: str | None, data: bytes) -> str | None:
         """PUT ``data`` only if the key holds ``etag`` (None: only if absent); the new ETag,
         or None if the condition failed."""
         mode: Any = "create" if etag is None else {"e_tag": etag}
         try:
             result = obstore.put(self._store, key, data, mode=mode, use_multipart=False)
-        except (AlreadyExistsError, PreconditionError):
+        except (AlreadyExistsError, PreconditionError) as exc:
+            # After a retry, the condition may have failed on our own first attempt, whose
+            # answer was lost: the key then holds exactly our bytes. (Documents amber
+            # writes carry times and writers, so another writer's are never identical.)
+            if _retried(exc) and self._raw(key) == data:
+                return "retried"
             return None
         except Exception as exc:
             raise self._error(
@@ -240,7 +256,9 @@ class S3Backend(Backend):
         if end <= offset:
             return b""
         try:
-            return bytes(obstore.get_range(self._store, key, start=offset, end=end))
+            return _reading(
+                lambda: bytes(obstore.get_range(self._store, key, start=offset, end=end))
+            )
         except FileNotFoundError:
             return None
         except Exception as exc:
@@ -258,7 +276,9 @@ class S3Backend(Backend):
                 return True
             current, etag = self._read(key)
             # A tombstone counts as absent: replace it, conditionally on its ETag.
-            return current is None and etag is not None and self._write(key, etag, content)
+            return (
+                current is None and etag is not None and self._write(key, etag, content) is not None
+            )
         finally:
             if isinstance(data, Path):
                 data.unlink(missing_ok=True)
@@ -292,18 +312,23 @@ class S3Backend(Backend):
         """Metadata of every key that starts with ``prefix`` (tombstones included)."""
         # obstore lists whole path segments: list the folder the prefix names and filter.
         folder = prefix.rpartition("/")[0]
-        try:
+
+        def listing() -> list[dict[str, Any]]:
+            out = []
             for chunk in obstore.list(self._store, prefix=folder or None, chunk_size=1000):
-                for meta in chunk:
-                    key = meta["path"]
-                    if key.startswith(prefix) and key.split("/", 1)[0] not in _RESERVED:
-                        yield meta
-        except StoreError:
-            raise
+                out.extend(chunk)
+            return out
+
+        try:
+            found = _reading(listing)  # whole, so that a retry starts over cleanly
         except Exception as exc:
             raise self._error(
                 "list", prefix or "the store", exc, changed="nothing was changed"
             ) from None
+        for meta in found:
+            key = meta["path"]
+            if key.startswith(prefix) and key.split("/", 1)[0] not in _RESERVED:
+                yield meta
 
     def list(self, prefix: str = "") -> Iterator[str]:
         for meta in self._listing(prefix):
@@ -405,6 +430,31 @@ class S3Backend(Backend):
         _, raw = self._marker_state(self._key(key))
         if not self._swap(_marker(key), raw, _doc({"touched": mtime})):
             raise StoreError(f"could not set the time of {key}")
+
+
+def _retried(exc: BaseException) -> bool:
+    """Whether obstore's error says the request was sent more than once."""
+    return any(int(n) > 0 for n in re.findall(r"(?<![_a-z])retries: (\d+)", str(exc)))
+
+
+def _get(store: Any, key: str) -> tuple[Any, bytes]:
+    result = obstore.get(store, key)
+    return result, bytes(result.bytes())
+
+
+def _reading(call: Callable[[], T]) -> T:
+    """Run a read-only request, again after a failure obstore did not retry itself (a
+    connection dropped while a body was read): reads are idempotent."""
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            return call()
+        except (FileNotFoundError, PermissionDeniedError, UnauthenticatedError):
+            raise
+        except Exception:
+            if attempt == READ_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def _marker(key: str) -> str:
