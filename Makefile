@@ -68,6 +68,12 @@ fuzz-gadgets: $(VENV)/.installed-test
 		--seed $(FUZZ_SEED) --seconds $(FUZZ_SECONDS) --synth $(FUZZ_BATCH) \
 		--mutate $(FUZZ_BATCH) --minimize $(FUZZ_MINIMIZE) --corpus tests/graph/gadget_corpus.json
 
+# The store's concurrency tests at full size on a real S3 server (moto, loopback):
+# 8 processes x 25 saves of one name (the default suite runs 8 x 5 on S3).
+.PHONY: s3-stress
+s3-stress: $(VENV)/.installed-test
+	AMBER_S3_STRESS=1 $(BIN)/python -m pytest -q tests/store/test_concurrency.py -k s3
+
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = {"torch", "sklearn", "scipy", "xgboost", "lightgbm", "boto3", "pandas", "numpy"}
+HEAVY = {"torch", "sklearn", "scipy", "xgboost", "lightgbm", "boto3", "pandas", "numpy", "obstore"}
 
 
 def _modules_after(code: str) -> set[str]:

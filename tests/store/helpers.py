@@ -16,6 +16,14 @@ from amber.store import Store
 # fork: children start in milliseconds and inherit the test's monkeypatching-free state.
 CTX = multiprocessing.get_context("fork")
 CHILD_TIMEOUT = 120.0
+# obstore (s3:// stores) cannot run in a child forked after the parent used it (its async
+# runtime's threads are not copied): children of tests on remote stores are spawned.
+SPAWN = multiprocessing.get_context("spawn")
+
+
+def context_for(location: object) -> Any:
+    """The multiprocessing context for children using the store at ``location``."""
+    return SPAWN if isinstance(location, str) and "://" in location else CTX
 
 
 def payload(worker: int, seq: int) -> dict[str, Any]:
@@ -56,9 +64,15 @@ def temporaries(root: Path) -> list[str]:
     return sorted(os.listdir(root / "tmp"))
 
 
-def age_objects(root: Path, seconds: float) -> None:
-    """Pretend every object file was written ``seconds`` ago."""
+def age_objects(root: Path | str, seconds: float) -> None:
+    """Pretend every object was written ``seconds`` ago (``root``: a store folder, or the
+    URL of a remote store whose backend has ``set_mtime``)."""
     then = time.time() - seconds
+    if isinstance(root, str) and "://" in root:
+        with Store(root) as store:
+            for key in list(store.backend.list("objects/")):
+                store.backend.set_mtime(key, then)  # type: ignore[attr-defined]
+        return
     for folder, _, files in os.walk(root / "objects"):
         for name in files:
             os.utime(Path(folder) / name, (then, then))

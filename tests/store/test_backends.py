@@ -15,12 +15,16 @@ import pytest
 from amber.errors import InvalidArgumentError, StoreError
 from amber.store import Backend, LocalBackend, MemoryBackend
 from tests.store.helpers import CTX, join_all
+from tests.store.s3_server import S3Server
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(params=["local", "memory", "s3"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if request.param == "local":
         return LocalBackend(tmp_path / "store")
+    if request.param == "s3":
+        server: S3Server = request.getfixturevalue("s3_server")
+        return server.backend(server.create_bucket())
     return MemoryBackend()
 
 
@@ -32,8 +36,8 @@ def age(backend: Backend, key: str, seconds: float) -> float:
         assert path is not None
         os.utime(path, (then, then))
     else:
-        assert isinstance(backend, MemoryBackend)
-        backend.set_mtime(key, then)
+        assert isinstance(backend, MemoryBackend) or type(backend).__name__ == "S3Backend"
+        backend.set_mtime(key, then)  # type: ignore[attr-defined]
     return then
 
 

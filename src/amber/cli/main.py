@@ -9,6 +9,7 @@ import typer
 from amber._version import __version__
 from amber.cli import convert_cmd, inspect_cmd, store_admin_cmds, store_cmds, verify_cmd
 from amber.cli.output import sanitized_warnings
+from amber.cli.remote_cmds import register as register_remote
 
 app = typer.Typer(
     name="amber",
@@ -42,6 +43,7 @@ verify_cmd.register(app)
 convert_cmd.register(app)
 store_cmds.register(app)
 store_admin_cmds.register(app)
+register_remote(app)
 
 
 def main() -> None:

@@ -27,11 +27,13 @@ from amber.cli.output import (
 from amber.cli.store_common import (
     JSON_OPTION,
     STORE_OPTION,
+    is_remote,
     model_name,
     opened,
     plain,
     progress,
     store_fail,
+    store_location,
     store_root,
 )
 from amber.errors import AmberError, InvalidArgumentError, WriteError
@@ -131,7 +133,7 @@ def import_(
     if name is not None:
         name = model_name(name)
     root = store_root(store)
-    created = not root.exists()
+    created = not is_remote(store_location(store)) and not root.exists()
     try:
         manifest = _manifest(file)
     except AmberError as exc:
@@ -235,6 +237,9 @@ def path(store: str = STORE_OPTION) -> None:
 
     Exit 0 (a note on stderr says when no store exists there yet).
     """
+    if is_remote(store_location(store)):
+        typer.echo(store_location(store))
+        return
     root = store_root(store).absolute()
     typer.echo(str(root))
     if not root.exists():

@@ -53,7 +53,10 @@ STORE_OPTION: Any = typer.Option(
     "--store",
     envvar="AMBER_STORE",
     show_default=False,
-    help=f"The store folder (default: $AMBER_STORE, else ./{DEFAULT_STORE}).",
+    help=(
+        "The store: a folder or s3://bucket/prefix "
+        f"(default: $AMBER_STORE, else ./{DEFAULT_STORE})."
+    ),
 )
 JSON_OPTION: Any = typer.Option(False, "--json", help="Print JSON for machines.")
 
@@ -87,14 +90,44 @@ def model_name(text: str) -> str:
         store_fail(exc)
 
 
+def store_location(path: str | None) -> str:
+    """What --store / AMBER_STORE / the default name: a folder or a URL (s3://...)."""
+    return str(path or os.environ.get("AMBER_STORE") or DEFAULT_STORE)
+
+
+def is_remote(location: str) -> bool:
+    from amber.store.location import scheme_of
+
+    return scheme_of(location) not in (None, "file")
+
+
 def store_root(path: str | None) -> Path:
-    return Path(path or os.environ.get("AMBER_STORE") or DEFAULT_STORE)
+    """The local folder of the chosen store (for a remote one, its URL as a path: callers
+    check ``is_remote`` first)."""
+    location = store_location(path)
+    if is_remote(location):
+        return Path(location)
+    from amber.store.location import local_path
+
+    try:
+        return local_path(location)
+    except AmberError as exc:
+        store_fail(exc)
 
 
 def open_store(path: str | None, *, create: bool = False) -> Store:
     """Open the store at ``path``. A missing folder is an error unless ``create`` (then it
     is made, as is a store in an empty folder); a file or a folder of other things always
-    is."""
+    is. A URL (s3://bucket/prefix) opens a remote store: an empty prefix is an empty
+    store."""
+    location = store_location(path)
+    if is_remote(location):
+        from amber.store.store import Store
+
+        try:
+            return Store(location)
+        except AmberError as exc:
+            store_fail(exc)
     root = store_root(path)
     if not root.exists():
         if not create:

@@ -29,6 +29,7 @@ from amber.container.manifest import TensorEntry
 from amber.container.writer import TensorItem, _check_array, iter_chunks, payload_order, write
 from amber.errors import CorruptFileError, ReadError, StoreError
 from amber.store.backend import Backend
+from amber.store.cache import ObjectCache
 from amber.store.local import store_error
 
 if TYPE_CHECKING:
@@ -176,12 +177,12 @@ def _put_pack(backend: Backend, small: list[tuple[str, Any, str]]) -> tuple[str,
 
 
 class ObjectFiles:
-    """Local files for objects: the backend's own files when it has them, else copies
-    fetched into ``cache`` (verified on the way in) and mapped from there."""
+    """Local files for objects: the backend's own files when it has them, else verified
+    copies in an object cache (``amber.store.cache``), mapped from there."""
 
     def __init__(self, backend: Backend, cache: Path | None) -> None:
         self.backend = backend
-        self.cache = cache
+        self.cache = None if cache is None else ObjectCache(cache)
         self.closed = False
 
     def close(self) -> None:
@@ -200,20 +201,7 @@ class ObjectFiles:
                 )
             return local
         assert self.cache is not None
-        target = self.cache / "objects" / digest_hex
-        if not target.exists():
-            data = self.backend.get(key)
-            if data is None:
-                raise StoreError(f"object {digest_hex[:16]}... is missing from the store")
-            h = hasher(len(data))
-            h.update(data)
-            if h.hexdigest() != digest_hex:
-                raise CorruptFileError(f"object {digest_hex[:16]}... is corrupt in the store")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(f".{os.getpid()}-{os.urandom(4).hex()}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
-        return target
+        return self.cache.fetch(self.backend, key, digest_hex)
 
 
 def map_object(path: Path, nbytes: int, *, use_mmap: bool, writable: bool) -> Any:

@@ -13,6 +13,7 @@ The SQLite index (``index.py``) is derived from them for listings and searches.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import math
@@ -21,7 +22,7 @@ import socket
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,7 +39,8 @@ from amber.errors import (
 from amber.store import records
 from amber.store.backend import Backend
 from amber.store.index import Index, files_of
-from amber.store.local import CACHE, LocalBackend
+from amber.store.local import CACHE, LocalBackend, store_error
+from amber.store.location import cache_root, local_path, open_remote
 from amber.store.names import LATEST, Spec, check_alias, check_name, closest, parse_spec
 from amber.store.objects import ObjectFiles, object_key, objects_of, put_tensors
 from amber.store.reader import VersionReader
@@ -166,14 +168,31 @@ class Store:
         *,
         backend: Backend | None = None,
         index_path: str | os.PathLike[str] | None = None,
+        endpoint: str | None = None,
     ) -> None:
         if backend is not None and path is not None:
             raise InvalidArgumentError("give a path or a backend, not both")
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        remote = None
         if backend is None:
-            root = Path(path if path is not None else os.environ.get("AMBER_STORE", DEFAULT_PATH))
+            location = path if path is not None else os.environ.get("AMBER_STORE", DEFAULT_PATH)
+            remote = open_remote(location, endpoint=endpoint)
+        elif endpoint is not None:
+            raise InvalidArgumentError("endpoint applies to s3:// locations, not to a backend")
+        if remote is not None:
+            # A remote store: this client's index and verified object cache live under
+            # $AMBER_CACHE; the index is brought up to date from storage on open.
+            backend = remote.backend
+            index_file: Path | None = remote.index_file
+            cache = cache_root()
+            try:
+                remote.index_file.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise store_error("create the cache folder", cache, exc) from None
+        elif backend is None:
+            root = local_path(location)
             backend = LocalBackend(root)
-            index_file: Path | None = root / CACHE / "index.sqlite"
+            index_file = root / CACHE / "index.sqlite"
             cache = root / CACHE
         else:
             index_file = Path(index_path) if index_path is not None else None
@@ -188,7 +207,9 @@ class Store:
             if index_file is None or not any(os.path.lexists(f) for f in files_of(index_file)):
                 raise
             self.index = self._fresh_index(index_file)
-        if index_file is not None and not self._index_initialized():
+        if remote is not None:
+            self.refresh()  # other clients write too: storage is the truth
+        elif index_file is not None and not self._index_initialized():
             self.reindex()
 
     def __repr__(self) -> str:
@@ -773,6 +794,20 @@ class Store:
             self.index = self._fresh_index(self._index_file)
             return reindex(self)
 
+    def refresh(self) -> int:
+        """Bring the index up to date with storage, reading only what changed since the
+        last refresh where the backend can tell (s3://); else a full reindex. Returns the
+        number of documents read."""
+        from amber.store.refresh import refresh
+
+        try:
+            return refresh(self)
+        except StoreError:
+            if self._index_file is None:
+                raise
+            self.reindex()  # a damaged index is moved aside and rebuilt
+            return refresh(self)
+
     @staticmethod
     def _fresh_index(path: Path) -> Index:
         """Move a damaged index aside and start an empty one (the caller rebuilds it)."""
@@ -837,6 +872,39 @@ class Store:
 
         return import_bundle(self, Path(path), name)
 
+    def push(
+        self,
+        spec: str,
+        to: str | os.PathLike[str] | Store,
+        *,
+        all_versions: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Any:
+        """Copy the version ``spec`` names (every version of the model with
+        ``all_versions``) to another store: a Store, a folder or a URL (s3://bucket/prefix).
+        Only objects missing there travel; history and lineage are kept; a version already
+        there is skipped, so a second run finishes an interrupted one. Returns a CopyReport;
+        ``progress(sent, total)`` is called as bytes go out."""
+        from amber.store.sync import copy_versions
+
+        with _opened(to) as dest:
+            return copy_versions(self, dest, spec, every=all_versions, progress=progress)
+
+    def pull(
+        self,
+        source: str | os.PathLike[str] | Store,
+        spec: str,
+        *,
+        all_versions: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Any:
+        """Copy versions from ``source`` (a Store, a folder or a URL) into this store; as
+        ``push`` the other way."""
+        from amber.store.sync import copy_versions
+
+        with _opened(source) as src:
+            return copy_versions(src, self, spec, every=all_versions, progress=progress)
+
     def diff(self, a: str, b: str) -> Any:
         """What changed from version ``a`` to ``b`` (see amber.store.diff.Diff)."""
         from amber.store.diff import diff
@@ -850,3 +918,13 @@ class Store:
         from amber.store.diff import compare
 
         return compare(self, specs, X, y, metrics)
+
+
+@contextlib.contextmanager
+def _opened(store: str | os.PathLike[str] | Store) -> Iterator[Store]:
+    """``store`` itself, or the store at a location (closed afterwards)."""
+    if isinstance(store, Store):
+        yield store
+        return
+    with Store(store) as opened:
+        yield opened

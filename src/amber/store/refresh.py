@@ -1,0 +1,87 @@
+"""Bringing a client's index of a remote store up to date, incrementally.
+
+A remote store has one index per client (under ``$AMBER_CACHE``), so other clients' saves,
+deletes, alias moves and tag changes reach it only from storage. On open, the store lists
+``versions/``, ``refs/`` and ``tags/`` with each key's ETag (one LIST request per thousand
+keys) and compares with the ETags it saw last time (table ``remote_keys`` of the index):
+only new or changed documents are read, and documents gone are dropped from the index. A
+store of 10,000 versions therefore costs ten LIST requests once it is in sync, not 10,000
+GETs. The index is a cache for listing and search: ``load`` and ``resolve`` always read
+storage, so a stale index can never change which bytes a load returns.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from amber.errors import AmberError
+
+if TYPE_CHECKING:
+    from amber.store.store import Store
+
+SCHEMA = "CREATE TABLE IF NOT EXISTS remote_keys (key TEXT PRIMARY KEY, etag TEXT NOT NULL)"
+_VERSION = re.compile(r"^versions/([^/]+)/([1-9][0-9]*)$")
+_TAGS = re.compile(r"^tags/([^/]+)/([1-9][0-9]*)$")
+_REF = re.compile(r"^refs/([^/]+)/([^/]+)$")
+
+
+def refresh(store: Store) -> int:
+    """Read what changed in storage since the last refresh into the index; the number of
+    documents read. Backends that cannot list ETags get a full reindex."""
+    list_etags = getattr(store.backend, "list_etags", None)
+    if list_etags is None:
+        return store.reindex()
+    with store.index.transaction() as db:
+        db.execute(SCHEMA)
+        now: dict[str, str] = {}
+        for prefix in ("versions/", "refs/", "tags/"):
+            now.update(list_etags(prefix))
+        known = dict(db.execute("SELECT key, etag FROM remote_keys").fetchall())
+        changed = [k for k, e in now.items() if known.get(k) != e]
+        gone = [k for k in known if k not in now]
+        versions: set[tuple[str, int]] = set()
+        refs: set[tuple[str, str]] = set()
+        for key in changed + gone:
+            if match := _VERSION.match(key) or _TAGS.match(key):
+                versions.add((match.group(1), int(match.group(2))))
+            elif match := _REF.match(key):
+                refs.add((match.group(1), match.group(2)))
+        failed: set[str] = set()
+        for name, number in sorted(versions):
+            if not _reindex_version(store, db, name, number):
+                failed |= {f"versions/{name}/{number}", f"tags/{name}/{number}"}
+        for name, alias in sorted(refs):
+            try:
+                version = store._ref(name, alias)[1]
+            except AmberError:
+                version = None  # a damaged ref: store.check() reports it
+                failed.add(f"refs/{name}/{alias}")
+            store.index.set_alias(db, name, alias, version)
+        db.executemany("DELETE FROM remote_keys WHERE key = ?", [(k,) for k in gone])
+        db.executemany(
+            "INSERT OR REPLACE INTO remote_keys (key, etag) VALUES (?, ?)",
+            [(k, now[k]) for k in changed if k not in failed],
+        )
+    return len(versions) + len(refs)
+
+
+def forget(store: Store) -> None:
+    """Make the next refresh read everything again (after a full reindex)."""
+    with store.index.transaction() as db:
+        db.execute(SCHEMA)
+        db.execute("DELETE FROM remote_keys")
+
+
+def _reindex_version(store: Store, db: Any, name: str, number: int) -> bool:
+    """Index ``name@number`` as storage has it (or drop it); False if it is damaged."""
+    try:
+        record = store._record(name, number)
+    except AmberError:
+        store.index.remove_version(db, name, number)  # store.check() reports it
+        return False
+    if record is None or record.deleted:
+        store.index.remove_version(db, name, number)
+        return True
+    store.index.add_version(db, store._index_row(record, store._tags(record)))
+    return True
