@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 PICKLE = "pickle"
 JOBLIB = "joblib"  # a compressed joblib file (an uncompressed one is a pickle)
@@ -62,7 +66,7 @@ def detect(path: Path, head: bytes) -> str | None:
         return TORCH_LEGACY
     if head.startswith(b"\x80") and len(head) > 1 and head[1] <= 5:
         return PICKLE
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return _zip_kind(path)
     if head.startswith(b"\x93NUMPY"):
         return NPY
@@ -72,9 +76,9 @@ def detect(path: Path, head: bytes) -> str | None:
         return SAFETENSORS
     if suffix == ".onnx" and head[:1] == b"\x08":
         return ONNX
-    if suffix in (".joblib", ".pkl", ".pickle", ".z", ".gz", ".bz2", ".xz", ".lzma", ".lz4"):
-        if compression(head):
-            return JOBLIB
+    joblib_suffixes = (".joblib", ".pkl", ".pickle", ".z", ".gz", ".bz2", ".xz", ".lzma", ".lz4")
+    if suffix in joblib_suffixes and compression(head):
+        return JOBLIB
     if suffix in (".pkl", ".pickle", ".joblib") and head[:1] in (b"(", b"c", b"]", b"}", b"N"):
         return PICKLE  # protocol 0/1 pickles have no header
     return None
@@ -136,3 +140,19 @@ def foreign_message(path: os.PathLike[str] | str) -> str | None:
     if head.startswith(b"\x89AMBER\r\n"):
         return None
     return describe(path, head)
+
+
+def not_foreign(path: os.PathLike[str] | str, open_reader: Callable[[], T]) -> T:
+    """``open_reader()``; when it fails because ``path`` is not an amber file but a format
+    amber recognizes, the error says what the file is and what to do instead."""
+    from amber.errors import CorruptFileError, FormatError
+
+    try:
+        return open_reader()
+    except FormatError as exc:
+        if isinstance(exc, CorruptFileError):
+            raise
+        message = foreign_message(path)
+        if message is None:
+            raise
+        raise FormatError(message) from None

@@ -110,10 +110,7 @@ def array_hook(call: Call, reader: PickleReader) -> Any:
     import numpy as np
 
     array = np.frombuffer(bytearray(data), dtype=dtype)
-    if order == "F":
-        array = array.reshape(shape[::-1]).transpose()
-    else:
-        array = array.reshape(shape)
+    array = array.reshape(shape[::-1]).transpose() if order == "F" else array.reshape(shape)
     if not dtype.isnative and dtype.names is None and dtype.itemsize > 1:
         array = array.byteswap().view(dtype.newbyteorder("="))  # joblib.load does the same
     return array

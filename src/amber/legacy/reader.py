@@ -14,9 +14,10 @@ from amber.errors import FormatError, ReadError
 from amber.legacy import formats
 from amber.legacy.joblib_file import DEFAULT_MAX_OUTPUT, array_hook, decompress
 from amber.legacy.numpy_file import read_npy, read_npz
-from amber.legacy.pickle_vm import DEFAULT_LIMITS, Limits, PickleReader, PickleError
+from amber.legacy.pickle_vm import DEFAULT_LIMITS, Limits, PickleError, PickleReader
+from amber.legacy.policy import never_constructed
 from amber.legacy.torch_file import read_archive, read_legacy
-from amber.legacy.translate import Translator
+from amber.legacy.translate import Refused, Translator
 
 # Largest file read (they are read whole into memory).
 MAX_FILE_BYTES = 64 << 30
@@ -103,9 +104,22 @@ def parse(path: os.PathLike[str] | str, *, max_output: int = DEFAULT_MAX_OUTPUT)
 def build(parsed: Parsed, trusted: Iterable[Any] | None = None) -> Any:
     """The object of ``parsed``: amber's decoder audits every name, then constructs."""
     import amber.api  # noqa: F401  (registers the adapters' names, schemas and constructors)
-    from amber.graph.decode import decode
-    from amber.graph.trust import trusted_set
+    from amber.graph.decode import decode, scan
+    from amber.graph.trust import REGISTRY, trusted_set
 
+    never = sorted(
+        {
+            name.dotted
+            for kind, name in scan(parsed.root).names
+            if never_constructed(name.dotted) and not REGISTRY.allows(name, kind)
+        }
+    )
+    if never:
+        raise Refused(
+            f"{parsed.path}: it would import {', '.join(never)}, which amber never constructs "
+            "from a foreign file (code execution, processes, files or imports)",
+            tuple(never),
+        )
     tensors = parsed.tensors
     return decode(parsed.root, tensors.__getitem__, tensors.keys(), trusted_set(trusted))
 

@@ -91,7 +91,9 @@ class _Storages:
         try:
             info = self._archive.getinfo(name)
         except KeyError:
-            raise _fail(f"storage {key} is named by data.pkl but missing from the archive")
+            raise _fail(
+                f"storage {key} is named by data.pkl but missing from the archive"
+            ) from None
         if info.file_size != numel * _ITEMSIZE[dtype]:
             raise _fail(f"storage {key} holds {info.file_size} bytes, not {numel} {dtype} elements")
         import numpy as np

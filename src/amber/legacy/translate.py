@@ -24,9 +24,9 @@ from amber.legacy.values import (
     Call,
     Global,
     Opaque,
-    Persistent,
     PByteArray,
     PDict,
+    Persistent,
     PList,
     PSet,
     PTuple,
@@ -315,9 +315,13 @@ class Translator:
     def _dtype_of(self, value: Any) -> Any:
         if isinstance(value, Opaque):
             value = value.value
-        if isinstance(value, Call) and isinstance(value.func, Global):
-            if value.func.dotted == "numpy.dtype" and value.opcode == "REDUCE":
-                return make_dtype(value)
+        if (
+            isinstance(value, Call)
+            and isinstance(value.func, Global)
+            and value.func.dotted == "numpy.dtype"
+            and value.opcode == "REDUCE"
+        ):
+            return make_dtype(value)
         raise Refused("pickle: an array's dtype is not a numpy dtype")
 
     def _dtype(self, call: Call, depth: int) -> dict:
@@ -338,7 +342,7 @@ class Translator:
                 f"pickle: at byte {call.offset}: only plain numpy arrays are read "
                 "(subclasses such as matrix or masked arrays are not)"
             )
-        version, shape, dtype_value, fortran, data = call.state.items
+        _version, shape, dtype_value, fortran, data = call.state.items
         dtype = self._dtype_of(dtype_value)
         shape = shape_of(shape)
         if dtype.hasobject:
@@ -603,7 +607,7 @@ def _record_dtype(names: Any, fields: Any, itemsize: Any, offset: int) -> Any:
 
     if not isinstance(names, PTuple) or not isinstance(fields, PDict) or type(itemsize) is not int:
         raise Refused(f"pickle: at byte {offset}: malformed record dtype")
-    table = {key: value for key, value in fields.pairs}
+    table = dict(fields.pairs)
     formats, offsets = [], []
     for name in names.items:
         entry = table.get(name)
