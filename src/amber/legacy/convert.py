@@ -25,7 +25,7 @@ def legacy_to_amber(
     import amber
     from amber.legacy.reader import build, parse
 
-    parsed = parse(src)
+    parsed = parse(src, trusted=trusted)
     obj = build(parsed, trusted)
     info = amber.save(obj, dst, metadata={"converted_from": parsed.format, "source": src.name})
     return len(info.tensors), info.tensor_bytes

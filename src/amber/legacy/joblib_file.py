@@ -49,7 +49,8 @@ def decompress(data: bytes, max_output: int = DEFAULT_MAX_OUTPUT) -> bytes:
         while True:
             room = max_output - len(out)
             chunk = engine.decompress(pending, max_length=min(_CHUNK, room + 1))
-            pending = b""
+            # zlib hands back the input it has not consumed yet; bz2/lzma keep it inside.
+            pending = getattr(engine, "unconsumed_tail", b"")
             out += chunk
             if len(out) > max_output:
                 raise FormatError(

@@ -68,6 +68,7 @@ def parse_bytes(
     *,
     limits: Limits = DEFAULT_LIMITS,
     max_output: int = DEFAULT_MAX_OUTPUT,
+    trusted: frozenset[str] = frozenset(),
 ) -> Parsed:
     """Read ``data`` (the content of ``path``) without executing anything."""
     fmt = formats.detect(path, data[:64])
@@ -89,16 +90,26 @@ def parse_bytes(
         value = read_npy(data, limits)
     else:
         value = read_npz(data, limits, max_output)
-    translator = Translator()
+    translator = Translator(trusted)
     translator.tensors.update(tensors)
     root = translator.node(value)
     return Parsed(path, fmt, root, translator.tensors)
 
 
-def parse(path: os.PathLike[str] | str, *, max_output: int = DEFAULT_MAX_OUTPUT) -> Parsed:
-    """Read the foreign file at ``path`` into inert nodes (nothing is imported or run)."""
+def parse(
+    path: os.PathLike[str] | str,
+    *,
+    max_output: int = DEFAULT_MAX_OUTPUT,
+    trusted: Iterable[Any] | None = None,
+) -> Parsed:
+    """Read the foreign file at ``path`` into inert nodes (nothing is imported or run);
+    ``trusted`` names classes the caller trusts (they may be called by REDUCE)."""
+    import amber.api  # noqa: F401  (the adapters' allowlists tell classes from functions)
+    from amber.graph.trust import trusted_set
+
     path = Path(path)
-    return parse_bytes(path, read_bytes(path), max_output=max_output)
+    data = read_bytes(path)
+    return parse_bytes(path, data, max_output=max_output, trusted=trusted_set(trusted))
 
 
 def build(parsed: Parsed, trusted: Iterable[Any] | None = None) -> Any:
@@ -132,4 +143,4 @@ def load(
 ) -> Any:
     """The object a pickle/joblib/torch.save/numpy file holds, rebuilt the way an ``.amber``
     file is: every name audited before anything is imported, typed state checked."""
-    return build(parse(path, max_output=max_output), trusted)
+    return build(parse(path, max_output=max_output, trusted=trusted), trusted)

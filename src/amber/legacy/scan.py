@@ -102,7 +102,7 @@ def scan_file(
     user = trusted_set(trusted)
     fmt = formats.detect(path, formats.read_head(path))
     try:
-        parsed = parse(path, max_output=max_output)
+        parsed = parse(path, max_output=max_output, trusted=user)
     except Refused as exc:
         names = [NameCheck(n, "function", False, True) for n in exc.names]
         return ScanReport(path, REFUSED, str(exc), fmt, names)

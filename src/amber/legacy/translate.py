@@ -77,7 +77,8 @@ def _is_class_name(name: str) -> bool:
 class Translator:
     """One translation; ``tensors`` maps the tensor names the nodes use to arrays."""
 
-    def __init__(self) -> None:
+    def __init__(self, trusted: frozenset[str] = frozenset()) -> None:
+        self.trusted = trusted  # names the caller trusts (dotted), as for amber.load
         self.tensors: dict[str, Any] = {}
         self._nodes: dict[int, dict[str, Any]] = {}
         self._keep: list[Any] = []
@@ -184,9 +185,9 @@ class Translator:
 
         name = self._name(glob)
         qual = QualName.parse(name)
-        if REGISTRY.allows(qual, "type"):
+        if REGISTRY.allows(qual, "type", self.trusted):
             return {"k": k.TYPE, "name": name}
-        if REGISTRY.allows(qual, "function"):
+        if REGISTRY.allows(qual, "function", self.trusted):
             return {"k": k.FUNC, "name": name}
         return {"k": k.TYPE if _is_class_name(glob.name) else k.FUNC, "name": name}
 
@@ -226,13 +227,20 @@ class Translator:
         cython = _cython_target(func, args)
         if cython is not None:
             return self._object(call, cython, "cython", args[1:], depth)
-        if not _is_class_name(func.name) and func.module != "builtins":
+        if not _is_class_name(func.name) and not self._trusted_type(func):
             raise Refused(
                 f"pickle: at byte {call.offset}: the file calls the function {dotted}; amber "
                 "never calls functions named by a file",
                 (dotted,),
             )
         return self._object(call, func, "call", args, depth)
+
+    def _trusted_type(self, glob: Global) -> bool:
+        """Is ``glob`` a class amber (or the caller) trusts? Lower-case classes (partial,
+        defaultdict, slice) are told from functions this way, without importing them."""
+        from amber.graph.trust import REGISTRY
+
+        return REGISTRY.allows(QualName.parse(self._name(glob)), "type", self.trusted)
 
     def _object(self, call: Call, cls: Global, mode: str, args: list[Any], depth: int) -> dict:
         from amber.graph.constructors import CONSTRUCTORS
