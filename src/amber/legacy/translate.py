@@ -227,6 +227,9 @@ class Translator:
         cython = _cython_target(func, args)
         if cython is not None:
             return self._object(call, cython, "cython", args[1:], depth)
+        new_obj = _new_obj_target(func, args)
+        if new_obj is not None:
+            return self._object(call, new_obj, "new", [], depth)
         if not _is_class_name(func.name) and not self._trusted_type(func):
             raise Refused(
                 f"pickle: at byte {call.offset}: the file calls the function {dotted}; amber "
@@ -246,6 +249,18 @@ class Translator:
         from amber.graph.constructors import CONSTRUCTORS
 
         name = self._name(cls)
+        if name == _BSPLINE and mode == "new" and not args:
+            # what scipy's BSpline keeps (its pickled __dict__ also holds array-API helpers
+            # that its constructor recreates)
+            fields = dict(call.state.pairs) if isinstance(call.state, PDict) else {}
+            keys = ("t", "c", "k", "extrapolate", "axis")
+            pairs = []
+            for key in keys:  # t and c are stored as _t and _c by recent scipy
+                if (key in fields) == (f"_{key}" in fields):
+                    raise Refused(f"pickle: at byte {call.offset}: malformed BSpline")
+                pairs.append((key, fields[key] if key in fields else fields[f"_{key}"]))
+            state = PDict(pairs)
+            return self._adapter(call, name, state, depth)
         if name in CONSTRUCTORS:
             raise Refused(
                 f"pickle: at byte {call.offset}: {cls.dotted} is rebuilt by an amber adapter "
@@ -284,9 +299,24 @@ class Translator:
             and args[2] is None
         ):
             return self._object(call, args[0], "new", [], depth)
+        if (
+            len(args) == 3
+            and isinstance(args[0], Global)
+            and isinstance(args[1], Global)
+            and args[1].dotted in ("builtins.dict", "builtins.list")
+            and isinstance(args[2], (PDict, PList))
+        ):
+            # protocol 0/1 of a dict or list subclass: base.__new__(cls, v); base.__init__(v)
+            if args[1].dotted == "builtins.dict" and isinstance(args[2], PDict):
+                call.dictitems[:0] = args[2].pairs
+            elif args[1].dotted == "builtins.list" and isinstance(args[2], PList):
+                call.listitems[:0] = args[2].items
+            else:
+                raise Refused(f"pickle: at byte {call.offset}: malformed copyreg._reconstructor")
+            return self._object(call, args[0], "new", [], depth)
         raise Refused(
             f"pickle: at byte {call.offset}: copyreg._reconstructor with a base other than "
-            "object is not supported"
+            "object, dict or list is not supported"
         )
 
     def _newobj_fn(self, call: Call, depth: int) -> dict:
@@ -317,6 +347,85 @@ class Translator:
         if len(args) == 2 and all(type(a) is float for a in args):
             return {"k": k.COMPLEX, "v": [self.node(args[0]), self.node(args[1])]}
         raise Refused(f"pickle: at byte {call.offset}: complex() with odd arguments")
+
+    # -- classes amber rebuilds through an adapter, from the state it records --------------
+
+    def _adapter(self, call: Call, name: str, state: Any, depth: int) -> dict:
+        if call.listitems or call.dictitems:
+            raise Refused(f"pickle: at byte {call.offset}: {name} with items")
+        node = self._remember(call, {"k": k.OBJECT, "type": name, "mode": k.MODE_ADAPTER})
+        node["state"] = self.node(state, depth)
+        return node
+
+    def _bit_generator_state(self, value: Any, offset: int) -> tuple[str, Any]:
+        """(class name, state) of ``__bit_generator_ctor(cls)`` built with its state."""
+        if (
+            isinstance(value, Call)
+            and isinstance(value.func, Global)
+            and value.func.dotted == _RANDOM + "__bit_generator_ctor"
+            and len(value.args.items) == 1
+            and isinstance(value.args.items[0], Global)
+            and value.has_state
+            and not (value.listitems or value.dictitems)
+        ):
+            state = value.state
+            if isinstance(state, PTuple) and len(state.items) == 2:
+                state = state.items[0]  # (state, seed sequence): amber keeps the state
+            return self._name(value.args.items[0]), state
+        raise Refused(f"pickle: at byte {offset}: a random generator without its bit generator")
+
+    def _bit_generator(self, call: Call, depth: int) -> dict:
+        name, state = self._bit_generator_state(call, call.offset)
+        return self._adapter(call, name, state, depth)
+
+    def _random_state(self, call: Call, depth: int) -> dict:
+        if len(call.args.items) != 1 or not call.has_state:
+            raise Refused(f"pickle: at byte {call.offset}: malformed RandomState")
+        self._bit_generator_state(call.args.items[0], call.offset)
+        # RandomState's pickled state is get_state(legacy=False): what its adapter keeps.
+        return self._adapter(call, "numpy.random.mtrand:RandomState", call.state, depth)
+
+    def _generator(self, call: Call, depth: int) -> dict:
+        if len(call.args.items) != 1 or (call.has_state and call.state is not None):
+            raise Refused(f"pickle: at byte {call.offset}: malformed Generator")
+        _, state = self._bit_generator_state(call.args.items[0], call.offset)
+        return self._adapter(call, "numpy.random._generator:Generator", state, depth)
+
+    def _masked_array(self, call: Call, depth: int) -> dict:
+        import numpy as np
+
+        args = call.args.items
+        state = call.state.items if isinstance(call.state, PTuple) else ()
+        if not (
+            len(args) == 4
+            and isinstance(args[0], Global)
+            and args[0].dotted in ("numpy.ma.core.MaskedArray", "numpy.ma.MaskedArray")
+            and isinstance(args[1], Global)
+            and args[1].dotted == "numpy.ndarray"
+            and len(state) == 7
+        ):
+            raise Refused(f"pickle: at byte {call.offset}: only plain masked arrays are read")
+        _, shape, dtype_value, fortran, raw, mask_raw, fill = state
+        dtype = self._dtype_of(dtype_value)
+        if dtype.names is not None or dtype.hasobject:
+            raise Refused(f"pickle: at byte {call.offset}: masked record arrays are not read")
+        shape = shape_of(shape)
+        data = self._array(_bytes_value(raw), dtype, shape, bool(fortran), call.offset)
+        mask = self._array(
+            _bytes_value(mask_raw), np.dtype(bool), shape, bool(fortran), call.offset
+        )
+        if fill is None:
+            fill = np.ma.default_fill_value(data)
+        adapter_state = PDict(
+            [
+                ("data", Opaque(data)),
+                ("mask", Opaque(mask)),
+                ("fill_value", fill),
+                ("hard_mask", False),
+                ("shared_mask", True),
+            ]
+        )
+        return self._adapter(call, "numpy.ma:MaskedArray", adapter_state, depth)
 
     # -- numpy ------------------------------------------------------------------------------
 
@@ -497,6 +606,20 @@ def _cython_target(func: Global, args: list[Any]) -> Global | None:
     return None
 
 
+def _new_obj_target(func: Global, args: list[Any]) -> Global | None:
+    """``module.newObj(Cls)``: compiled classes of modules amber lets be created empty."""
+    from amber.graph.constructors import NEW_MODE_MODULES
+
+    if (
+        func.name == "newObj"
+        and func.module in NEW_MODE_MODULES
+        and len(args) == 1
+        and isinstance(args[0], Global)
+    ):
+        return args[0]
+    return None
+
+
 def _empty_hooks(value: Any) -> bool:
     if isinstance(value, Call) and isinstance(value.func, Global):
         return (
@@ -648,7 +771,14 @@ def _descr(dtype: Any) -> Any:
     }
 
 
+_RANDOM = "numpy.random._pickle."
+_BSPLINE = "scipy.interpolate._bsplines:BSpline"
+
 _SPECIAL = {
+    _RANDOM + "__randomstate_ctor": Translator._random_state,
+    _RANDOM + "__generator_ctor": Translator._generator,
+    _RANDOM + "__bit_generator_ctor": Translator._bit_generator,
+    "numpy.ma.core._mareconstruct": Translator._masked_array,
     "copyreg._reconstructor": Translator._reconstructor,
     "copyreg.__newobj__": Translator._newobj_fn,
     "builtins.set": Translator._builtin_set,
