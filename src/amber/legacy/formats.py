@@ -33,6 +33,8 @@ _COMPRESSED = (
     (b"\x5d\x00", "lzma"),
     (b"\x04\x22\x4d\x18", "lz4"),
 )
+# First opcodes of a protocol 0/1 pickle (no PROTO header).
+_PROTO_0 = frozenset(b"(cI]}NSVFLGJKMUXT)ld" [i : i + 1] for i in range(20))
 _TORCH_LEGACY_MAGIC = b"\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"  # LONG1 of torch's magic
 
 
@@ -79,7 +81,7 @@ def detect(path: Path, head: bytes) -> str | None:
     joblib_suffixes = (".joblib", ".pkl", ".pickle", ".z", ".gz", ".bz2", ".xz", ".lzma", ".lz4")
     if suffix in joblib_suffixes and compression(head):
         return JOBLIB
-    if suffix in (".pkl", ".pickle", ".joblib") and head[:1] in (b"(", b"c", b"]", b"}", b"N"):
+    if suffix in (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".bin") and head[:1] in _PROTO_0:
         return PICKLE  # protocol 0/1 pickles have no header
     return None
 
