@@ -17,6 +17,7 @@ import gzip
 import io
 import lzma
 import struct
+import warnings
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -267,7 +268,8 @@ EVIL = gadget("os", "system", CMD)
 
 def _zip(members: list[tuple[str, bytes]], compress: int = zipfile.ZIP_STORED) -> bytes:
     out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=compress) as archive:
+    with warnings.catch_warnings(), zipfile.ZipFile(out, "w", compression=compress) as archive:
+        warnings.simplefilter("ignore")  # duplicate names are one of the cases
         for name, data in members:
             archive.writestr(name, data)
     return out.getvalue()

@@ -34,7 +34,7 @@ _COMPRESSED = (
     (b"\x04\x22\x4d\x18", "lz4"),
 )
 # First opcodes of a protocol 0/1 pickle (no PROTO header).
-_PROTO_0 = frozenset(b"(cI]}NSVFLGJKMUXT)ld" [i : i + 1] for i in range(20))
+_PROTO_0 = frozenset(b"(cI]}NSVFLGJKMUXT)ld"[i : i + 1] for i in range(20))
 _TORCH_LEGACY_MAGIC = b"\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"  # LONG1 of torch's magic
 
 

@@ -1,11 +1,13 @@
-"""numpy ``.npy`` and ``.npz`` files: the header is parsed by numpy (a literal, never
-evaluated as code), plain arrays are read as bytes, and object arrays (a pickle after the
-header) go through amber's pickle reader, never ``allow_pickle=True``."""
+"""numpy ``.npy`` and ``.npz`` files: the header is matched by a strict pattern (not parsed as
+Python), plain arrays are read as bytes, and object arrays (a pickle after the header) go
+through amber's pickle reader, never ``allow_pickle=True``."""
 
 from __future__ import annotations
 
 import io
 import math
+import re
+import struct
 import zipfile
 from typing import Any
 
@@ -14,27 +16,52 @@ from amber.legacy.pickle_vm import Limits, read_pickle
 from amber.legacy.values import Opaque, PDict
 
 MAX_MEMBERS = 100_000
+MAX_HEADER = 65536
+# The header numpy writes: a dict with exactly these keys, in this order; only a dtype
+# string (no record layouts) and a tuple of sizes.
+_HEADER = re.compile(
+    r"\{'descr': *'(?P<descr>[<>|=]?[A-Za-z][A-Za-z0-9\[\]]{0,20})', *"
+    r"'fortran_order': *(?P<fortran>True|False), *"
+    r"'shape': *\((?P<shape>( *[0-9]{1,19} *,?)*)\), *\} *\n?",
+    re.ASCII,
+)
+
+
+def _header(data: bytes, where: str) -> tuple[tuple[int, ...], bool, Any, int]:
+    """(shape, fortran, dtype, data offset) of an .npy file; FormatError when malformed."""
+    import numpy as np
+
+    if not data.startswith(b"\x93NUMPY") or len(data) < 10:
+        raise FormatError(f"{where}: not an .npy file; the file was refused")
+    major = data[6]
+    if major == 1:
+        (size,), start = struct.unpack("<H", data[8:10]), 10
+    elif major in (2, 3) and len(data) >= 12:
+        (size,), start = struct.unpack("<I", data[8:12]), 12
+    else:
+        raise FormatError(f"{where}: unknown .npy version {major}; the file was refused")
+    if size > MAX_HEADER or start + size > len(data):
+        raise FormatError(f"{where}: the .npy header is truncated or too long; refused")
+    text = data[start : start + size].decode("latin-1").rstrip(" ")
+    match = _HEADER.fullmatch(text)
+    if match is None:
+        raise FormatError(
+            f"{where}: the .npy header is not one numpy writes for a plain array "
+            "(record dtypes are not read); the file was refused"
+        )
+    shape = tuple(int(n) for n in match["shape"].replace(" ", "").split(",") if n)
+    try:
+        dtype = np.dtype(match["descr"])
+    except (TypeError, ValueError):
+        raise FormatError(f"{where}: unknown dtype {match['descr']!r}; refused") from None
+    return shape, match["fortran"] == "True", dtype, start + size
 
 
 def read_npy(data: bytes, limits: Limits, where: str = ".npy") -> Any:
     """The inert value of one .npy file: an array, or the pickle of an object array."""
     import numpy as np
-    from numpy.lib import format as npformat
 
-    stream = io.BytesIO(data)
-    try:
-        version = npformat.read_magic(stream)
-        if version == (1, 0):
-            shape, fortran, dtype = npformat.read_array_header_1_0(stream, max_header_size=65536)
-        elif version in ((2, 0), (3, 0)):
-            shape, fortran, dtype = npformat.read_array_header_2_0(stream, max_header_size=65536)
-        else:
-            raise ValueError(f"unknown version {version}")
-    except (ValueError, SyntaxError, TypeError, OverflowError) as exc:
-        raise FormatError(
-            f"{where}: malformed numpy header ({exc}); the file was refused"
-        ) from None
-    pos = stream.tell()
+    shape, fortran, dtype, pos = _header(data, where)
     if dtype.hasobject:
         return read_pickle(memoryview(data)[pos:], limits=limits)
     nbytes = math.prod(shape) * dtype.itemsize
