@@ -104,7 +104,7 @@ MALFORMED: dict[str, tuple[bytes, str]] = {
     "bad_utf8": (P + b"\x8c\x02\xff\xfe.", "not valid UTF-8"),
     "unquoted_string": (b"Sabc\n.", "not quoted"),
     "frame_straddle": (P + b"\x95" + struct.pack("<Q", 2) + b"\x8c\x05hello.", "straddles"),
-    "frame_past_end": (P + b"\x95" + struct.pack("<Q", 99) + b"N.", "past the end"),
+    "frame_past_end": (P + b"\x95" + struct.pack("<Q", 99) + b"N.", "past the end (truncated)"),
     "frame_in_frame": (P + b"\x95" + struct.pack("<Q", 10) + b"\x95" + bytes(9) + b"N.", "inside"),
     "protocol_7": (b"\x80\x07N.", "protocol 7"),
     "proto_twice": (P + b"N0\x80\x04N.", "PROTO appears twice"),

@@ -103,7 +103,7 @@ _NAMES = {
 def next_step(path: os.PathLike[str] | str, fmt: str) -> str:
     """What the user can do with a file of format ``fmt``."""
     p = Path(path)
-    target = p.with_suffix(".amber").name
+    target = p.with_suffix(".amber")
     if fmt in CONVERTIBLE:
         return (
             f"check it with `amber scan {p}` (nothing in it is run), then convert it with "

@@ -222,7 +222,7 @@ class PickleReader:
             raise _fail(self._op_offset, "FRAME inside a frame")
         (size,) = struct.unpack("<Q", self.take(8, "FRAME length"))
         if size > len(self.data) - self.pos:
-            raise _fail(self._op_offset, f"FRAME of {size} bytes runs past the end of the file")
+            raise _fail(self._op_offset, f"FRAME of {size} bytes runs past the end (truncated)")
         self._frame_end = self.pos + size
 
     def _stop(self) -> bool:
