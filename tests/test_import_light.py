@@ -40,3 +40,9 @@ def test_console_script_help_runs() -> None:
     result = subprocess.run([str(amber), "--help"], capture_output=True, text=True)
     assert result.returncode == 0
     assert "inspect" in result.stdout and "verify" in result.stdout
+
+
+def test_legacy_readers_import_no_framework() -> None:
+    # Reading a pickle imports numpy (arrays) only when it meets one, and torch never.
+    code = "import amber.legacy.reader, amber.legacy.scan, amber.cli.scan_cmd"
+    assert not (HEAVY | {"joblib", "lz4"}) & _modules_after(code)

@@ -33,6 +33,7 @@ from amber.graph.outline import Outline
 from amber.graph.outline import outline as make_outline
 from amber.graph.trust import REGISTRY, Kind, trusted_set
 from amber.progress import Progress
+from amber.legacy.formats import not_foreign
 
 if TYPE_CHECKING:
     import numpy as np
@@ -334,7 +335,9 @@ def load(
     """
     _check_flags(mmap, writable)
     return load_from(
-        lambda mode: ContainerReader(path, verify=mode, use_mmap=mmap, writable=writable),
+        lambda mode: not_foreign(
+            path, lambda: ContainerReader(path, verify=mode, use_mmap=mmap, writable=writable)
+        ),
         verify=verify,
         trusted=trusted,
         strict=strict,
@@ -387,7 +390,7 @@ def inspect(path: PathLike) -> FileInfo:
 
     Checks the structure and the manifest digest but reads no payload (see ``verify``).
     """
-    with ContainerReader(path, verify="off", use_mmap=False) as reader:
+    with not_foreign(path, lambda: ContainerReader(path, verify="off", use_mmap=False)) as reader:
         return _info(reader)
 
 
@@ -401,7 +404,8 @@ def outline(path: PathLike, *, max_depth: int = 6) -> Outline:
 def verify(path: PathLike, *, quick: bool = False) -> FileInfo:
     """Check a file without loading a model: structure and manifest digest, then (unless
     ``quick``) every tensor digest. Raises CorruptFileError naming the first bad tensor."""
-    with ContainerReader(path, verify="off" if quick else "full", use_mmap=True) as reader:
+    mode: Verify = "off" if quick else "full"
+    with not_foreign(path, lambda: ContainerReader(path, verify=mode, use_mmap=True)) as reader:
         return _info(reader, audit_names=False)
 
 
@@ -417,7 +421,9 @@ class AmberFile:
     ) -> None:
         check_verify_mode(verify)
         _check_flags(mmap, writable)
-        self._reader: Any = ContainerReader(path, verify=verify, use_mmap=mmap, writable=writable)
+        self._reader: Any = not_foreign(
+            path, lambda: ContainerReader(path, verify=verify, use_mmap=mmap, writable=writable)
+        )
         self._info: FileInfo | None = None
 
     @classmethod

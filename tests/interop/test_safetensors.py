@@ -451,7 +451,7 @@ def test_bad_options(tmp_path: Path, st_file: Path) -> None:
         (b"", ".bin", FormatError, "cannot tell the format"),
         (b"plain text, not a model", ".bin", FormatError, "cannot tell the format"),
         (b"\x80\x04\x95" + bytes(20), ".pkl", FormatError, "pickle"),
-        (b"PK\x03\x04" + bytes(20), ".pt", FormatError, "pickle or torch.save"),
+        (b"PK\x03\x04" + bytes(20), ".pt", FormatError, "torch archive: not a valid zip"),
         (b"\x89AMBER\r\n" + bytes(200), ".bin", FormatError, "format 0.0"),
         (b"short", ".safetensors", FormatError, "shorter than the 8-byte header length"),
     ],

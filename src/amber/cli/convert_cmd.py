@@ -31,15 +31,23 @@ def _fail(exc: AmberError) -> NoReturn:
 
 
 def convert(
-    src: Path = typer.Argument(..., help="The input file: .amber or .safetensors (by content)."),
+    src: Path = typer.Argument(
+        ...,
+        help="The input file (by content): .amber, .safetensors, or a pickle, joblib, "
+        "torch.save or numpy file (read without running it).",
+    ),
     dst: Path = typer.Argument(..., help="The output file; its suffix chooses the format."),
     framework: Framework = typer.Option(
         Framework.numpy, "--framework", help="Tensor type stored in an .amber output."
     ),
     force: bool = typer.Option(False, "--force", help="Replace DST if it exists."),
+    trusted: list[str] = typer.Option(
+        [], "--trusted", help="A class you reviewed, for pickle inputs (dotted); repeatable."
+    ),
 ) -> None:
     """Convert SRC into DST: amber -> safetensors (for files holding a flat dict of names
-    to tensors) or safetensors -> amber.
+    to tensors), safetensors -> amber, or pickle/joblib/torch.save/numpy -> amber (nothing
+    in SRC is run; every name is audited; see `amber scan`).
 
     Exit 0 on success, 1 when SRC was read but could not be converted (damaged, not a flat
     dict of tensors, DST exists without --force, write failed), 2 when SRC is not a
@@ -49,7 +57,9 @@ def convert(
 
     start = time.perf_counter()
     try:
-        result = run_convert(src, dst, framework=framework.value, force=force)
+        result = run_convert(
+            src, dst, framework=framework.value, force=force, trusted=trusted or None
+        )
     except AmberError as exc:
         _fail(exc)
     elapsed = time.perf_counter() - start

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from amber._version import __version__
-from amber.cli import convert_cmd, inspect_cmd, store_admin_cmds, store_cmds, verify_cmd
+from amber.cli import convert_cmd, inspect_cmd, scan_cmd, store_admin_cmds, store_cmds, verify_cmd
 from amber.cli.output import sanitized_warnings
 from amber.cli.remote_cmds import register as register_remote
 
@@ -41,6 +41,7 @@ def _root(
 inspect_cmd.register(app)
 verify_cmd.register(app)
 convert_cmd.register(app)
+scan_cmd.register(app)
 store_cmds.register(app)
 store_admin_cmds.register(app)
 register_remote(app)

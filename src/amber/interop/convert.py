@@ -20,15 +20,13 @@ from amber.container import dtypes
 from amber.container.format import HEADER_MAGIC
 from amber.errors import InvalidArgumentError, ReadError, SerializationError, WriteError
 from amber.interop import safetensors as st
+from amber.legacy.convert import LEGACY_FORMATS, legacy_format, legacy_to_amber
 
 PathLike = str | os.PathLike[str]
 
 FRAMEWORKS = ("numpy", "torch")
 # Output suffix -> format name.
 OUTPUT_SUFFIXES = {".amber": "amber", ".safetensors": "safetensors"}
-# Leading bytes of formats that are recognized but not converted yet.
-_PICKLE_PROTOCOL_2_PLUS = b"\x80"
-_ZIP = b"PK\x03\x04"  # torch.save's default container (a zip of pickles)
 
 
 @dataclass(frozen=True)
@@ -69,7 +67,8 @@ def _looks_like_safetensors(head: bytes, size: int) -> bool:
 
 
 def detect_format(path: PathLike) -> str:
-    """The format of the file at ``path``, from its content: "amber" or "safetensors".
+    """The format of the file at ``path``, from its content: "amber", "safetensors", or
+    one that ``amber.legacy`` reads (pickle, joblib, torch, torch-legacy, npy, npz).
 
     A file named ``*.safetensors`` whose content is not plausible is still "safetensors",
     so that reading it reports what exactly is wrong. Raises FormatError otherwise.
@@ -82,11 +81,9 @@ def detect_format(path: PathLike) -> str:
         return "amber"
     if _looks_like_safetensors(head, size) or path.suffix == ".safetensors":
         return "safetensors"
-    if head.startswith((_PICKLE_PROTOCOL_2_PLUS, _ZIP)):
-        raise FormatError(
-            f"{path} looks like a pickle or torch.save file; converting those is not supported "
-            "yet (it would mean running code from the file)"
-        )
+    foreign = legacy_format(path)
+    if foreign is not None:
+        return foreign
     raise FormatError(
         f"cannot tell the format of {path}: it is neither an amber nor a safetensors file"
     )
@@ -190,11 +187,17 @@ def _safetensors_to_amber(src: Path, dst: Path, framework: str) -> tuple[int, in
 _CONVERTERS: dict[tuple[str, str], Callable[[Path, Path, str], tuple[int, int]]] = {
     ("amber", "safetensors"): _amber_to_safetensors,
     ("safetensors", "amber"): _safetensors_to_amber,
+    **{(fmt, "amber"): legacy_to_amber for fmt in LEGACY_FORMATS},
 }
 
 
 def convert(
-    src: PathLike, dst: PathLike, *, framework: str = "numpy", force: bool = False
+    src: PathLike,
+    dst: PathLike,
+    *,
+    framework: str = "numpy",
+    force: bool = False,
+    trusted: Any = None,
 ) -> ConvertResult:
     """Convert the model file ``src`` into ``dst``.
 
@@ -203,6 +206,9 @@ def convert(
     flat dict of names to arrays or tensors (a state dict). safetensors -> amber saves
     numpy arrays, or torch tensors with ``framework="torch"``. Metadata carries over both
     ways (non-string amber values become JSON strings in safetensors).
+
+    pickle, joblib, torch.save and numpy files -> amber are read without running them
+    (``amber.legacy``): every name is audited, ``trusted`` adds classes you reviewed.
 
     An existing ``dst`` is a WriteError unless ``force``; the write is atomic,
     so on any error nothing appears at ``dst`` and an existing file there is unchanged.
@@ -232,5 +238,10 @@ def convert(
             raise WriteError(errno.EEXIST, f"{dst} exists; pass force=True (--force) to replace it")
         if dst.resolve() == src.resolve():
             raise InvalidArgumentError(f"{dst} is the input file; choose another output path")
-    count, nbytes = converter(src, dst, framework)
+    if trusted is not None and src_format not in LEGACY_FORMATS:
+        raise InvalidArgumentError("trusted= applies to pickle, joblib, torch and numpy inputs")
+    if src_format in LEGACY_FORMATS:
+        count, nbytes = legacy_to_amber(src, dst, framework, trusted=trusted)
+    else:
+        count, nbytes = converter(src, dst, framework)
     return ConvertResult(src, dst, src_format, dst_format, count, nbytes)
