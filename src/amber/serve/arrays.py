@@ -95,3 +95,20 @@ def check_finite(arr: Any, where: str) -> None:
             f"{where}: contains NaN or infinite values, which this model cannot take; "
             "impute them before sending"
         )
+
+
+def exact_integers(data: Any, dtype: Any, where: str) -> Any:
+    """JSON integers too large for float64 precision (numpy read them as floats), converted
+    exactly: every value must be a JSON integer within ``dtype``'s range."""
+    import numpy as np
+
+    flat = np.asarray(data, dtype=object).reshape(-1)
+    if not all(type(v) is int for v in flat):
+        raise RequestError(f"{where}: expected integers ({np.dtype(dtype).name})")
+    try:
+        return np.array(flat.tolist(), dtype=dtype)
+    except OverflowError:
+        info = np.iinfo(dtype)
+        raise RequestError(
+            f"{where}: values out of range for {np.dtype(dtype).name} ({info.min}..{info.max})"
+        ) from None

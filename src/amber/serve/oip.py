@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from amber.serve.arrays import MAX_ELEMENTS, cast, json_array
+from amber.serve.arrays import MAX_ELEMENTS, cast, exact_integers, json_array
 from amber.serve.datatypes import datatype_of, numpy_dtype
 from amber.serve.problems import RequestError
 
@@ -142,6 +142,8 @@ def _input(obj: Any, i: int, binary: memoryview, offset: int) -> tuple[str, Any,
         if arr.dtype.kind != "U" and arr.size:
             raise RequestError(f"{where}: BYTES data must be strings")
         arr = arr.astype(object)
+    elif dtype.kind in "iu" and arr.dtype.kind == "f" and arr.size and np.abs(arr).max() >= 2**53:
+        arr = exact_integers(data, dtype, where)
     else:
         arr = cast(arr, dtype, where)
     if arr.size != count:
