@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("starlette", reason="amber[serve] (starlette) is not installed")
 pytest.importorskip("uvicorn", reason="amber[serve] (uvicorn) is not installed")
 
-from tests.serve.helpers import ALL_SPECS, fill_store, server  # noqa: E402
+from tests.serve.helpers import ALL_SPECS, fill_store, server
 
 
 @pytest.fixture(scope="package")
