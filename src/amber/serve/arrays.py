@@ -28,8 +28,8 @@ def json_array(data: Any, where: str) -> Any:
         arr = np.asarray(data)
     except (ValueError, TypeError, OverflowError):
         raise RequestError(
-            f"{where}: data must be a list (or nested lists of equal lengths) of numbers, "
-            "booleans or strings"
+            f"{where}: data must be a list (or nested lists of equal lengths, not ragged) of "
+            "numbers, booleans or strings"
         ) from None
     if arr.dtype.kind == "O":
         # Ragged lists, nulls, objects or a mix of strings and numbers.
