@@ -1,21 +1,18 @@
 """Running the app with uvicorn, in one process or several workers.
 
-Workers are separate processes started by uvicorn; each opens the store and loads the
-models itself. Loads are memory maps of the store's verified files, so the weights'
+Several workers are forked from one parent (``workers.py``); each opens the store and loads
+the models itself. Loads are memory maps of the store's verified files, so the weights'
 pages are shared through the page cache: one copy per machine, whatever the worker count.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
 from typing import Any
 
 from amber.errors import InvalidArgumentError
-
-CONFIG_ENV = "AMBER_SERVE_CONFIG"
 
 
 def _logging(level: str) -> None:
@@ -26,16 +23,6 @@ def _logging(level: str) -> None:
         log.addHandler(handler)
         log.propagate = False
     log.setLevel(level.upper())
-
-
-def from_environment() -> Any:
-    """The app factory each worker calls (settings from ``$AMBER_SERVE_CONFIG``)."""
-    from amber.serve.asgi import app
-
-    config = json.loads(os.environ[CONFIG_ENV])
-    _logging(config.pop("log_level", "info"))
-    batching = {k: tuple(v) for k, v in (config.pop("batching", None) or {}).items()}
-    return app(config.pop("models"), batching=batching, **config)
 
 
 def run(
@@ -66,11 +53,14 @@ def run(
 
         uvicorn.run(app(models, store=store, **options), **common)
         return
-    config = {
-        "models": [models] if isinstance(models, str) else list(models),
-        "store": None if store is None else os.fspath(store),
-        "log_level": log_level,
-        **options,
-    }
-    os.environ[CONFIG_ENV] = json.dumps(config)
-    uvicorn.run("amber.serve.server:from_environment", factory=True, workers=workers, **common)
+    from functools import partial
+
+    from amber.serve.asgi import app
+    from amber.serve.workers import preload, serve_forked
+
+    specs = [models] if isinstance(models, str) else list(models)
+    store_path = None if store is None else os.fspath(store)
+    preload(store_path, specs)
+    build = partial(app, specs, store=store_path, **options)
+    uvicorn_options = {k: v for k, v in common.items() if k not in ("host", "port")}
+    serve_forked(build, host, port, workers, uvicorn_options)
