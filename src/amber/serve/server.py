@@ -23,6 +23,14 @@ def _logging(level: str) -> None:
         log.addHandler(handler)
         log.propagate = False
     log.setLevel(level.upper())
+    # Access lines are JSON objects, one per line, on stderr (--no-access-log turns them off).
+    access = logging.getLogger("amber.serve.access")
+    if not access.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(handler)
+        access.propagate = False
+    access.setLevel(logging.INFO)
 
 
 def run(
