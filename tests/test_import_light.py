@@ -40,3 +40,12 @@ def test_console_script_help_runs() -> None:
     result = subprocess.run([str(amber), "--help"], capture_output=True, text=True)
     assert result.returncode == 0
     assert "inspect" in result.stdout and "verify" in result.stdout
+
+
+def test_serve_package_imports_no_server_or_framework() -> None:
+    loaded = _modules_after("import amber.serve")
+    assert not (HEAVY | {"starlette", "uvicorn", "httpx", "anyio"}) & loaded
+    help_loaded = _modules_after(
+        "from amber.cli.main import app\ntry:\n    app(['serve', '--help'])\nexcept SystemExit:\n    pass"
+    )
+    assert not (HEAVY | {"starlette", "uvicorn"}) & help_loaded
