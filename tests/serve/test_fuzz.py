@@ -19,7 +19,7 @@ from amber.store.signature import infer
 from tests.serve.helpers import iris
 
 SETTINGS = settings(
-    max_examples=300,
+    max_examples=120,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],

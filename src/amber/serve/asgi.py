@@ -122,14 +122,12 @@ class Server:
         )
 
     async def _answer(self, name: str, model: ServedModel, inputs: dict, params: dict) -> list:
+        """Through the model's batcher: inputs checked alone, then queued to share a call."""
         from starlette.concurrency import run_in_threadpool
 
         method = model.pick(params)
-        batcher = self.batchers.get(name)
-        if batcher is None:
-            return await run_in_threadpool(model.infer, inputs, params)
         x = await run_in_threadpool(model.prepare, inputs)
-        return await batcher.submit(model, x, method)
+        return await self.batchers[name].submit(model, x, method)
 
     def _observe(self, name: str, endpoint: str, status: int, start: float) -> None:
         self.metrics.inc(
@@ -147,6 +145,19 @@ class Server:
             model=name,
             endpoint=endpoint,
         )
+
+    @staticmethod
+    def _oip_direct(
+        model: ServedModel, name: str, body: bytes, header: str | None
+    ) -> tuple[bytes, dict[str, str]]:
+        parsed = oip.parse(body, header)
+        outputs = model.infer(parsed.inputs, parsed.parameters)
+        return oip.respond(parsed, name, str(model.version), outputs)
+
+    @staticmethod
+    def _mlflow_direct(model: ServedModel, body: bytes, ctype: str) -> bytes:
+        inputs, params = mlflow.parse(body, ctype, model)
+        return mlflow.respond(model.infer(inputs, params))
 
     # -- Open Inference Protocol -----------------------------------------------------------
 
@@ -206,11 +217,16 @@ class Server:
             body = await self._body(request)
             from starlette.concurrency import run_in_threadpool
 
-            parsed = await run_in_threadpool(oip.parse, body, header)
-            outputs = await self._answer(name, model, parsed.inputs, parsed.parameters)
-            data, headers = await run_in_threadpool(
-                oip.respond, parsed, slot.spec.name, str(model.version), outputs
-            )
+            if name in self.batchers:
+                parsed = await run_in_threadpool(oip.parse, body, header)
+                outputs = await self._answer(name, model, parsed.inputs, parsed.parameters)
+                data, headers = await run_in_threadpool(
+                    oip.respond, parsed, slot.spec.name, str(model.version), outputs
+                )
+            else:  # one trip to a worker thread: parse, predict, encode
+                data, headers = await run_in_threadpool(
+                    self._oip_direct, model, slot.spec.name, body, header
+                )
             headers[VERSION_HEADER] = str(model.version)
             status = 200
             return Response(data, 200, headers=headers)
@@ -252,9 +268,12 @@ class Server:
             body = await self._body(request)
             from starlette.concurrency import run_in_threadpool
 
-            inputs, params = await run_in_threadpool(mlflow.parse, body, ctype, model)
-            outputs = await self._answer(slot.spec.name, model, inputs, params)
-            data = await run_in_threadpool(mlflow.respond, outputs)
+            if slot.spec.name in self.batchers:
+                inputs, params = await run_in_threadpool(mlflow.parse, body, ctype, model)
+                outputs = await self._answer(slot.spec.name, model, inputs, params)
+                data = await run_in_threadpool(mlflow.respond, outputs)
+            else:  # one trip to a worker thread
+                data = await run_in_threadpool(self._mlflow_direct, model, body, ctype)
             status = 200
             return Response(
                 data,

@@ -37,7 +37,13 @@ FAST_CRASH = 10.0  # a worker dying this soon after its start, twice in a row, s
 
 
 def preload(store_path: Any, specs: list[str]) -> list[str]:
-    """Import the frameworks the served versions were saved with (nothing is loaded)."""
+    """Import what the served versions need before forking, so the workers share it.
+
+    The frameworks each version was saved with are imported; a version without torch is
+    also loaded once with ``verify="off"`` and dropped, which imports exactly the classes
+    its graph names (after the usual trust audit) without hashing or computing anything.
+    torch models are not built here: torch's thread pools must not exist before a fork.
+    """
     from amber.serve.follow import ServeSpec
     from amber.store import Store
 
@@ -47,6 +53,11 @@ def preload(store_path: Any, specs: list[str]) -> list[str]:
             spec = ServeSpec.parse(text)
             packages = (store.get(spec.store_spec).environment or {}).get("packages") or {}
             modules += [FRAMEWORKS[p] for p in packages if p in FRAMEWORKS]
+            if "torch" not in packages:
+                try:
+                    store.load(spec.store_spec, verify="off")
+                except Exception:  # the worker's own load reports it properly
+                    pass
     done = []
     for name in dict.fromkeys(modules):
         try:
