@@ -336,12 +336,14 @@ def main() -> None:
             med["errors"] = sum(r["errors"] for r in runs)
             rows.append((label, who, med))
             print(
-                f"  {label:28s} {who:8s} {med['rps']:8.0f} req/s  p50 {med['p50']:7.2f} ms  p99 {med['p99']:7.2f} ms  errors {med['errors']}",
+                f"  {label:28s} {who:8s} {med['rps']:8.0f} req/s  p50 {med['p50']:7.2f} ms  "
+                f"p99 {med['p99']:7.2f} ms  errors {med['errors']}",
                 flush=True,
             )
 
         print(
-            f"\nThroughput: {args.clients} clients, {args.seconds:g} s x {args.repeat} (median), {args.workers} worker(s)"
+            f"\nThroughput: {args.clients} clients, {args.seconds:g} s x {args.repeat} "
+            f"(median), {args.workers} worker(s)"
         )
         for name, rows_n in (("iris-mlp", 1), ("forest", 1)):
             xs = X[:rows_n]
@@ -377,7 +379,8 @@ def main() -> None:
                 *oip_binary(xb),
             )
             print(
-                "  torch MLP binary: MLflow not measured (no torch in its venv; MLflow has no binary tensor protocol)"
+                "  torch MLP binary: MLflow not measured (no torch in its venv; MLflow has no "
+                "binary tensor protocol)"
             )
 
         print(f"\nCold start: process start to first answer, MLP of {args.big_mb} MiB")
@@ -398,11 +401,13 @@ def main() -> None:
         for who, times in cold.items():
             if times:
                 print(
-                    f"  {who:8s} median {statistics.median(times):6.2f} s  runs {[round(t, 2) for t in times]}"
+                    f"  {who:8s} median {statistics.median(times):6.2f} s  "
+                    f"runs {[round(t, 2) for t in times]}"
                 )
         if cold["mlflow"]:
             print(
-                f"  amber / mlflow = {statistics.median(cold['amber']) / statistics.median(cold['mlflow']):.2f}"
+                f"  amber / mlflow = "
+                f"{statistics.median(cold['amber']) / statistics.median(cold['mlflow']):.2f}"
             )
 
         if not args.skip_memory:
@@ -434,11 +439,13 @@ def main() -> None:
                     p.stop()
                 print(f"  {label:18s} {pss[label] / 2**20:8.0f} MiB", flush=True)
             print(
-                f"  amber 4 workers / 1 worker = {pss['amber 4 workers'] / pss['amber 1 worker']:.2f}"
+                f"  amber 4 workers / 1 worker = "
+                f"{pss['amber 4 workers'] / pss['amber 1 worker']:.2f}"
             )
             if "mlflow 4 workers" in pss:
                 print(
-                    f"  mlflow 4 workers / amber 4 workers = {pss['mlflow 4 workers'] / pss['amber 4 workers']:.2f}"
+                    f"  mlflow 4 workers / amber 4 workers = "
+                    f"{pss['mlflow 4 workers'] / pss['amber 4 workers']:.2f}"
                 )
 
         print(
@@ -452,7 +459,8 @@ def main() -> None:
             )
             if a and m:
                 print(
-                    f"  {name:10s} req/s {a['rps'] / m['rps']:.2f}x   p99 {a['p99'] / m['p99']:.2f}x (lower is better)"
+                    f"  {name:10s} req/s {a['rps'] / m['rps']:.2f}x   "
+                    f"p99 {a['p99'] / m['p99']:.2f}x (lower is better)"
                 )
 
 
