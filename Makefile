@@ -11,7 +11,7 @@ $(BIN)/python:
 
 # Stamps re-run the install only when the package definition changes.
 $(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
-	$(PIP) -e ".[cli,ml-dtypes,sklearn]"
+	$(PIP) -e ".[cli,ml-dtypes,sklearn,serve]"
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python

@@ -102,6 +102,7 @@ def main() -> None:
     checks["a flipped bit is caught"] = caught
     checks.update(scikit_learn_model())
     checks.update(model_store())
+    checks.update(serve_production())
     if not all(checks.values()):
         sys.exit("demo FAILED")
     print("\ndemo OK")
@@ -208,6 +209,62 @@ def model_store() -> dict[str, bool]:
         "store: every object and record checks out": store.check().ok,
     }
     store.close()
+    for name, ok in results.items():
+        print(f"  [{'ok' if ok else 'FAILED'}] {name}")
+    return results
+
+
+def serve_production() -> dict[str, bool]:
+    """`amber serve iris-mlp@production` in a subprocess on 127.0.0.1, called once over HTTP
+    (MLflow-style /invocations), then stopped."""
+    import json
+    import socket
+    import time
+    import urllib.request
+
+    from sklearn.datasets import load_iris
+
+    from amber.store import Store
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    command = ["serve", "iris-mlp@production", "--store", str(OUT / "store"), "--port", str(port)]
+    print(f"\n$ amber {' '.join(command)}")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "amber.cli.main", *command, "--log-level", "warning"]
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.2)
+        rows = load_iris().data[:3].tolist()
+        request = urllib.request.Request(
+            f"{url}/invocations",
+            data=json.dumps({"instances": rows}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as r:
+            answer = json.loads(r.read())
+            version = r.headers["x-amber-model-version"]
+        print(f"$ curl -d '{{\"instances\": [...3 rows]}}' {url}/invocations\n{answer}")
+    finally:
+        server.terminate()
+        server.wait(30)
+    with Store(OUT / "store") as store:
+        production = store.get("iris-mlp@production")
+        expected = store.load("iris-mlp@production").predict(np.array(rows)).tolist()
+    results = {
+        "serve: production answers over HTTP like the loaded model": answer
+        == {"predictions": expected},
+        "serve: the answer names the production version": version == str(production.version),
+    }
     for name, ok in results.items():
         print(f"  [{'ok' if ok else 'FAILED'}] {name}")
     return results

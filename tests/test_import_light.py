@@ -46,3 +46,12 @@ def test_legacy_readers_import_no_framework() -> None:
     # Reading a pickle imports numpy (arrays) only when it meets one, and torch never.
     code = "import amber.legacy.reader, amber.legacy.scan, amber.cli.scan_cmd"
     assert not (HEAVY | {"joblib", "lz4"}) & _modules_after(code)
+
+
+def test_serve_package_imports_no_server_or_framework() -> None:
+    loaded = _modules_after("import amber.serve")
+    assert not (HEAVY | {"starlette", "uvicorn", "httpx", "anyio"}) & loaded
+    help_loaded = _modules_after(
+        "from amber.cli.main import app\ntry:\n    app(['serve', '--help'])\nexcept SystemExit:\n    pass"
+    )
+    assert not (HEAVY | {"starlette", "uvicorn"}) & help_loaded

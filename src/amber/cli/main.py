@@ -7,7 +7,15 @@ import sys
 import typer
 
 from amber._version import __version__
-from amber.cli import convert_cmd, inspect_cmd, scan_cmd, store_admin_cmds, store_cmds, verify_cmd
+from amber.cli import (
+    convert_cmd,
+    inspect_cmd,
+    scan_cmd,
+    serve_cmd,
+    store_admin_cmds,
+    store_cmds,
+    verify_cmd,
+)
 from amber.cli.output import sanitized_warnings
 from amber.cli.remote_cmds import register as register_remote
 
@@ -45,6 +53,7 @@ scan_cmd.register(app)
 store_cmds.register(app)
 store_admin_cmds.register(app)
 register_remote(app)
+serve_cmd.register(app)
 
 
 def main() -> None:
