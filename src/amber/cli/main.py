@@ -7,7 +7,14 @@ import sys
 import typer
 
 from amber._version import __version__
-from amber.cli import convert_cmd, inspect_cmd, store_admin_cmds, store_cmds, verify_cmd
+from amber.cli import (
+    convert_cmd,
+    inspect_cmd,
+    predict_cmd,
+    store_admin_cmds,
+    store_cmds,
+    verify_cmd,
+)
 from amber.cli.output import sanitized_warnings
 
 app = typer.Typer(
@@ -42,6 +49,7 @@ verify_cmd.register(app)
 convert_cmd.register(app)
 store_cmds.register(app)
 store_admin_cmds.register(app)
+predict_cmd.register(app)
 
 
 def main() -> None:
