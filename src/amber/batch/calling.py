@@ -20,8 +20,14 @@ def method_of(model: Any, method: str) -> Callable[[Any], Any]:
     if not callable(func):
         known = [
             m
-            for m in ("predict", "predict_proba", "predict_log_proba", "decision_function",
-                      "transform", "score_samples")
+            for m in (
+                "predict",
+                "predict_proba",
+                "predict_log_proba",
+                "decision_function",
+                "transform",
+                "score_samples",
+            )
             if callable(getattr(model, m, None))
         ]
         raise InvalidArgumentError(
@@ -64,9 +70,7 @@ def run(call: Callable[[Any], Any], x: Any, rows: int) -> Any:
     """``call(x)`` checked to give one answer per row."""
     out = to_numpy(call(x))
     if out.shape[0] != rows:
-        raise InvalidArgumentError(
-            f"the model answered {out.shape[0]} rows for a batch of {rows}"
-        )
+        raise InvalidArgumentError(f"the model answered {out.shape[0]} rows for a batch of {rows}")
     return out
 
 

@@ -157,7 +157,8 @@ def check(plan: Plan, schema: Any, keep: list[str] | tuple[str, ...] = ()) -> li
             raise InvalidArgumentError(
                 f"column {extra[0]!r} is not an input of the model"
                 + (f" (nor {_list(extra[1:])})" if len(extra) > 1 else "")
-                + "; name it as an id column to copy it to the output (--id, keep=[...]), or drop it"
+                + "; name it as an id column to copy it to the output (--id, keep=[...]), "
+                "or drop it"
             )
         features = wanted
     else:
@@ -170,11 +171,7 @@ def check(plan: Plan, schema: Any, keep: list[str] | tuple[str, ...] = ()) -> li
     for name in features:
         have = schema.field(name).type
         family = _arrow_family(have)
-        want = (
-            dict(plan.columns).get(name, "")
-            if plan.kind == "dataframe"
-            else plan.dtype
-        )
+        want = dict(plan.columns).get(name, "") if plan.kind == "dataframe" else plan.dtype
         want_family = dtype_family(want) if want else ("float" if plan.kind != "dataframe" else "")
         if plan.kind != "dataframe" and want_family not in ("float", "int", "bool"):
             want_family = "float"
@@ -233,6 +230,12 @@ def _column_pandas(name: str, column: Any, want: str) -> Any:
     return column.to_pandas()
 
 
+def _numeric(dtype: str) -> Any:
+    import numpy as np
+
+    return np.dtype(dtype if dtype_family(dtype) in ("float", "int", "bool") else "float64")
+
+
 def model_input(plan: Plan, batch: Any, features: list[str]) -> Any:
     """The model's input for one Arrow record batch (columns already checked)."""
     if plan.kind == "dataframe":
@@ -248,7 +251,9 @@ def model_input(plan: Plan, batch: Any, features: list[str]) -> Any:
         return frame
     import numpy as np
 
-    dtype = np.dtype(plan.dtype if dtype_family(plan.dtype) in ("float", "int", "bool") else "float64")
+    dtype = np.dtype(
+        plan.dtype if dtype_family(plan.dtype) in ("float", "int", "bool") else "float64"
+    )
     out = np.empty((batch.num_rows, len(features)), dtype=dtype)
     for i, name in enumerate(features):
         out[:, i] = _column_numpy(name, batch.column(name), str(dtype))
@@ -274,7 +279,9 @@ def array_input(plan: Plan, array: Any) -> Any:
         raise InvalidArgumentError(
             f"the array's dtype {array.dtype} is not numeric; the model expects {plan.dtype}"
         )
-    dtype = np.dtype(plan.dtype if dtype_family(plan.dtype) in ("float", "int", "bool") else "float64")
+    dtype = np.dtype(
+        plan.dtype if dtype_family(plan.dtype) in ("float", "int", "bool") else "float64"
+    )
     if array.dtype.kind == "f" and dtype.kind in "iub":
         raise InvalidArgumentError(
             f"the array holds {array.dtype} but the model expects {dtype}: convert it first"

@@ -42,7 +42,8 @@ def load_model(
     trusted: Iterable[Any] | None = None,
 ) -> Loaded:
     """Resolve a store spec (``"churn@production"``) once to one version and load it, load
-    an ``.amber`` file, or take a model object as it is. A spec's stored signature is used unless one is given."""
+    an ``.amber`` file, or take a model object as it is. A spec's stored signature is used
+    unless one is given."""
     if not isinstance(spec_or_model, str):
         return Loaded(spec_or_model, signature, type(spec_or_model).__name__)
     if spec_or_model.endswith(".amber") and Path(spec_or_model).is_file():
@@ -167,7 +168,8 @@ def predict_file(
     The signature is checked before any row is read; the output appears only when
     complete."""
     from amber.batch.reading import Source
-    from amber.batch.writing import Sink, output_format as out_format
+    from amber.batch.writing import Sink
+    from amber.batch.writing import output_format as out_format
 
     need_pyarrow()
     _validate_batch_size(batch_size)
