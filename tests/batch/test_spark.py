@@ -199,9 +199,11 @@ def test_corrupt_object_fails_with_amber_error(spark: Any, tmp_path: Path) -> No
         # with amber's error, raised again on the driver by amber.spark.errors().
         out = amber.spark.predict(df, "lin", store=local, features=cols, ship="store")
         _flip(_largest_object(root))
-        with pytest.raises(CorruptFileError, match="Spark job failed") as caught:
-            with amber.spark.errors():
-                bounded(spark, out.collect)
+        with (
+            pytest.raises(CorruptFileError, match="Spark job failed") as caught,
+            amber.spark.errors(),
+        ):
+            bounded(spark, out.collect)
         assert "Traceback" not in str(caught.value) and "java" not in str(caught.value)
         # Damaged before: the driver refuses before submitting anything.
         before = _job_count(spark)
@@ -216,7 +218,7 @@ def test_schema_mismatch_refused_on_driver_before_any_task(spark: Any, store: St
         store.save(models.pipeline(frame, target), "churn", input_example=frame.head())
     df = spark.createDataFrame(frame)
     before = _job_count(spark)
-    with pytest.raises(InvalidArgumentError, match="'plan'.*missing"):
+    with pytest.raises(InvalidArgumentError, match=r"'plan'.*missing"):
         amber.spark.predict(df.drop("plan"), "churn", store=store)
     with pytest.raises(InvalidArgumentError, match="'income' is string"):
         amber.spark.predict(df.withColumn("income", df["plan"]), "churn", store=store)
