@@ -220,7 +220,7 @@ def test_schema_mismatch_refused_on_driver_before_any_task(spark: Any, store: St
     before = _job_count(spark)
     with pytest.raises(InvalidArgumentError, match=r"'plan'.*missing"):
         amber.spark.predict(df.drop("plan"), "churn", store=store)
-    with pytest.raises(InvalidArgumentError, match="'income' is string"):
+    with pytest.raises(InvalidArgumentError, match="'income' is text"):
         amber.spark.predict(df.withColumn("income", df["plan"]), "churn", store=store)
     with pytest.raises(InvalidArgumentError, match="'age' is double"):
         amber.spark.predict(df.withColumn("age", df["income"]), "churn", store=store)

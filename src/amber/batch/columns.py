@@ -123,6 +123,8 @@ _ACCEPTS = {
 
 
 def _mismatch(name: str, have: Any, want: str) -> InvalidArgumentError:
+    if _arrow_family(have) == "text":
+        have = "text"
     return InvalidArgumentError(
         f"column {name!r} is {have} in the input but the model expects {want}: "
         "convert it or fix the input file"
