@@ -40,3 +40,9 @@ def test_console_script_help_runs() -> None:
     result = subprocess.run([str(amber), "--help"], capture_output=True, text=True)
     assert result.returncode == 0
     assert "inspect" in result.stdout and "verify" in result.stdout
+
+
+def test_batch_and_spark_faces_import_no_framework() -> None:
+    # amber.spark and amber.batch load pyarrow, pandas and pyspark only when they run.
+    loaded = _modules_after("import amber.spark, amber.batch, amber.cli.predict_cmd")
+    assert not (HEAVY | {"pyarrow", "pyspark", "py4j"}) & loaded

@@ -14,7 +14,9 @@ from amber.errors import InvalidArgumentError, VersionNotFound
 from amber.store import Store
 from tests.batch import models
 
-pa = pytest.importorskip("pyarrow", reason="amber.predict needs pyarrow (pip install 'amber[batch]')")
+pa = pytest.importorskip(
+    "pyarrow", reason="amber.predict needs pyarrow (pip install 'amber[batch]')"
+)
 pd = pytest.importorskip("pandas", reason="the DataFrame cases need pandas")
 
 
@@ -171,9 +173,11 @@ def test_hostile_column_names_are_quoted(fitted: dict[str, Any]) -> None:
     text = str(caught.value)
     assert "\x1b" not in text and "\n" not in text and "'plan'" in text
     with pytest.raises(InvalidArgumentError, match="appears twice"):
-        amber.predict("churn", pa.table({"age": [1], "income": [1.0]}).append_column(
-            "age", pa.array([2])
-        ), store=fitted["store"])
+        amber.predict(
+            "churn",
+            pa.table({"age": [1], "income": [1.0]}).append_column("age", pa.array([2])),
+            store=fitted["store"],
+        )
 
 
 def test_model_answering_the_wrong_number_of_rows() -> None:

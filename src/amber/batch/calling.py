@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from amber.batch.columns import is_torch_module
-from amber.errors import InvalidArgumentError
+from amber.errors import AmberError, InvalidArgumentError
 
 
 def method_of(model: Any, method: str) -> Callable[[Any], Any]:
@@ -14,6 +14,11 @@ def method_of(model: Any, method: str) -> Callable[[Any], Any]:
     and ``forward`` call the module under ``torch.inference_mode``)."""
     if not isinstance(method, str) or not method.isidentifier() or method.startswith("_"):
         raise InvalidArgumentError(f"method must be a public method name, not {method!r}")
+    if method.startswith(_NOT_PREDICTION):
+        raise InvalidArgumentError(
+            f"{method!r} changes the model; give a prediction method (predict, predict_proba, "
+            "decision_function, transform...)"
+        )
     if is_torch_module(model) and method in ("predict", "forward"):
         return _torch_call(model)
     func = getattr(model, method, None)
@@ -35,6 +40,10 @@ def method_of(model: Any, method: str) -> Callable[[Any], Any]:
             f"it has: {', '.join(known) or 'none of the usual ones'}"
         )
     return func
+
+
+# Methods that train or reconfigure a model, never run by batch prediction.
+_NOT_PREDICTION = ("fit", "partial_fit", "set_", "train", "load_", "save")
 
 
 def _torch_call(module: Any) -> Callable[[Any], Any]:
@@ -67,8 +76,18 @@ def to_numpy(result: Any) -> Any:
 
 
 def run(call: Callable[[Any], Any], x: Any, rows: int) -> Any:
-    """``call(x)`` checked to give one answer per row."""
-    out = to_numpy(call(x))
+    """``call(x)`` checked to give one answer per row; an exception of the model's becomes
+    an AmberError that names it (the job stops there)."""
+    try:
+        answer = call(x)
+    except AmberError:
+        raise
+    except Exception as exc:
+        text = " ".join(str(exc).split())[:300]
+        raise AmberError(
+            f"the model failed on a batch of {rows} rows: {type(exc).__name__}: {text}"
+        ) from None
+    out = to_numpy(answer)
     if out.shape[0] != rows:
         raise InvalidArgumentError(f"the model answered {out.shape[0]} rows for a batch of {rows}")
     return out

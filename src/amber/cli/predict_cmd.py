@@ -105,7 +105,7 @@ def predict(
 
 def _code(exc: AmberError) -> int:
     bad_input = (InvalidArgumentError, FormatError, ReadError, VersionNotFound)
-    if isinstance(exc, bad_input + (MissingDependencyError,)):
+    if isinstance(exc, (*bad_input, MissingDependencyError)):
         return EXIT_NOT_AMBER
     return EXIT_FAILED
 
