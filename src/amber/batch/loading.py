@@ -125,9 +125,11 @@ def resolve(
         shipped: Path | None = None
         digest = None
         if ship == "file":
-            folder = Path(workdir or tempfile.mkdtemp(prefix="amber-batch-"))
-            name = f"{version.name}-{version.version}-{version.content_digest[:16]}.amber"
-            shipped = handle.export(version.spec, folder / name)
+            folder = Path(workdir) if workdir is not None else _shipping_dir()
+            name = f"{version.name}-{version.version}-{version.content_digest[:32]}.amber"
+            shipped = folder / name
+            if not shipped.is_file():  # one export per version and process (its own folder)
+                handle.export(version.spec, shipped)
             digest = file_digest(shipped)
         elif url is None:
             raise InvalidArgumentError(
@@ -148,6 +150,22 @@ def resolve(
         trusted=trusted_t,
     )
     return ref, prepare(model, ref), shipped
+
+
+_SHIPPING: list[str] = []
+
+
+def _shipping_dir() -> Path:
+    """This process's private folder of exported versions, removed at exit (executors fetch
+    shipped files when their tasks start, so they live as long as the driver)."""
+    if not _SHIPPING:
+        import atexit
+        import shutil
+
+        folder = tempfile.mkdtemp(prefix="amber-batch-")
+        atexit.register(shutil.rmtree, folder, True)
+        _SHIPPING.append(folder)
+    return Path(_SHIPPING[0])
 
 
 def _store_url(store: Any) -> str | None:

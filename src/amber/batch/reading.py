@@ -150,9 +150,7 @@ class Source:
                 read_options=pcsv.ReadOptions(block_size=block, use_threads=False),
                 convert_options=pcsv.ConvertOptions(column_types=types),
             )
-            for batch in reader:
-                for start in range(0, batch.num_rows, batch_size):
-                    yield batch.slice(start, batch_size)
+            yield from rebatch(reader, batch_size)
         finally:
             self._file.close()
 
@@ -161,6 +159,33 @@ class Source:
             self._file.close()
         self._file = None
         self._array = None
+
+
+def rebatch(batches: Iterator[Any], batch_size: int) -> Iterator[Any]:
+    """Record batches of exactly ``batch_size`` rows (the last one shorter) from batches of
+    any size: small blocks are joined (models pay a fixed cost per call), large ones split.
+    At most one batch's worth of rows is held."""
+    import pyarrow as pa
+
+    pending: list[Any] = []
+    held = 0
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        pending.append(batch)
+        held += batch.num_rows
+        if held < batch_size:
+            continue
+        joined = pa.Table.from_batches(pending).combine_chunks()
+        start = 0
+        while held - start >= batch_size:
+            yield joined.slice(start, batch_size).to_batches()[0]
+            start += batch_size
+        rest = joined.slice(start)
+        pending = rest.to_batches() if rest.num_rows else []
+        held = rest.num_rows
+    if held:
+        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
 
 
 def _open_ipc(path: Path) -> Any:
