@@ -55,3 +55,9 @@ def test_serve_package_imports_no_server_or_framework() -> None:
         "from amber.cli.main import app\ntry:\n    app(['serve', '--help'])\nexcept SystemExit:\n    pass"
     )
     assert not (HEAVY | {"starlette", "uvicorn"}) & help_loaded
+
+
+def test_batch_and_spark_faces_import_no_framework() -> None:
+    # amber.spark and amber.batch load pyarrow, pandas and pyspark only when they run.
+    loaded = _modules_after("import amber.spark, amber.batch, amber.cli.predict_cmd")
+    assert not (HEAVY | {"pyarrow", "pyspark", "py4j"}) & loaded

@@ -12,6 +12,7 @@ from amber._version import __version__
 
 if TYPE_CHECKING:
     from amber.api import AmberFile, FileInfo, TensorInfo, inspect, load, open, save, verify
+    from amber.batch import predict
     from amber.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
     from amber.graph.trust import trust
     from amber.interop import convert
@@ -28,6 +29,7 @@ __all__ = [
     "load",
     "load_checkpoint",
     "open",
+    "predict",
     "save",
     "save_checkpoint",
     "trust",
@@ -42,6 +44,7 @@ _LAZY: dict[str, str] = {
     ),
     **dict.fromkeys(["Checkpoint", "load_checkpoint", "save_checkpoint"], "amber.checkpoint"),
     "convert": "amber.interop",
+    "predict": "amber.batch",
     # The allowlist is meaningful once the adapters have registered (amber.api imports them).
     "trust": "amber.graph.trust",
 }

@@ -12,6 +12,7 @@ from amber.cli import (
     inspect_cmd,
     scan_cmd,
     serve_cmd,
+    predict_cmd,
     store_admin_cmds,
     store_cmds,
     verify_cmd,
@@ -54,6 +55,7 @@ store_cmds.register(app)
 store_admin_cmds.register(app)
 register_remote(app)
 serve_cmd.register(app)
+predict_cmd.register(app)
 
 
 def main() -> None:
