@@ -3,6 +3,7 @@ no framework is imported until a file or an object needs it."""
 
 from amber.adapters import (
     builtin,
+    keras,
     lightgbm,
     numpy,
     onnx,
@@ -15,6 +16,7 @@ from amber.adapters import (
 
 __all__ = [
     "builtin",
+    "keras",
     "lightgbm",
     "numpy",
     "onnx",
