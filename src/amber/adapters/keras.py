@@ -81,7 +81,7 @@ def _check_arrays(arrays: Any, what: str) -> None:
         raise FormatError(f"a Keras model's {what} are stored as a mapping of paths to arrays")
 
 
-def _assign(variables: list[Any], arrays: dict[str, Any], what: str) -> None:
+def _assign(variables: list[Any], arrays: dict[str, Any], what: str, names: bool = True) -> None:
     """Assign stored arrays to ``variables`` after checking paths, shapes and dtypes of all."""
     import numpy as np
 
@@ -93,8 +93,9 @@ def _assign(variables: list[Any], arrays: dict[str, Any], what: str) -> None:
         )
     for variable, (path, array) in zip(variables, pairs, strict=True):
         # In order; the variable's own name must match (its owners' names may not: seed
-        # generators are numbered per process).
-        if variable.path.rsplit("/", 1)[-1] != path.rsplit("/", 1)[-1]:
+        # generators are numbered per process). Optimizer slots are named after the model
+        # variables' paths, which differ between processes: they match by order only.
+        if names and variable.path.rsplit("/", 1)[-1] != path.rsplit("/", 1)[-1]:
             raise FormatError(f"Keras {what} {path[:80]!r} does not match {variable.path!r}")
         if tuple(variable.shape) != array.shape or np.dtype(variable.dtype) != array.dtype:
             raise FormatError(
@@ -132,7 +133,7 @@ def model_from_state(cls: type, state: Any) -> Any:
             raise FormatError("the file has optimizer variables but the model is not compiled")
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
-        _assign(list(optimizer.variables), state["optimizer"], "optimizer variables")
+        _assign(list(optimizer.variables), state["optimizer"], "optimizer variables", False)
     return model
 
 

@@ -21,6 +21,12 @@ from amber.errors import FormatError, UntrustedTypeError
 from amber.graph.names import QualName
 from amber.graph.trust import REGISTRY
 
+
+class UntrustedKerasConfig(UntrustedTypeError, FormatError):
+    """A Keras configuration naming what amber does not trust. Both an UntrustedTypeError
+    (what it means) and a FormatError (so the graph decoder passes it on unchanged)."""
+
+
 MAX_CONFIG_BYTES = 64 << 20
 # Each backend's optimizer classes (torch's Adam lives in keras.src.backend.torch.optimizers
 # .torch_adam): a listed optimizer under such a module is renamed to keras.optimizers, which
@@ -110,7 +116,7 @@ class _Audit:
         if not isinstance(kind, str):
             raise FormatError("a Keras object in the configuration has no class name")
         if kind in _CODE_KINDS:
-            self.refuse("keras.layers.Lambda", f"{_CODE_KINDS[kind]}: code is never loaded")
+            self.refuse(kind, f"{_CODE_KINDS[kind]}: code is never loaded")
             return
         if kind in _VALUE_KINDS:
             self.values(ref, depth)
@@ -137,7 +143,7 @@ class _Audit:
             return
         if kind not in allowed or registered not in (None, kind):
             dotted = f"{module}.{kind}"
-            if not (registered in (None, kind) and _user_trusted(module, kind)):
+            if not _user_trusted(module, kind, registered):
                 self.refuse(
                     dotted if registered in (None, kind) else f"{dotted} ({registered})",
                     "not a built-in Keras class",
@@ -199,11 +205,22 @@ def _table_for(key: str) -> frozenset[str] | None:
     return None
 
 
-def _user_trusted(module: str, kind: str) -> bool:
+def _user_trusted(module: str, kind: str, registered: Any) -> bool:
+    """Did the caller trust ``module.kind``, and does the name Keras will look it up by
+    (``registered_name``, from Keras's registry of custom objects) lead to exactly it?"""
     try:
-        return REGISTRY.by_user(QualName.parse(f"{module}:{kind}"))
+        if not REGISTRY.by_user(QualName.parse(f"{module}:{kind}")):
+            return False
     except Exception:  # a module or class name that is not a Python name
         return False
+    if registered in (None, kind):
+        return True
+    if not isinstance(registered, str):
+        return False
+    from keras.saving import get_registered_object  # the model's class imported Keras
+
+    found = get_registered_object(registered)
+    return isinstance(found, type) and found.__module__ == module and found.__qualname__ == kind
 
 
 def audit_config(config: Any) -> None:
@@ -215,7 +232,7 @@ def audit_config(config: Any) -> None:
     audit.walk(config, "model", 0)
     if audit.refused:
         listed = ", ".join(f"{name} ({why})" for name, why in sorted(audit.refused.items()))
-        raise UntrustedTypeError(
+        raise UntrustedKerasConfig(
             f"the Keras model configuration names what amber does not trust: {listed}; "
             "nothing was built. Lambda layers are never loaded; a custom layer you wrote or "
             "reviewed is loaded once trusted by name, e.g. amber.trust('my_package.MyLayer'), "
