@@ -106,24 +106,42 @@ def _assign(variables: list[Any], arrays: dict[str, Any], what: str, names: bool
         variable.assign(array)
 
 
+def build_model(config: Any) -> Any:
+    """Audit a model configuration (plain JSON data), then have Keras build the model."""
+    if not isinstance(config, dict):
+        raise FormatError("a Keras model configuration must be a JSON object")
+    audit_config(config)
+    if (config.get("module"), config.get("class_name")) not in _CONFIG_NAMES[SEQUENTIAL] | (
+        _CONFIG_NAMES[FUNCTIONAL]
+    ):
+        raise FormatError("the Keras configuration does not describe a Sequential or Functional")
+    from keras.saving import deserialize_keras_object
+
+    try:
+        return deserialize_keras_object(config, safe_mode=True)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise FormatError(f"Keras could not build the model from its configuration: {exc}") from (
+            None
+        )
+
+
+def is_keras_model(obj: Any) -> bool:
+    """Is ``obj`` a model this adapter saves (Sequential or Functional)?"""
+    return _dotted(type(obj)) in MODELS
+
+
 def model_from_state(cls: type, state: Any) -> Any:
     """Audit the configuration, build the model with Keras, then restore its variables."""
     if type(state) is not dict or set(state) != _STATE_KEYS:
         raise FormatError("a Keras model is stored as config, variables and optimizer")
     config = parse_config(state["config"])
+    if not isinstance(config, dict):
+        raise FormatError("a Keras model configuration must be a JSON object")
     _check_arrays(state["variables"], "variables")
     _check_arrays(state["optimizer"], "optimizer variables")
-    audit_config(config)
     if (config.get("module"), config.get("class_name")) not in _CONFIG_NAMES[_dotted(cls)]:
         raise FormatError(f"the Keras configuration does not describe a {cls.__qualname__}")
-    from keras.saving import deserialize_keras_object
-
-    try:
-        model = deserialize_keras_object(config, safe_mode=True)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        raise FormatError(f"Keras could not build the model from its configuration: {exc}") from (
-            None
-        )
+    model = build_model(config)
     if type(model) is not cls:
         raise FormatError(f"the Keras configuration built a {type(model).__qualname__}")
     _assign(list(model.variables), state["variables"], "variables")

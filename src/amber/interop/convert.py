@@ -19,14 +19,19 @@ from typing import Any
 from amber.container import dtypes
 from amber.container.format import HEADER_MAGIC
 from amber.errors import InvalidArgumentError, ReadError, SerializationError, WriteError
-from amber.interop import onnx_file
+from amber.interop import keras_file, onnx_file
 from amber.interop import safetensors as st
 
 PathLike = str | os.PathLike[str]
 
 FRAMEWORKS = ("numpy", "torch")
 # Output suffix -> format name.
-OUTPUT_SUFFIXES = {".amber": "amber", ".safetensors": "safetensors", ".onnx": "onnx"}
+OUTPUT_SUFFIXES = {
+    ".amber": "amber",
+    ".safetensors": "safetensors",
+    ".onnx": "onnx",
+    ".keras": "keras",
+}
 # Leading bytes of formats that are recognized but not converted yet.
 _PICKLE_PROTOCOL_2_PLUS = b"\x80"
 _ZIP = b"PK\x03\x04"  # torch.save's default container (a zip of pickles)
@@ -85,6 +90,8 @@ def detect_format(path: PathLike) -> str:
         return "safetensors"
     if path.suffix == ".onnx" and onnx_file.looks_like_onnx(head):
         return "onnx"
+    if keras_file.looks_like_keras(head, path):
+        return "keras"
     if head.startswith((_PICKLE_PROTOCOL_2_PLUS, _ZIP)):
         raise FormatError(
             f"{path} looks like a pickle or torch.save file; converting those is not supported "
@@ -204,11 +211,27 @@ def _amber_to_onnx(src: Path, dst: Path, framework: str) -> tuple[int, int]:
     return len(model.graph.initializer), onnx_file.write_onnx(model, dst)
 
 
+def _keras_to_amber(src: Path, dst: Path, framework: str) -> tuple[int, int]:
+    import amber
+
+    info = amber.save(keras_file.read_keras(src), dst)
+    return len(info.tensors), info.tensor_bytes
+
+
+def _amber_to_keras(src: Path, dst: Path, framework: str) -> tuple[int, int]:
+    import amber
+
+    model = amber.load(src)
+    return len(getattr(model, "variables", ())), keras_file.write_keras(model, dst)
+
+
 _CONVERTERS: dict[tuple[str, str], Callable[[Path, Path, str], tuple[int, int]]] = {
     ("amber", "safetensors"): _amber_to_safetensors,
     ("safetensors", "amber"): _safetensors_to_amber,
     ("onnx", "amber"): _onnx_to_amber,
     ("amber", "onnx"): _amber_to_onnx,
+    ("keras", "amber"): _keras_to_amber,
+    ("amber", "keras"): _amber_to_keras,
 }
 
 
