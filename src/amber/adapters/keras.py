@@ -35,11 +35,26 @@ def _dotted(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
+def _numpy(value: Any, ops: Any) -> Any:
+    """A numpy view of a CPU torch tensor (no copy; ``convert_to_numpy`` copies), else the
+    backend's own conversion."""
+    if type(value).__module__.startswith("torch") and str(value.device) == "cpu":
+        tensor = value.detach()
+        if (
+            tensor.dtype.is_floating_point
+            and tensor.element_size() == 2
+            and str(tensor.dtype).endswith("bfloat16")
+        ):
+            return ops.convert_to_numpy(value)
+        return tensor.numpy()
+    return ops.convert_to_numpy(value)
+
+
 def _arrays(variables: Any, what: str) -> dict[str, Any]:
     """``{path: array}`` in the model's order (backend tensors copied to numpy)."""
     from keras import ops
 
-    out = {v.path: ops.convert_to_numpy(v.value) for v in variables}
+    out = {v.path: _numpy(v.value, ops) for v in variables}
     if len(out) != len(variables):
         raise SerializationError(f"the model's {what} do not have distinct paths")
     return out

@@ -17,6 +17,7 @@ is met.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -131,18 +132,41 @@ def model_state(model: Any) -> dict[str, Any]:
             "amber.convert('model.onnx', 'model.amber'), which reads external data from the "
             "model's own folder only"
         )
-    stripped = onnx.ModelProto()
-    stripped.CopyFrom(model)
     initializers: dict[str, Any] = {}
-    for tensor in stripped.graph.initializer:
-        dtype = _NUMPY.get(tensor.data_type)
-        if dtype is None or tensor.name in initializers or tensor.HasField("segment"):
-            continue  # kept inline (strings, small floats, duplicates are onnx's to judge)
-        array = numpy_helper.to_array(tensor)
-        initializers[tensor.name] = np.ascontiguousarray(array, dtype=np.dtype(dtype))
-        for name in _DATA_FIELDS:
-            tensor.ClearField(name)
-    return {"model": stripped.SerializeToString(), "initializers": initializers}
+    # The initializers' data is taken out of the model for the time of one serialization
+    # (and always put back): copying the whole model first would copy every weight.
+    moved: list[tuple[Any, Any]] = []
+    try:
+        for tensor in model.graph.initializer:
+            dtype = _NUMPY.get(tensor.data_type)
+            if dtype is None or tensor.name in initializers or tensor.HasField("segment"):
+                continue  # kept inline (strings, small floats, duplicates are onnx's to judge)
+            kept: Any
+            if tensor.HasField("raw_data"):
+                kept = tensor.raw_data
+                array = np.frombuffer(kept, dtype=np.dtype(dtype).newbyteorder("<"))
+                if array.size != math.prod(tensor.dims):
+                    raise SerializationError(
+                        f"cannot save this ONNX model: initializer {tensor.name!r} holds "
+                        f"{array.size} values for its shape {list(tensor.dims)}"
+                    )
+                array = array.reshape(tuple(tensor.dims))
+            else:
+                kept = onnx.TensorProto()
+                kept.CopyFrom(tensor)
+                array = np.ascontiguousarray(numpy_helper.to_array(tensor), dtype=dtype)
+            moved.append((tensor, kept))
+            initializers[tensor.name] = array
+            for name in _DATA_FIELDS:
+                tensor.ClearField(name)
+        stripped = model.SerializeToString()
+    finally:
+        for tensor, kept in moved:
+            if isinstance(kept, bytes):
+                tensor.raw_data = kept
+            else:
+                tensor.CopyFrom(kept)
+    return {"model": stripped, "initializers": initializers}
 
 
 # -- loading ----------------------------------------------------------------------------------
