@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 HEAVY = {"torch", "sklearn", "scipy", "xgboost", "lightgbm", "boto3", "pandas", "numpy", "obstore"}
+HEAVY = {"torch", "sklearn", "scipy", "xgboost", "lightgbm", "boto3", "pandas", "numpy"}
+HEAVY |= {"keras", "onnx", "onnxruntime", "h5py", "google", "tensorflow", "jax"}
 
 
 def _modules_after(code: str) -> set[str]:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from amber.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
     from amber.graph.trust import trust
     from amber.interop import convert
+    from amber.interop.onnx_file import onnx_session
 
 __all__ = [
     "AmberFile",
@@ -28,6 +29,7 @@ __all__ = [
     "inspect",
     "load",
     "load_checkpoint",
+    "onnx_session",
     "open",
     "predict",
     "save",
@@ -45,6 +47,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["Checkpoint", "load_checkpoint", "save_checkpoint"], "amber.checkpoint"),
     "convert": "amber.interop",
     "predict": "amber.batch",
+    "onnx_session": "amber.interop.onnx_file",
     # The allowlist is meaningful once the adapters have registered (amber.api imports them).
     "trust": "amber.graph.trust",
 }

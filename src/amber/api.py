@@ -32,8 +32,8 @@ from amber.graph.names import QualName
 from amber.graph.outline import Outline
 from amber.graph.outline import outline as make_outline
 from amber.graph.trust import REGISTRY, Kind, trusted_set
-from amber.progress import Progress
 from amber.legacy.formats import not_foreign
+from amber.progress import Progress
 
 if TYPE_CHECKING:
     import numpy as np

@@ -20,8 +20,14 @@ _EXTRA_STATE = "_extra_state"  # torch.nn.modules.module._EXTRA_STATE_KEY_SUFFIX
 
 
 def is_module(obj: Any) -> bool:
+    """A torch module, other than a Keras model on the torch backend (whose variables the
+    Keras adapter saves, backend-neutral)."""
     torch = sys.modules.get("torch")
-    return torch is not None and isinstance(obj, torch.nn.Module)
+    return (
+        torch is not None
+        and isinstance(obj, torch.nn.Module)
+        and not any(c.__module__.startswith("keras.") for c in type(obj).__mro__)
+    )
 
 
 def unwrap_compiled(module: Any) -> Any:

@@ -3,8 +3,10 @@ no framework is imported until a file or an object needs it."""
 
 from amber.adapters import (
     builtin,
+    keras,
     lightgbm,
     numpy,
+    onnx,
     pandas,
     scipy,
     sklearn,
@@ -15,8 +17,10 @@ from amber.adapters import (
 
 __all__ = [
     "builtin",
+    "keras",
     "lightgbm",
     "numpy",
+    "onnx",
     "pandas",
     "scipy",
     "sklearn",

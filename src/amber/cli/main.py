@@ -10,9 +10,9 @@ from amber._version import __version__
 from amber.cli import (
     convert_cmd,
     inspect_cmd,
+    predict_cmd,
     scan_cmd,
     serve_cmd,
-    predict_cmd,
     store_admin_cmds,
     store_cmds,
     verify_cmd,

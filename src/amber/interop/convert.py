@@ -19,6 +19,7 @@ from typing import Any
 from amber.container import dtypes
 from amber.container.format import HEADER_MAGIC
 from amber.errors import InvalidArgumentError, ReadError, SerializationError, WriteError
+from amber.interop import keras_file, onnx_file
 from amber.interop import safetensors as st
 from amber.legacy.convert import LEGACY_FORMATS, legacy_format, legacy_to_amber
 
@@ -26,7 +27,12 @@ PathLike = str | os.PathLike[str]
 
 FRAMEWORKS = ("numpy", "torch")
 # Output suffix -> format name.
-OUTPUT_SUFFIXES = {".amber": "amber", ".safetensors": "safetensors"}
+OUTPUT_SUFFIXES = {
+    ".amber": "amber",
+    ".safetensors": "safetensors",
+    ".onnx": "onnx",
+    ".keras": "keras",
+}
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,10 @@ def detect_format(path: PathLike) -> str:
         return "amber"
     if _looks_like_safetensors(head, size) or path.suffix == ".safetensors":
         return "safetensors"
+    if path.suffix == ".onnx" and onnx_file.looks_like_onnx(head):
+        return "onnx"
+    if keras_file.looks_like_keras(head, path):
+        return "keras"
     foreign = legacy_format(path)
     if foreign is not None:
         return foreign
@@ -184,10 +194,42 @@ def _safetensors_to_amber(src: Path, dst: Path, framework: str) -> tuple[int, in
     return len(arrays), sum(a.nbytes for a in arrays.values())
 
 
+def _onnx_to_amber(src: Path, dst: Path, framework: str) -> tuple[int, int]:
+    import amber
+
+    info = amber.save(onnx_file.read_onnx(src), dst)
+    return len(info.tensors), info.tensor_bytes
+
+
+def _amber_to_onnx(src: Path, dst: Path, framework: str) -> tuple[int, int]:
+    import amber
+
+    model = onnx_file.model_of(amber.load(src), src)
+    return len(model.graph.initializer), onnx_file.write_onnx(model, dst)
+
+
+def _keras_to_amber(src: Path, dst: Path, framework: str) -> tuple[int, int]:
+    import amber
+
+    info = amber.save(keras_file.read_keras(src), dst)
+    return len(info.tensors), info.tensor_bytes
+
+
+def _amber_to_keras(src: Path, dst: Path, framework: str) -> tuple[int, int]:
+    import amber
+
+    model = amber.load(src)
+    return len(getattr(model, "variables", ())), keras_file.write_keras(model, dst)
+
+
 _CONVERTERS: dict[tuple[str, str], Callable[[Path, Path, str], tuple[int, int]]] = {
     ("amber", "safetensors"): _amber_to_safetensors,
     ("safetensors", "amber"): _safetensors_to_amber,
     **{(fmt, "amber"): legacy_to_amber for fmt in LEGACY_FORMATS},
+    ("onnx", "amber"): _onnx_to_amber,
+    ("amber", "onnx"): _amber_to_onnx,
+    ("keras", "amber"): _keras_to_amber,
+    ("amber", "keras"): _amber_to_keras,
 }
 
 
