@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from amber.cli.output import echo_json, fail, human_bytes, json_text, line, safe, stdout
+from amber.cli.output import Summary, echo_json, fail, human_bytes, json_text, line, safe, stdout
 from amber.errors import AmberError
 
 _DEFAULT_ROWS = 50
@@ -38,7 +38,7 @@ def inspect(
         echo_json({**info.to_dict(), "outline": tree.to_dict()})
         return
     # Every value below comes from the file: each cell is escaped text, never markup.
-    summary = _Summary()
+    summary = Summary()
     summary.add_row("file", safe(info.path))
     summary.add_row("format", safe(info.format_version))
     summary.add_row("size", safe(f"{human_bytes(info.size)} ({info.size} bytes)"))
@@ -96,33 +96,6 @@ def inspect(
     stdout.print(table)
     if len(rows) < len(info.tensors):
         stdout.print(f"... {len(info.tensors) - len(rows)} more tensors (use --all)")
-
-
-class _Summary:
-    """Label/value rows, values folded at the terminal's width, except ``add_line`` rows
-    (digests), printed whole on one line so that they can be copied."""
-
-    _WIDTH = 13  # "environment" and two spaces
-
-    def __init__(self) -> None:
-        self._parts: list[Table | Text] = []
-
-    def add_row(self, label: str | Text, value: str | Text) -> None:
-        if not self._parts or not isinstance(self._parts[-1], Table):
-            grid = Table.grid(padding=(0, 0))
-            grid.add_column(style="bold", min_width=self._WIDTH, max_width=self._WIDTH)
-            grid.add_column(overflow="fold")
-            self._parts.append(grid)
-        grid = self._parts[-1]
-        assert isinstance(grid, Table)
-        grid.add_row(label, value)
-
-    def add_line(self, label: str, value: Text) -> None:
-        self._parts.append(line(safe(label.ljust(self._WIDTH), "bold"), value))
-
-    def print(self) -> None:
-        for part in self._parts:
-            stdout.print(part)
 
 
 def _render(outline: Any) -> Tree:

@@ -144,6 +144,33 @@ def sanitized_warnings() -> Iterator[None]:
         yield
 
 
+class Summary:
+    """Label/value rows, values folded at the terminal's width, except ``add_line`` rows
+    (digests), printed whole on one line so that they can be copied."""
+
+    _WIDTH = 13  # "environment" and two spaces
+
+    def __init__(self) -> None:
+        self._parts: list[Any] = []
+
+    def add_row(self, label: str | Text, value: str | Text) -> None:
+        from rich.table import Table
+
+        if not self._parts or not isinstance(self._parts[-1], Table):
+            grid = Table.grid(padding=(0, 0))
+            grid.add_column(style="bold", min_width=self._WIDTH, max_width=self._WIDTH)
+            grid.add_column(overflow="fold")
+            self._parts.append(grid)
+        self._parts[-1].add_row(label, value)
+
+    def add_line(self, label: str, value: Text) -> None:
+        self._parts.append(line(safe(label.ljust(self._WIDTH), "bold"), value))
+
+    def print(self) -> None:
+        for part in self._parts:
+            stdout.print(part)
+
+
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
     """``1 tensor``, ``2 tensors`` (``nouns`` when the plural is not ``noun + "s"``)."""
     return f"{count} {noun if count == 1 else (nouns or noun + 's')}"

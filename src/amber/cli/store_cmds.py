@@ -12,7 +12,17 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from amber.cli.output import EXIT_FAILED, echo_json, human_bytes, json_text, line, safe, stdout
+from amber.cli.listing import Column, print_listing
+from amber.cli.output import (
+    EXIT_FAILED,
+    Summary,
+    echo_json,
+    human_bytes,
+    json_text,
+    line,
+    safe,
+    stdout,
+)
 from amber.cli.store_common import (
     JSON_OPTION,
     STORE_OPTION,
@@ -73,21 +83,27 @@ def ls(store: str = STORE_OPTION, as_json: bool = JSON_OPTION) -> None:
     if not models:
         stdout.print(line(f"no models in {s.backend.describe()}"))
         return
-    table = _table(
-        "model",
-        "latest",
-        "versions",
-        "aliases",
-        "size",
-        "updated (UTC)",
-        right=("latest", "versions", "size"),
-        wrap=("aliases",),
+    print_listing(
+        (
+            Column("model"),
+            Column("latest", right=True),
+            Column("versions", priority=2, right=True),
+            Column("aliases", fold=True),
+            Column("size", priority=1, right=True),
+            Column("updated (UTC)", priority=3),
+        ),
+        [
+            (
+                m.name,
+                m.latest,
+                m.versions,
+                [f"{a}@{v}" for a, v in sorted(m.aliases.items())],
+                human_bytes(m.size),
+                when(m.updated_at),
+            )
+            for m in models
+        ],
     )
-    for m in models:
-        aliases = ", ".join(f"{a}@{v}" for a, v in sorted(m.aliases.items()))
-        cells = (m.name, m.latest, m.versions, aliases, human_bytes(m.size), when(m.updated_at))
-        table.add_row(*map(plain, cells))
-    stdout.print(table)
 
 
 def versions(
@@ -115,30 +131,31 @@ def _print_versions(found: list[Any], as_json: bool, *, first: str) -> None:
     if as_json:
         echo_json([v.to_dict() for v in found])
         return
-    table = _table(
-        first,
-        "created (UTC)",
-        "creator",
-        "metrics",
-        "tags",
-        "aliases",
-        "parent",
-        "message",
-        right=("version",),
-        wrap=("metrics", "tags", "aliases", "message"),
+    print_listing(
+        (
+            Column(first, right=first == "version"),
+            Column("created (UTC)", priority=3),
+            Column("creator", priority=5),
+            Column("metrics", fold=True, min_width=36),
+            Column("tags", priority=2, fold=True),
+            Column("aliases"),
+            Column("parent", priority=4),
+            Column("message", priority=1, fold=True),
+        ),
+        [
+            (
+                v.version if first == "version" else v.spec,
+                when(v.created_at),
+                v.creator,
+                v.metrics,
+                v.tags,
+                list(v.aliases),
+                v.parent or "",
+                v.message or "",
+            )
+            for v in found
+        ],
     )
-    for v in found:
-        table.add_row(
-            plain(v.version if first == "version" else v.spec),
-            plain(when(v.created_at)),
-            plain(v.creator),
-            plain(pairs(v.metrics)),
-            plain(pairs(v.tags)),
-            plain(", ".join(v.aliases)),
-            plain(v.parent or ""),
-            plain(v.message or ""),
-        )
-    stdout.print(table)
 
 
 def search(
@@ -187,11 +204,7 @@ def show(
     if as_json:
         echo_json({**version.to_dict(), "tensor_count": tensor_count, "tensor_bytes": tensor_bytes})
         return
-    from rich.table import Table
-
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column(overflow="fold")
+    summary = Summary()
     rows: list[tuple[str, object]] = [
         ("version", version.spec),
         ("created", f"{when(version.created_at)} UTC by {version.creator}"),
@@ -214,9 +227,13 @@ def show(
             ("environment", f"python {env.get('python')} {env.get('platform')}; {packages}")
         )
     for label, value in rows:
-        if value not in ("", None):
-            grid.add_row(label, plain(value))
-    stdout.print(grid)
+        if value in ("", None):
+            continue
+        if label == "content":  # a digest is copied whole: one line, never folded
+            summary.add_line(label, plain(value))
+        else:
+            summary.add_row(label, plain(value))
+    summary.print()
 
 
 def diff(
