@@ -232,15 +232,20 @@ def reindex(store: str = STORE_OPTION) -> None:
     stdout.print(line(f"indexed {count} versions"))
 
 
-def path(store: str = STORE_OPTION) -> None:
-    """Print the store folder that --store / AMBER_STORE / the default choose.
+def path(store: str = STORE_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """Print the store folder (or URL) that --store / AMBER_STORE / the default choose.
 
     Exit 0 (a note on stderr says when no store exists there yet).
     """
-    if is_remote(store_location(store)):
-        typer.echo(store_location(store))
+    location = store_location(store)
+    if is_remote(location):
+        shown, exists = str(location), None
+    else:
+        root = store_root(store).absolute()
+        shown, exists = str(root), root.exists()
+    if as_json:
+        echo_json({"store": shown, "remote": exists is None, "exists": exists})
         return
-    root = store_root(store).absolute()
-    typer.echo(str(root))
-    if not root.exists():
-        stderr.print(plain(f"(no store at {root} yet)"))
+    typer.echo(shown)
+    if exists is False:
+        stderr.print(plain(f"(no store at {shown} yet)"))

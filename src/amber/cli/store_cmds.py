@@ -181,7 +181,35 @@ def search(
     wanted = _tag_pairs(tags or [])
     with opened(store) as s:
         found = s.search(name, tags=wanted, metrics=metrics or None, after=after, before=before)
+        if not found and (metrics or wanted):
+            _unknown_names(s.search(name), metrics or [], wanted)
     _print_versions(found, as_json, first="spec")
+
+
+def _unknown_names(versions: list[Any], conditions: list[str], tags: dict[str, str]) -> None:
+    """When nothing matched, a metric or tag key that no version has is most likely a typo:
+    say so, with the names that exist."""
+    import re
+
+    known_metrics = sorted({k for v in versions for k in v.metrics})
+    known_tags = sorted({k for v in versions for k in v.tags})
+    for condition in conditions:
+        metric = re.split(r"[<>=!]", condition, maxsplit=1)[0].strip()
+        if metric and metric not in known_metrics:
+            store_fail(
+                InvalidArgumentError(
+                    f"no version has a metric named {metric!r}; known metrics: "
+                    f"{', '.join(known_metrics) or 'none'}"
+                )
+            )
+    for key in tags:
+        if key not in known_tags:
+            store_fail(
+                InvalidArgumentError(
+                    f"no version has a tag named {key!r}; known tags: "
+                    f"{', '.join(known_tags) or 'none'}"
+                )
+            )
 
 
 def show(

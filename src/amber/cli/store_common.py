@@ -43,9 +43,6 @@ if TYPE_CHECKING:
     from amber.store.store import Store
 
 DEFAULT_STORE = ".amber"  # as Store() does
-# What tells a store folder (see amber.store.local and amber.store.store): its data, or the
-# index that Store() creates at once.
-_STORE_MARKS = ("versions", "objects", "refs", "cache/index.sqlite")
 _PROGRESS_DELAY = 1.0  # seconds before a spinner appears
 
 STORE_OPTION: Any = typer.Option(
@@ -128,6 +125,8 @@ def open_store(path: str | None, *, create: bool = False) -> Store:
             return Store(location)
         except AmberError as exc:
             store_fail(exc)
+    from amber.store.local import STORE_MARKS
+
     root = store_root(path)
     if not root.exists():
         if not create:
@@ -139,7 +138,7 @@ def open_store(path: str | None, *, create: bool = False) -> Store:
                 EXIT_NOT_AMBER,
             )
     elif not root.is_dir() or not (
-        any((root / mark).exists() for mark in _STORE_MARKS) or (create and not any(root.iterdir()))
+        any((root / mark).exists() for mark in STORE_MARKS) or (create and not any(root.iterdir()))
     ):
         # An existing file or folder of other things: never turned into a store.
         store_fail(InvalidArgumentError(f"{root} is not an amber store"))

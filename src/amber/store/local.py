@@ -49,6 +49,30 @@ _HINTS = {
 }
 
 
+# What tells a store folder: its data, or the index that a store creates at once.
+STORE_MARKS = ("versions", "objects", "refs", f"{CACHE}/index.sqlite")
+
+
+def check_store_folder(root: Path, *, create: bool) -> None:
+    """Refuse to turn a file, or a folder holding other things, into a store: a store is
+    made only in a missing or empty folder, or anywhere with ``create=True``."""
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise StoreError(f"{root} is a file, not an amber store; choose another path")
+    if any((root / mark).exists() for mark in STORE_MARKS):
+        return
+    try:
+        empty = not any(root.iterdir())
+    except OSError as exc:
+        raise store_error("read the folder", root, exc) from None
+    if not (empty or create):
+        raise StoreError(
+            f"{root} is not an amber store and holds other files; choose an empty or new "
+            "folder, or pass create=True to make a store there"
+        )
+
+
 def store_error(action: str, target: object, exc: OSError) -> StoreError:
     reason = exc.strerror or str(exc)
     code = errno.errorcode.get(exc.errno or 0, "")

@@ -39,7 +39,7 @@ from amber.errors import (
 from amber.store import records
 from amber.store.backend import Backend
 from amber.store.index import Index, files_of
-from amber.store.local import CACHE, LocalBackend, store_error
+from amber.store.local import CACHE, LocalBackend, check_store_folder, store_error
 from amber.store.location import cache_root, local_path, open_remote
 from amber.store.names import LATEST, Spec, check_alias, check_name, closest, parse_spec
 from amber.store.objects import ObjectFiles, object_key, objects_of, put_tensors
@@ -159,8 +159,10 @@ def _check_tags(tags: Any) -> dict[str, str]:
 
 class Store:
     """A model store. ``Store()`` opens (or creates) the local store at ``$AMBER_STORE`` or
-    ``./.amber``; ``Store(path)`` a local folder; ``Store(backend=...)`` any backend (its
-    index then lives in ``index_path``, or in memory)."""
+    ``./.amber``; ``Store(path)`` a local folder (created when missing or empty; a folder
+    holding other files is refused unless ``create=True``); ``Store("s3://bucket/prefix")``
+    a shared one; ``Store(backend=...)`` any backend (its index then lives in
+    ``index_path``, or in memory)."""
 
     def __init__(
         self,
@@ -169,6 +171,7 @@ class Store:
         backend: Backend | None = None,
         index_path: str | os.PathLike[str] | None = None,
         endpoint: str | None = None,
+        create: bool = False,
     ) -> None:
         if backend is not None and path is not None:
             raise InvalidArgumentError("give a path or a backend, not both")
@@ -191,6 +194,7 @@ class Store:
                 raise store_error("create the cache folder", cache, exc) from None
         elif backend is None:
             root = local_path(location)
+            check_store_folder(root, create=create)
             backend = LocalBackend(root)
             index_file = root / CACHE / "index.sqlite"
             cache = root / CACHE
