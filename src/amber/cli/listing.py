@@ -21,6 +21,7 @@ from rich.text import Text
 from amber.cli.output import line, safe, safe_text, stdout
 
 _GAP = 3  # " │ " between columns
+_FLOOR = 8  # the narrowest a column is folded to
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,16 @@ def _fit(columns: Sequence[Column], cells: list[list[str]], width: int) -> dict[
             chosen.append(i)
             used += least[i] + _GAP
     widths = {i: least[i] for i in chosen}
+    # The columns that must stay may not fit even alone: fold them narrower, the folding
+    # ones first, widest first, never below a few characters (values fold, never cut).
+    for group in ([i for i in chosen if columns[i].fold], chosen):
+        while used > width:
+            widest = max(group, key=lambda i: widths[i], default=None)
+            if widest is None or widths[widest] <= _FLOOR:
+                break
+            cut = min(used - width, widths[widest] - _FLOOR, max(1, widths[widest] // 4))
+            widths[widest] -= cut
+            used -= cut
     spare = width - used
     # Space left goes to folding columns, most important first, up to their natural width.
     for i in sorted(chosen, key=lambda i: columns[i].priority):
