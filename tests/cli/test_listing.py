@@ -144,3 +144,29 @@ def test_python_store_refuses_a_folder_of_other_files(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(StoreError, match="is a file"):
         Store(tmp_path / "file")
+
+
+def test_gc_says_what_it_kept_and_why_and_rm_is_true(tmp_path: Path) -> None:
+    from amber.store import Store
+
+    root = tmp_path / "store"
+    import numpy as np
+
+    with Store(root) as s:
+        s.save({"w": np.ones(100)}, "m")
+        s.save({"w": np.zeros(100)}, "m")
+    env = {**os.environ, "AMBER_STORE": str(root)}
+
+    def amber(*args: str) -> str:
+        result = subprocess.run(
+            [str(AMBER), *args], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+        return " ".join(result.stdout.split())
+
+    assert "freed by `amber gc` once older than the grace period" in amber("rm", "m@1")
+    kept = amber("gc")
+    assert "freed 0 B: 0 objects" in kept and "kept 1 object that versions use" in kept
+    assert "also kept 1 unused object" in kept and "younger than the grace period (1 hour)" in kept
+    freed = amber("gc", "--grace", "0")
+    assert "1 object and" in freed and "also kept" not in freed

@@ -20,6 +20,7 @@ from amber.cli.output import (
     human_bytes,
     json_text,
     line,
+    plural,
     safe,
     stderr,
     stdout,
@@ -187,9 +188,31 @@ def gc(
         return
     verb = "would free" if dry_run else "freed"
     stdout.print(
-        f"{verb} {human_bytes(report.bytes_freed)}: {report.objects_removed} objects and "
-        f"{report.temporaries_removed} temporary files; {report.objects_kept} objects in use"
+        line(
+            f"{verb} {human_bytes(report.bytes_freed)}: "
+            f"{plural(report.objects_removed, 'object')} and "
+            f"{plural(report.temporaries_removed, 'temporary file')}; kept "
+            f"{plural(report.objects_kept, 'object')} that versions use"
+        )
     )
+    if report.objects_young:
+        stdout.print(
+            line(
+                f"also kept {plural(report.objects_young, 'unused object')} "
+                f"({human_bytes(report.bytes_young)}) younger than the grace period "
+                f"({_duration(grace)}): a save still running may be about to use them; a "
+                "later gc frees them (--grace 0 frees them now, safe only while nothing "
+                "saves into this store)"
+            )
+        )
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return plural(int(seconds // 3600), "hour")
+    if seconds >= 60 and seconds % 60 == 0:
+        return plural(int(seconds // 60), "minute")
+    return f"{seconds:g} s"
 
 
 def check(

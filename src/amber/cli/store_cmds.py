@@ -455,4 +455,9 @@ def rm(
             )
         s.delete(spec, force=force)
     dropped = f" and its aliases {', '.join(aliases)}" if aliases else ""
-    stdout.print(line(f"deleted {spec}{dropped}; `amber gc` frees its data"))
+    stdout.print(
+        line(
+            f"deleted {spec}{dropped}; its data that no other version uses is freed by "
+            "`amber gc` once older than the grace period (1 hour by default)"
+        )
+    )

@@ -60,6 +60,11 @@ class GcReport:
     temporaries_removed: int = 0
     objects_kept: int = 0
     dry_run: bool = False
+    # Unreferenced objects kept because they are younger than the grace period: a save
+    # that is still running may be about to reference them.
+    objects_young: int = 0
+    bytes_young: int = 0
+    grace: float = 0.0
 
     def __str__(self) -> str:
         verb = "would remove" if self.dry_run else "removed"
@@ -78,15 +83,20 @@ def gc(store: Store, *, grace: float, dry_run: bool) -> GcReport:
         raise StoreError("grace must be >= 0 seconds")
     report = GcReport(dry_run=dry_run)
     limit = time.time() - grace
-    candidates = []
+    report.grace = grace
+    candidates, young = [], []
     for key in store.backend.list("objects/"):
         stat = store.backend.stat(key)
-        if stat is not None and stat.mtime < limit:
-            candidates.append((key, stat.size))
+        if stat is not None:
+            (candidates if stat.mtime < limit else young).append((key, stat.size))
     referenced = set()
     for record in _live_records(store):
         referenced |= {object_key(h) for h in record.objects()}
     report.objects_kept = len(referenced)
+    for key, size in young:
+        if key not in referenced:
+            report.objects_young += 1
+            report.bytes_young += size
     for key, size in candidates:
         if key in referenced:
             continue
