@@ -48,9 +48,16 @@ def _wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def assert_clean(text: str) -> None:
-    """No control or format character but the newlines between lines."""
-    bad = sorted({c for c in text if c != "\n" and unicodedata.category(c) in UNSAFE})
+    """No control or format character but the newlines between lines and, in piped
+    listings (tab-separated), the tabs between cells: every line of such a listing has as
+    many tabs as its header, so no value brought one of its own."""
+    bad = sorted({c for c in text if c not in "\n\t" and unicodedata.category(c) in UNSAFE})
     assert not bad, (bad, text)
+    lines = text.splitlines()
+    if lines and "\t" in lines[0]:
+        assert all(line.count("\t") == lines[0].count("\t") for line in lines), text
+    else:
+        assert "\t" not in text, text
 
 
 def cli(*args: str, code: int = 0) -> tuple[str, str]:
