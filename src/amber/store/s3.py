@@ -152,6 +152,11 @@ class S3Backend(Backend):
     def _error(self, action: str, key: str, exc: Exception, *, changed: str) -> StoreError:
         if isinstance(exc, (PermissionDeniedError, UnauthenticatedError)):
             hint = "check the credentials (AWS_ACCESS_KEY_ID...) and the bucket's permissions"
+        elif "invalid path" in str(exc):
+            hint = (
+                "a key under the store's prefix has a '..' or empty segment (planted by "
+                "another tool): the S3 client cannot list past it; delete that key"
+            )
         elif _bucket_missing(exc):
             hint = f"the bucket {self.bucket!r} does not exist; create it first"
         else:
@@ -327,8 +332,24 @@ class S3Backend(Backend):
             ) from None
         for meta in found:
             key = meta["path"]
-            if key.startswith(prefix) and key.split("/", 1)[0] not in _RESERVED:
-                yield meta
+            if key.startswith(prefix) and key.split("/", 1)[0] not in _RESERVED and _valid(key):
+                yield meta  # a key no store writes (``..``, odd characters) is never used
+
+    def foreign_entries(self) -> list[str]:
+        """Keys under the prefix that are no valid storage key (``Store.check`` lists
+        them): planted by hand or by another tool, never read or written by amber."""
+        try:
+            found = _reading(
+                lambda: [m["path"] for c in obstore.list(self._store, prefix=None) for m in c]
+            )
+        except Exception as exc:
+            raise self._error("list", "the store", exc, changed="nothing was changed") from None
+        return [
+            f"{key!r} in {self.describe()} is not a valid store key; amber ignores it: remove "
+            "it if you did not put it there on purpose"
+            for key in sorted(found)
+            if not _valid(key)
+        ]
 
     def list(self, prefix: str = "") -> Iterator[str]:
         for meta in self._listing(prefix):
@@ -430,6 +451,14 @@ class S3Backend(Backend):
         _, raw = self._marker_state(self._key(key))
         if not self._swap(_marker(key), raw, _doc({"touched": mtime})):
             raise StoreError(f"could not set the time of {key}")
+
+
+def _valid(key: str) -> bool:
+    try:
+        check_key(key)
+    except InvalidArgumentError:
+        return False
+    return True
 
 
 def _retried(exc: BaseException) -> bool:
