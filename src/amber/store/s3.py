@@ -384,10 +384,13 @@ class S3Backend(Backend):
                 "delete", key, exc, changed=f"{key} may or may not have been deleted"
             ) from None
 
-    def _marker_state(self, key: str) -> tuple[dict[str, float] | None, bytes | None]:
-        raw, _ = self._read(_marker(key))
+    def _marker_state(self, key: str) -> tuple[dict[str, float] | None, str | None]:
+        """The marker's state (None: none or a tombstone) and its ETag (None: no marker
+        document at all). Swaps of markers are conditional on that ETag, not on content:
+        a marker that went absent -> claimed -> tombstone meanwhile must not look unchanged."""
+        raw, etag = self._read(_marker(key))
         if raw is None:
-            return None, None
+            return None, etag
         try:
             state = json.loads(raw)
             if not isinstance(state, dict) or not all(
@@ -399,7 +402,7 @@ class S3Backend(Backend):
                 f"the marker of {key} in {self.describe()} is damaged; delete "
                 f"{LOCKS}/{key} from the bucket"
             ) from None
-        return state, raw
+        return state, etag
 
     def stat(self, key: str) -> Stat | None:
         self._key(key)
@@ -416,19 +419,19 @@ class S3Backend(Backend):
         self._key(key)
         deadline = time.monotonic() + GC_LEASE + 10
         while time.monotonic() < deadline:
-            state, raw = self._marker_state(key)
+            state, etag = self._marker_state(key)
             if self._head(key) is None:
                 return False
             if state is not None and "gc" in state and time.time() - state["gc"] < GC_LEASE:
                 time.sleep(0.02)  # a collector is deleting it: wait for its verdict
                 continue
-            if self._swap(_marker(key), raw, _doc({"touched": time.time()}), tries=1):
+            if self._write(_marker(key), etag, _doc({"touched": time.time()})) is not None:
                 return True
         raise StoreError(f"could not refresh {key} in {self.describe()}: a gc holds it; retry")
 
     def delete_if_older(self, key: str, limit: float) -> int | None:
         self._key(key)
-        state, raw = self._marker_state(key)
+        state, etag = self._marker_state(key)
         if state is not None and "gc" in state and time.time() - state["gc"] < GC_LEASE:
             return None  # another collector is at it
         meta = self._head(key)
@@ -440,7 +443,7 @@ class S3Backend(Backend):
         if mtime >= limit:
             return None
         claim = _doc({"gc": time.time()})
-        if not self._swap(_marker(key), raw, claim, tries=1):
+        if self._write(_marker(key), etag, claim) is None:
             return None  # touched (or claimed) meanwhile: kept
         self._remove(key)
         self._swap(_marker(key), claim, TOMBSTONE)
@@ -448,8 +451,8 @@ class S3Backend(Backend):
 
     def set_mtime(self, key: str, mtime: float) -> None:
         """For tests: pretend a blob was last written or touched at ``mtime``."""
-        _, raw = self._marker_state(self._key(key))
-        if not self._swap(_marker(key), raw, _doc({"touched": mtime})):
+        _, etag = self._marker_state(self._key(key))
+        if self._write(_marker(key), etag, _doc({"touched": mtime})) is None:
             raise StoreError(f"could not set the time of {key}")
 
 
