@@ -21,6 +21,14 @@ CHILD_TIMEOUT = 120.0
 SPAWN = multiprocessing.get_context("spawn")
 
 
+def scaled(location: object, full: int, on_s3: int) -> int:
+    """A workload size: ``full`` for local stores (and for S3 under ``make s3-stress``,
+    AMBER_S3_STRESS=1); ``on_s3`` for S3 in the default suite, where moto answers every
+    request from one Python process and the full sizes take minutes on two cores."""
+    remote = isinstance(location, str) and "://" in location
+    return on_s3 if remote and not os.environ.get("AMBER_S3_STRESS") else full
+
+
 def context_for(location: object) -> Any:
     """The multiprocessing context for children using the store at ``location``."""
     return SPAWN if isinstance(location, str) and "://" in location else CTX

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from tests.store.helpers import (
     payload,
     referenced_keys,
     same_payload,
+    scaled,
     stored_numbers,
 )
 
@@ -77,10 +77,7 @@ def _saver(root: str, worker: int, count: int, barrier: Any, queue: Any) -> None
 @pytest.mark.slow
 def test_concurrent_saves_get_distinct_numbers(location: Any) -> None:
     workers, per_worker = 8, 25
-    if isinstance(location, str) and not os.environ.get("AMBER_S3_STRESS"):
-        # moto serves every request in one Python process: the full 8 x 25 on S3 takes
-        # ~2 minutes on two shared cores; `make s3-stress` runs it (AMBER_S3_STRESS=1).
-        workers, per_worker = 8, 5
+    per_worker = scaled(location, per_worker, 4)  # 8 x 25 on S3: `make s3-stress`
     root = location
     Store(root).close()
     ctx = context_for(root)
@@ -147,7 +144,7 @@ def _mover(root: str, worker: int, targets: list[int], barrier: Any, queue: Any)
 
 @pytest.mark.slow
 def test_concurrent_alias_moves_never_lose_an_update(location: Any) -> None:
-    workers, moves = 4, 12
+    workers, moves = 4, scaled(location, 12, 5)
     root = location
     with Store(root) as store:
         for i in range(workers * moves):
@@ -272,7 +269,10 @@ def test_readers_never_see_a_partial_version(location: Any) -> None:
     ctx = context_for(root)
     queue, stop = ctx.Queue(), ctx.Event()
     readers = [ctx.Process(target=_reader, args=(str(root), stop, queue)) for _ in range(2)]
-    writers = [ctx.Process(target=_writer, args=(str(root), w, 20, queue)) for w in range(2)]
+    per_writer = scaled(location, 20, 6)
+    writers = [
+        ctx.Process(target=_writer, args=(str(root), w, per_writer, queue)) for w in range(2)
+    ]
     for p in readers + writers:
         p.start()
     done = _collect(queue, len(writers))
@@ -284,7 +284,7 @@ def test_readers_never_see_a_partial_version(location: Any) -> None:
         assert bad == [], bad[:5]
         assert loads >= 5 and distinct >= 1
     with Store(root) as store:
-        assert stored_numbers(store, "live") == list(range(1, 42))
+        assert stored_numbers(store, "live") == list(range(1, 2 * per_writer + 2))
 
 
 # -- gc while saving -----------------------------------------------------------------------
@@ -314,7 +314,7 @@ def _resaver(root: str, worker: int, seqs: list[int], queue: Any) -> None:
 @pytest.mark.slow
 def test_gc_running_with_writers_never_breaks_a_version(location: Any) -> None:
     root = location
-    count = 24
+    count = scaled(location, 24, 10)
     with Store(root) as store:
         for seq in range(count):
             store.save(payload(0, seq), "g")

@@ -152,6 +152,11 @@ class S3Backend(Backend):
     def _error(self, action: str, key: str, exc: Exception, *, changed: str) -> StoreError:
         if isinstance(exc, (PermissionDeniedError, UnauthenticatedError)):
             hint = "check the credentials (AWS_ACCESS_KEY_ID...) and the bucket's permissions"
+        elif "invalid path" in str(exc):
+            hint = (
+                "a key under the store's prefix has a '..' or empty segment (planted by "
+                "another tool): the S3 client cannot list past it; delete that key"
+            )
         elif _bucket_missing(exc):
             hint = f"the bucket {self.bucket!r} does not exist; create it first"
         else:
@@ -327,8 +332,24 @@ class S3Backend(Backend):
             ) from None
         for meta in found:
             key = meta["path"]
-            if key.startswith(prefix) and key.split("/", 1)[0] not in _RESERVED:
-                yield meta
+            if key.startswith(prefix) and key.split("/", 1)[0] not in _RESERVED and _valid(key):
+                yield meta  # a key no store writes (``..``, odd characters) is never used
+
+    def foreign_entries(self) -> list[str]:
+        """Keys under the prefix that are no valid storage key (``Store.check`` lists
+        them): planted by hand or by another tool, never read or written by amber."""
+        try:
+            found = _reading(
+                lambda: [m["path"] for c in obstore.list(self._store, prefix=None) for m in c]
+            )
+        except Exception as exc:
+            raise self._error("list", "the store", exc, changed="nothing was changed") from None
+        return [
+            f"{key!r} in {self.describe()} is not a valid store key; amber ignores it: remove "
+            "it if you did not put it there on purpose"
+            for key in sorted(found)
+            if not _valid(key)
+        ]
 
     def list(self, prefix: str = "") -> Iterator[str]:
         for meta in self._listing(prefix):
@@ -363,10 +384,13 @@ class S3Backend(Backend):
                 "delete", key, exc, changed=f"{key} may or may not have been deleted"
             ) from None
 
-    def _marker_state(self, key: str) -> tuple[dict[str, float] | None, bytes | None]:
-        raw, _ = self._read(_marker(key))
+    def _marker_state(self, key: str) -> tuple[dict[str, float] | None, str | None]:
+        """The marker's state (None: none or a tombstone) and its ETag (None: no marker
+        document at all). Swaps of markers are conditional on that ETag, not on content:
+        a marker that went absent -> claimed -> tombstone meanwhile must not look unchanged."""
+        raw, etag = self._read(_marker(key))
         if raw is None:
-            return None, None
+            return None, etag
         try:
             state = json.loads(raw)
             if not isinstance(state, dict) or not all(
@@ -378,7 +402,7 @@ class S3Backend(Backend):
                 f"the marker of {key} in {self.describe()} is damaged; delete "
                 f"{LOCKS}/{key} from the bucket"
             ) from None
-        return state, raw
+        return state, etag
 
     def stat(self, key: str) -> Stat | None:
         self._key(key)
@@ -395,19 +419,19 @@ class S3Backend(Backend):
         self._key(key)
         deadline = time.monotonic() + GC_LEASE + 10
         while time.monotonic() < deadline:
-            state, raw = self._marker_state(key)
+            state, etag = self._marker_state(key)
             if self._head(key) is None:
                 return False
             if state is not None and "gc" in state and time.time() - state["gc"] < GC_LEASE:
                 time.sleep(0.02)  # a collector is deleting it: wait for its verdict
                 continue
-            if self._swap(_marker(key), raw, _doc({"touched": time.time()}), tries=1):
+            if self._write(_marker(key), etag, _doc({"touched": time.time()})) is not None:
                 return True
         raise StoreError(f"could not refresh {key} in {self.describe()}: a gc holds it; retry")
 
     def delete_if_older(self, key: str, limit: float) -> int | None:
         self._key(key)
-        state, raw = self._marker_state(key)
+        state, etag = self._marker_state(key)
         if state is not None and "gc" in state and time.time() - state["gc"] < GC_LEASE:
             return None  # another collector is at it
         meta = self._head(key)
@@ -419,7 +443,7 @@ class S3Backend(Backend):
         if mtime >= limit:
             return None
         claim = _doc({"gc": time.time()})
-        if not self._swap(_marker(key), raw, claim, tries=1):
+        if self._write(_marker(key), etag, claim) is None:
             return None  # touched (or claimed) meanwhile: kept
         self._remove(key)
         self._swap(_marker(key), claim, TOMBSTONE)
@@ -427,9 +451,17 @@ class S3Backend(Backend):
 
     def set_mtime(self, key: str, mtime: float) -> None:
         """For tests: pretend a blob was last written or touched at ``mtime``."""
-        _, raw = self._marker_state(self._key(key))
-        if not self._swap(_marker(key), raw, _doc({"touched": mtime})):
+        _, etag = self._marker_state(self._key(key))
+        if self._write(_marker(key), etag, _doc({"touched": mtime})) is None:
             raise StoreError(f"could not set the time of {key}")
+
+
+def _valid(key: str) -> bool:
+    try:
+        check_key(key)
+    except InvalidArgumentError:
+        return False
+    return True
 
 
 def _retried(exc: BaseException) -> bool:
