@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 from typing import Any
@@ -41,7 +42,6 @@ def main() -> None:
     ]
     for case in warm:
         step(case)
-        os.unlink(os.path.join(out, "warm.amber")) if case["step"] == "convert" else None
     # The hook of the tripwire module (it records only while armed). A hostile file may
     # open nothing but itself: no allowance is learned from valid runs.
     sys.addaudithook(tripwire._hook)
@@ -49,6 +49,7 @@ def main() -> None:
     for case in spec["cases"]:
         _, report = tripwire.armed(lambda case=case: step(case), {tripwire._real(case["path"])})
         reports[case["key"]] = report
+    shutil.rmtree(out)
     print(json.dumps({"cases": reports}))
 
 

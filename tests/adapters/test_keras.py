@@ -315,3 +315,47 @@ def test_truncated_file_is_refused(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-64])
     with pytest.raises(amber.errors.AmberError):
         amber.load(path)
+
+
+_OTHER_BACKEND = """
+import json, os, sys
+os.environ["KERAS_BACKEND"] = sys.argv[2]
+import numpy as np
+import amber, keras
+model = amber.load(sys.argv[1])
+x = np.load(sys.argv[3])
+print(json.dumps({"backend": keras.backend.backend(),
+                  "weights": [w.tolist() for w in model.get_weights()],
+                  "out": model.predict(x, verbose=0).tolist()}))
+"""
+
+
+def test_file_saved_with_torch_loads_with_jax(tmp_path: Path) -> None:
+    """Any backend: a model saved on the torch backend loads on JAX in a fresh interpreter
+    with the same weights (bit for bit) and the same predictions (to float tolerance: the
+    backends' kernels differ)."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("jax is not installed; the JAX backend cannot be tested here")
+    model = functional()
+    x, y = fdata()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, verbose=0)
+    amber.save(model, tmp_path / "m.amber")
+    np.savez(tmp_path / "x.npz", **x)
+    script = _OTHER_BACKEND.replace("np.load(sys.argv[3])", "dict(np.load(sys.argv[3]))")
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "m.amber"), "jax", str(tmp_path / "x.npz")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["backend"] == "jax"
+    for got, want in zip(report["weights"], model.get_weights(), strict=True):
+        assert np.array_equal(np.asarray(got, dtype=want.dtype), want)
+    np.testing.assert_allclose(report["out"], model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)

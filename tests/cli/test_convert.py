@@ -134,7 +134,7 @@ def test_unknown_input_format(tmp_path: Path) -> None:
 def test_missing_input_and_unknown_output(tmp_path: Path, state_dict_file: Path) -> None:
     missing = run("convert", str(tmp_path / "absent.amber"), str(tmp_path / "o.safetensors"))
     assert missing.returncode == 2 and "no such file" in missing.stderr
-    unknown = run("convert", str(state_dict_file), str(tmp_path / "o.onnx"))
+    unknown = run("convert", str(state_dict_file), str(tmp_path / "o.unknown-format"))
     assert unknown.returncode == 2  # a usage error
     assert_one_line_error(unknown.stderr)
     assert "cannot tell the output format" in unknown.stderr

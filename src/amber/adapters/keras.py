@@ -106,19 +106,34 @@ def _assign(variables: list[Any], arrays: dict[str, Any], what: str, names: bool
             f"the model built from the configuration has {len(variables)} {what}, the file "
             f"{len(pairs)}"
         )
+    values = []
     for variable, (path, array) in zip(variables, pairs, strict=True):
         # In order; the variable's own name must match (its owners' names may not: seed
         # generators are numbered per process). Optimizer slots are named after the model
         # variables' paths, which differ between processes: they match by order only.
-        if names and variable.path.rsplit("/", 1)[-1] != path.rsplit("/", 1)[-1]:
+        name = variable.path.rsplit("/", 1)[-1]
+        if names and name != path.rsplit("/", 1)[-1]:
             raise FormatError(f"Keras {what} {path[:80]!r} does not match {variable.path!r}")
-        if tuple(variable.shape) != array.shape or np.dtype(variable.dtype) != array.dtype:
+        target = np.dtype(variable.dtype)
+        if array.dtype != target and _same_seed_bits(name, array.dtype, target):
+            array = array.view(target)  # seed states: int32 on torch, uint32 on JAX
+        if tuple(variable.shape) != array.shape or target != array.dtype:
             raise FormatError(
                 f"Keras {what} {path[:80]!r} is {array.dtype}{list(array.shape)} in the file, "
                 f"{variable.dtype}{list(variable.shape)} in the model"
             )
-    for variable, (_, array) in zip(variables, pairs, strict=True):
+        values.append(array)
+    for variable, array in zip(variables, values, strict=True):
         variable.assign(array)
+
+
+def _same_seed_bits(name: str, stored: Any, target: Any) -> bool:
+    return (
+        name == "seed_generator_state"
+        and stored.kind in "iu"
+        and target.kind in "iu"
+        and stored.itemsize == target.itemsize
+    )
 
 
 def build_model(config: Any) -> Any:

@@ -243,8 +243,9 @@ def convert(
 ) -> ConvertResult:
     """Convert the model file ``src`` into ``dst``.
 
-    The format of ``src`` is detected from its content; the suffix of ``dst`` (``.amber``
-    or ``.safetensors``) chooses the output. amber -> safetensors needs a file holding a
+    The format of ``src`` is detected from its content; the suffix of ``dst`` (``.amber``,
+    ``.safetensors``, ``.onnx`` or ``.keras``) chooses the output (docs/onnx.md,
+    docs/keras.md for those two). amber -> safetensors needs a file holding a
     flat dict of names to arrays or tensors (a state dict). safetensors -> amber saves
     numpy arrays, or torch tensors with ``framework="torch"``. Metadata carries over both
     ways (non-string amber values become JSON strings in safetensors).
