@@ -751,12 +751,13 @@ def make_dtype(call: Call, depth: int = 0) -> Any:
         dtype = np.dtype(args[0], bool(args[1]), bool(args[2]))
         if call.has_state:
             dtype.__setstate__(_plain(call.state, depth, call.offset))
-        canonical = np.dtype(dtype.descr if dtype.names is not None else dtype.str)
+        canonical = np.dtype(_descr(dtype) if dtype.names is not None else dtype.str)
     except Refused:
         raise
     except Exception as exc:  # numpy refuses the data in its own ways (even SystemError)
         raise Refused(f"pickle: at byte {call.offset}: invalid numpy dtype ({exc})") from None
-    if dtype != canonical or dtype.flags != canonical.flags or dtype.metadata is not None:
+    odd_flags = dtype.names is None and dtype.flags != canonical.flags  # records: aligned ones
+    if dtype != canonical or odd_flags or dtype.metadata is not None:
         # amber stores dtypes by their descriptor: flags or metadata set by hand would be lost
         raise Refused(f"pickle: at byte {call.offset}: numpy dtype with non-standard state")
     return dtype
