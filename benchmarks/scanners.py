@@ -158,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="amber-scanners-") as tmp:
         directory = Path(tmp)
-        hostile = [p for _, p in hostile_corpus.build(directory / "hostile")]
+        built = hostile_corpus.build(directory / "hostile")
+        hostile = [p for _, p in built]
+        payloads = {str(p) for name, p in built if name not in hostile_corpus.MALFORMED_ONLY}
         (directory / "benign").mkdir()
         benign = benign_files(directory / "benign")
         paths = hostile + benign
@@ -174,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     header = (
         f"{'tool':<12}{'version':<10}{'hostile flagged':>16}{'missed':>8}{'errors':>8}"
-        f"{'benign flagged':>16}{'time':>10}{'x amber':>9}"
+        f"{'payloads missed':>17}{'benign flagged':>16}{'time':>10}{'x amber':>9}"
     )
     print(header)
     for name, result in results.items():
@@ -187,10 +189,12 @@ def main(argv: list[str] | None = None) -> int:
         verdicts = result["verdicts"]
         hostile_counts = Counter(verdicts.get(str(p), "error") for p in hostile)
         benign_counts = Counter(verdicts.get(str(p), "error") for p in benign)
+        payload_missed = sum(verdicts.get(p) == "clean" for p in payloads)
         seconds = statistics.median(result["seconds"])
         print(
             f"{name:<12}{result['version']:<10}{hostile_counts['flagged']:>16}"
             f"{hostile_counts['clean']:>8}{hostile_counts['error']:>8}"
+            f"{payload_missed:>13}/{len(payloads)}"
             f"{benign_counts['flagged']:>14}/{len(benign)}{seconds:>9.2f}s"
             f"{seconds / base:>8.1f}x"
         )
@@ -199,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, r in results.items()
         if r is not None and "failed" not in r
     }
+    print(
+        "\nmissed: hostile files reported clean; payloads missed: those of them that run or "
+        "import something under pickle.load (the rest are malformed streams it rejects)."
+    )
     print("\nHostile files reported clean (misses):")
     for name, files in missed.items():
         print(f"  {name}: {', '.join(files) if files else 'none'}")
