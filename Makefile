@@ -44,6 +44,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.boosters
 	$(BIN)/python -m benchmarks.store
 	$(BIN)/python -m benchmarks.keras_onnx
+	$(BIN)/python -m benchmarks.scanners
 
 # Long fuzzing runs (the test suite runs short derandomized ones). `make fuzz` runs every
 # fuzzer below, FUZZ_SECONDS each, and fails when any of them found something.
@@ -58,6 +59,7 @@ fuzz: $(VENV)/.installed-test
 	status=0; \
 	$(MAKE) --no-print-directory fuzz-gadgets || status=1; \
 	$(MAKE) --no-print-directory fuzz-sklearn || status=1; \
+	$(MAKE) --no-print-directory fuzz-legacy || status=1; \
 	exit $$status
 
 # Gadget fuzzer (tests/graph/_gadget_child.py): files whose object graph plants behaviour
@@ -87,3 +89,10 @@ fuzz-sklearn: $(VENV)/.installed-test
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BIN)/python -m tests.adapters.sklearn_fuzz \
 		--seconds $(or $(FUZZ_SECONDS),600) --seed $(or $(FUZZ_SEED),0) \
 		--out $(or $(FUZZ_OUT),build/fuzz)/sklearn
+
+# Pickle reader fuzzer (tests/legacy/test_fuzz.py): random and mutated pickles, each
+# refused or converted exactly as pickle.loads reads it; FUZZ_EXAMPLES per property.
+.PHONY: fuzz-legacy
+fuzz-legacy: $(VENV)/.installed-test
+	AMBER_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),20000) $(BIN)/python -m pytest -q \
+		-p no:cacheprovider tests/legacy/test_fuzz.py

@@ -384,6 +384,45 @@ def _containers() -> dict[str, tuple[str, bytes]]:
     }
 
 
+# Cases whose bytes run, import or open nothing under one pickle.load / torch.load /
+# joblib.load (it raises first, the stream holds no payload, the payload only builds a
+# harmless object, or it sits after the first STOP): amber refuses them as unreadable or
+# unsupported; a scanner calling one of them clean has missed no payload. Every other case
+# would run code, import a module, touch files, processes or the network, or exhaust memory.
+NO_PAYLOAD = frozenset(
+    {
+        "ext1",
+        "ext2",
+        "ext4",
+        "next_buffer",
+        "memo_get_missing",
+        "memo_put_twice",
+        "huge_bytes_claim",
+        "huge_long",
+        "unknown_opcode",
+        "truncated",
+        "deep_nesting",
+        "protocol_6",
+        "persistent_id_in_plain_pickle",
+        "reduce_args_not_tuple",
+        "frame_length_lie",
+        "stacked_pickles",
+        "pickle_after_padding",
+        "dotted_through_collections",
+        "builtins_type",
+        "code_interpreter",
+        "asyncio_base_events",
+        "marshal_function",
+        "operator_attrgetter",
+        "operator_methodcaller",
+        "interpreters_run_string",
+        "torch_zip_local_central_mismatch",
+        "torch_zip_in_zip",
+        "torch_zip_data_pkl_is_zip",
+    }
+)
+
+
 def cases() -> dict[str, tuple[str, bytes]]:
     """Every case: name -> (suffix, bytes)."""
     out: dict[str, tuple[str, bytes]] = {}

@@ -184,3 +184,30 @@ def test_unknown_files_keep_the_magic_bytes_message(tmp_path: Path) -> None:
     path.write_bytes(bytes(range(256)) * 4)
     with pytest.raises(FormatError, match="magic bytes"):
         amber.load(path)
+
+
+def test_migrating_guide_examples_run(tmp_path: Path) -> None:
+    import re
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    page = (root / "docs" / "migrating.md").read_text()
+    script = "\n".join(re.findall(r"```python\n(.*?)```", page, flags=re.S))
+    assert script
+    env = {"PYTHONPATH": str(root / "src"), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert "SAFE TO CONVERT" in result.stdout
+    for line in re.findall(r"^\$ (amber .*?)\s+#", page, flags=re.M)[:2]:
+        argv = line.replace("model.pkl", "scores.pkl").replace("model.amber", "out.amber")
+        proc = subprocess.run(
+            [sys.executable, "-m", "amber.cli.main", *argv.split()[1:]],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert proc.returncode == 0, (argv, proc.stdout, proc.stderr)

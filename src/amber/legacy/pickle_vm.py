@@ -10,6 +10,7 @@ are not constants, bytes after STOP, opcodes straddling a frame.
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +57,10 @@ _OLD_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg", "exceptions": 
 # None (not its concern).
 BuildHook = Callable[[Call, "PickleReader"], Any]
 PersistentHook = Callable[[Any, int], Any]
+
+
+# The integer spellings every unpickler reads alike (no hex, octal, leading zeros or "_").
+_DECIMAL = re.compile(rb"[+-]?(0|[1-9][0-9]*)")
 
 
 class _Mark:
@@ -266,7 +271,7 @@ class PickleReader:
             self._push(self._parse_int(text))
 
     def _parse_int(self, text: bytes) -> int:
-        if len(text) > 4300 or not text.lstrip(b"+-").isdigit():
+        if len(text) > 4300 or not _DECIMAL.fullmatch(text):
             raise _fail(self._op_offset, "INT/LONG operand is not a decimal integer")
         return int(text)
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from amber.errors import FormatError, ReadError
+from amber.errors import AmberError, FormatError, ReadError
 from amber.legacy import formats
 from amber.legacy.joblib_file import DEFAULT_MAX_OUTPUT, array_hook, decompress
 from amber.legacy.numpy_file import read_npy, read_npz
@@ -77,6 +79,41 @@ def parse_bytes(
             f"{path}: amber reads pickle, joblib, torch.save and numpy files here"
             + (f"; this is a {fmt} file" if fmt else ", and this is none of them")
         )
+    try:
+        return _parse(path, data, fmt, limits, max_output, trusted)
+    except AmberError:
+        raise
+    except RecursionError:
+        raise FormatError(f"{path}: objects nest too deeply to read; refused") from None
+    except _READ_ERRORS as exc:  # a container library's own complaint about the bytes
+        raise FormatError(
+            f"{path}: not a readable {fmt} file ({type(exc).__name__}: {exc}); refused"
+        ) from None
+
+
+# What the standard library's zip, struct and codec readers raise on damaged input.
+_READ_ERRORS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    OverflowError,
+    EOFError,
+    NotImplementedError,
+    struct.error,
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+)
+
+
+def _parse(
+    path: Path,
+    data: bytes,
+    fmt: str,
+    limits: Limits,
+    max_output: int,
+    trusted: frozenset[str],
+) -> Parsed:
     tensors: dict[str, Any] = {}
     if fmt == formats.JOBLIB:
         value = _whole_pickle(decompress(data, max_output), limits)

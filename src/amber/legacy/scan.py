@@ -110,6 +110,9 @@ def scan_file(
         return ScanReport(path, REFUSED, str(exc), fmt)
     except RecursionError:
         return ScanReport(path, REFUSED, "the file nests objects too deeply to read", fmt)
+    except Exception as exc:  # fail closed: what cannot be read fully is never judged safe
+        reason = f"amber could not read it fully ({type(exc).__name__}: {exc})"
+        return ScanReport(path, REFUSED, reason, fmt)
     report = ScanReport(path, REFUSED, "", parsed.format)
     try:
         report.names, problems = _judge_names(parsed.root, user)
@@ -144,6 +147,9 @@ def scan_file(
         return report
     except RecursionError:
         report.reason = "the file nests objects too deeply to rebuild"
+        return report
+    except Exception as exc:  # a trusted class refused its state in its own way
+        report.reason = f"amber could not rebuild it ({type(exc).__name__}: {exc})"
         return report
     report.verdict = SAFE
     report.reason = "every name is trusted and the object passed amber's typed-state checks"

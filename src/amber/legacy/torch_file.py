@@ -76,7 +76,7 @@ class _Storages:
         dtype = STORAGE_DTYPES.get(cls.name)
         if dtype is None:
             raise Refused(f"pickle: at byte {offset}: unknown storage type torch.{cls.name}")
-        if type(key) is not str or not key.isdigit() or len(key) > 12:
+        if type(key) is not str or not (key.isascii() and key.isdigit()) or len(key) > 12:
             raise Refused(f"pickle: at byte {offset}: storage key {key!r} is not a number")
         if type(location) is not str or not _LOCATION.match(location):
             raise Refused(f"pickle: at byte {offset}: storage location {location!r}")

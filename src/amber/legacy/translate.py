@@ -459,7 +459,11 @@ class Translator:
                 f"pickle: at byte {call.offset}: only plain numpy arrays are read "
                 "(subclasses such as matrix or masked arrays are not)"
             )
-        _version, shape, dtype_value, fortran, data = call.state.items
+        # _reconstruct(ndarray, (0,), b"b"): its empty array, made as pickle makes it
+        empty = (shape_of(args[1]), _bytes_value(args[2]))
+        version, shape, dtype_value, fortran, data = call.state.items
+        if type(version) is not int or version not in (0, 1) or type(fortran) not in (bool, int):
+            raise Refused(f"pickle: at byte {call.offset}: unsupported numpy array state")
         dtype = self._dtype_of(dtype_value)
         shape = shape_of(shape)
         if dtype.hasobject:
@@ -468,14 +472,18 @@ class Translator:
             count = math.prod(shape)
             if count != len(data.items):
                 raise Refused(f"pickle: at byte {call.offset}: object array item count")
+            _numpy_accepts(call, empty, (version, shape, dtype, False, [None] * count))
             node = self._remember(call, {"k": k.OBJARRAY, "shape": list(shape)})
             node["v"] = [self.node(v, depth) for v in data.items]
             return node
         raw = _bytes_value(data)
-        array = self._array(raw, dtype, shape, bool(fortran), call.offset)
-        if not dtype.isnative and dtype.names is None and dtype.itemsize > 1:
-            # ndarray.__setstate__ swaps a numeric array into native order
-            array = array.byteswap().view(dtype.newbyteorder("="))
+        count = math.prod(shape)
+        if count * dtype.itemsize != len(raw):
+            raise Refused(
+                f"pickle: at byte {call.offset}: {len(raw)} bytes cannot hold an array of "
+                f"shape {shape} and dtype {dtype}"
+            )
+        array = _numpy_accepts(call, empty, (version, shape, dtype, bool(fortran), raw))
         return self._remember(call, self._array_value(array))
 
     def _frombuffer(self, call: Call, depth: int) -> dict:
@@ -539,6 +547,7 @@ class Translator:
         raw = _bytes_value(args[1])
         if len(raw) != dtype.itemsize:
             raise Refused(f"pickle: at byte {call.offset}: numpy scalar of the wrong size")
+        _numpy_scalar(dtype, raw, call.offset)
         value = np.frombuffer(raw, dtype=dtype)
         name = dtypes.from_numpy(dtype)
         if name is None:
@@ -591,6 +600,34 @@ class Translator:
         if not args[1]:
             inner["grad"] = False
         return self._remember(call, inner)
+
+
+def _numpy_accepts(call: Call, empty: tuple, state: tuple) -> Any:
+    """What ``_reconstruct`` + BUILD make of ``empty`` (shape, dtype code) and ``state``
+    (plain data: numbers, a dtype, bytes or placeholders), so that numpy checks them exactly
+    as when unpickling."""
+    import numpy as np
+
+    try:
+        if math.prod(empty[0]) > 0 or len(empty[1]) > 8:
+            raise ValueError("the array to reconstruct into must be empty")
+        array = np.ndarray.__new__(np.ndarray, empty[0], empty[1])
+        array.__setstate__(state)
+    except Exception as exc:  # numpy refuses the data in its own ways
+        raise Refused(f"pickle: at byte {call.offset}: invalid numpy array ({exc})") from None
+    return array
+
+
+def _numpy_scalar(dtype: Any, raw: bytes, offset: int) -> Any:
+    """numpy's own ``scalar(dtype, raw)`` (what pickles of numpy scalars call), on bytes."""
+    try:
+        from numpy._core.multiarray import scalar  # type: ignore[import-not-found]
+    except ImportError:  # numpy 1
+        from numpy.core.multiarray import scalar  # type: ignore[no-redef]
+    try:
+        return scalar(dtype, raw)
+    except Exception as exc:
+        raise Refused(f"pickle: at byte {offset}: invalid numpy scalar ({exc})") from None
 
 
 def _is_numpy_value(value: Any) -> bool:
@@ -691,71 +728,70 @@ def _bytes_arg(call: Call) -> bytes:
     raise Refused(f"pickle: at byte {call.offset}: {call.func.dotted} with odd arguments")
 
 
-def make_dtype(call: Call) -> Any:
-    """A numpy dtype from ``numpy.dtype(spec, align, copy)`` and its BUILD state, built from
-    plain data (strings and numbers) only."""
+def make_dtype(call: Call, depth: int = 0) -> Any:
+    """A numpy dtype from ``numpy.dtype(spec, align, copy)`` and its BUILD state, as pickle
+    builds it: numpy's own constructor and ``__setstate__``, given plain data only (strings,
+    numbers, tuples, dicts and nested dtypes), so numpy validates it exactly as on unpickling
+    and no code named by the file runs."""
     import numpy as np
 
     args = call.args.items
-    if len(args) != 3 or type(args[0]) is not str or len(args[0]) > 32:
+    if (
+        depth > 8
+        or len(args) != 3
+        or type(args[0]) is not str
+        or len(args[0]) > 64
+        or type(args[1]) not in (bool, int)
+        or type(args[2]) not in (bool, int)
+        or call.listitems
+        or call.dictitems
+    ):
         raise Refused(f"pickle: at byte {call.offset}: malformed numpy dtype")
-    state = call.state.items if isinstance(call.state, PTuple) else None
-    if state is None or len(state) not in (8, 9) or state[0] not in (3, 4):
-        raise Refused(f"pickle: at byte {call.offset}: unsupported numpy dtype state")
-    order, sub, names, fields = state[1], state[2], state[3], state[4]
-    if sub is not None:
-        raise Refused(f"pickle: at byte {call.offset}: sub-array dtypes are not read")
-    spec = args[0]
-    if len(state) == 9 and state[8] is not None:
-        # (None, (unit, count, 1, 1)): datetime64/timedelta64 units
-        meta = state[8].items if isinstance(state[8], PTuple) else ()
-        unit = meta[1].items if len(meta) == 2 and isinstance(meta[1], PTuple) else ()
-        if len(unit) != 4 or type(unit[1]) is not int or not 0 < unit[1] < 1 << 31:
-            raise Refused(f"pickle: at byte {call.offset}: malformed datetime dtype")
-        try:
-            text = _bytes_value(unit[0]).decode("ascii")
-        except UnicodeDecodeError:
-            raise Refused(f"pickle: at byte {call.offset}: malformed datetime unit") from None
-        if not text.isalpha() or len(text) > 8:
-            raise Refused(f"pickle: at byte {call.offset}: malformed datetime unit")
-        spec = f"{spec}[{unit[1]}{text}]"
     try:
-        if names is None:
-            if spec.startswith("V") or spec == "O8":
-                spec = "O" if spec == "O8" else spec
-            dtype = np.dtype(spec)
-        else:
-            dtype = _record_dtype(names, fields, state[5], call.offset)
-        if order in ("<", ">") and dtype.names is None:
-            dtype = dtype.newbyteorder(order)
-    except (TypeError, ValueError) as exc:
+        dtype = np.dtype(args[0], bool(args[1]), bool(args[2]))
+        if call.has_state:
+            dtype.__setstate__(_plain(call.state, depth, call.offset))
+        canonical = np.dtype(_descr(dtype) if dtype.names is not None else dtype.str)
+    except Refused:
+        raise
+    except Exception as exc:  # numpy refuses the data in its own ways (even SystemError)
         raise Refused(f"pickle: at byte {call.offset}: invalid numpy dtype ({exc})") from None
+    odd_flags = dtype.names is None and dtype.flags != canonical.flags  # records: aligned ones
+    if dtype != canonical or odd_flags or dtype.metadata is not None:
+        # amber stores dtypes by their descriptor: flags or metadata set by hand would be lost
+        raise Refused(f"pickle: at byte {call.offset}: numpy dtype with non-standard state")
     return dtype
 
 
-def _record_dtype(names: Any, fields: Any, itemsize: Any, offset: int) -> Any:
-    import numpy as np
-
-    if not isinstance(names, PTuple) or not isinstance(fields, PDict) or type(itemsize) is not int:
-        raise Refused(f"pickle: at byte {offset}: malformed record dtype")
-    table = dict(fields.pairs)
-    formats, offsets = [], []
-    for name in names.items:
-        entry = table.get(name)
-        if type(name) is not str or not isinstance(entry, PTuple) or len(entry.items) != 2:
-            raise Refused(f"pickle: at byte {offset}: malformed record dtype field")
-        field_dtype = entry.items[0]
-        if not (isinstance(field_dtype, Call) and field_dtype.func.dotted == "numpy.dtype"):
-            raise Refused(f"pickle: at byte {offset}: a record field's dtype is not a dtype")
-        formats.append(make_dtype(field_dtype))
-        offsets.append(entry.items[1])
-    return np.dtype(
-        {"names": list(names.items), "formats": formats, "offsets": offsets, "itemsize": itemsize}
-    )
+def _plain(value: Any, depth: int, offset: int) -> Any:
+    """The plain Python value of a dtype's state (nested dtypes built by ``make_dtype``)."""
+    if value is None or type(value) in (bool, int, float, str, bytes):
+        return value
+    if isinstance(value, PTuple) and len(value.items) <= 4096:
+        return tuple(_plain(v, depth, offset) for v in value.items)
+    if isinstance(value, PDict) and len(value.pairs) <= 4096:
+        return {_plain(key, depth, offset): _plain(v, depth, offset) for key, v in value.pairs}
+    if (
+        isinstance(value, Call)
+        and isinstance(value.func, Global)
+        and value.func.dotted == "numpy.dtype"
+        and value.opcode == "REDUCE"
+    ):
+        return make_dtype(value, depth + 1)
+    if isinstance(value, (Call, PByteArray)):  # bytes as protocols 0-2 spell them
+        return _bytes_value(value)
+    raise Refused(f"pickle: at byte {offset}: a numpy dtype state holds {type(value).__name__}")
 
 
 def _descr(dtype: Any) -> Any:
     """The descriptor a dtype node holds (as the encoder writes it)."""
+    try:
+        return _descr_of(dtype)
+    except (KeyError, TypeError, ValueError, IndexError):  # a record dtype numpy left odd
+        raise Refused(f"pickle: the record dtype {dtype!r} is inconsistent") from None
+
+
+def _descr_of(dtype: Any) -> Any:
     if dtype.fields is None:
         if dtype.subdtype is not None:
             raise Refused(f"pickle: sub-array dtype {dtype} is not supported")
@@ -765,7 +801,7 @@ def _descr(dtype: Any) -> Any:
     names = list(dtype.names)
     return {
         "names": names,
-        "formats": [_descr(dtype.fields[n][0]) for n in names],
+        "formats": [_descr_of(dtype.fields[n][0]) for n in names],
         "offsets": [dtype.fields[n][1] for n in names],
         "itemsize": dtype.itemsize,
     }
