@@ -45,6 +45,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.store
 	$(BIN)/python -m benchmarks.keras_onnx
 	$(BIN)/python -m benchmarks.scanners
+	$(BIN)/python -m benchmarks.serve
 
 # Long fuzzing runs (the test suite runs short derandomized ones). `make fuzz` runs every
 # fuzzer below, FUZZ_SECONDS each, and fails when any of them found something.

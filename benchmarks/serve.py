@@ -229,7 +229,7 @@ def build(root: Path, big_mb: int, torch_mb: int) -> dict[str, Any]:
     mlp = MLPClassifier(hidden_layer_sizes=(16,), max_iter=2000, random_state=0).fit(X, y)
     forest = RandomForestClassifier(n_estimators=200, random_state=0).fit(X, y)
     # A large MLP: fit small, then give it big layers of the right shapes.
-    n = int((big_mb * 2**20 / 8 / 2) ** 0.5)
+    n = int((big_mb * 2**20 / 8) ** 0.5)  # one n x n float64 layer holds the bytes
     big = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0)
     Xb = np.random.default_rng(0).standard_normal((32, n))
     import warnings
@@ -302,6 +302,7 @@ def main() -> None:
     ap.add_argument("--big-mb", type=int, default=1024, help="size of the cold-start model")
     ap.add_argument("--torch-mb", type=int, default=100, help="size of the binary torch MLP")
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--skip-throughput", action="store_true")
     args = ap.parse_args()
     print(
         "amber serve benchmark; machine:",
@@ -341,47 +342,48 @@ def main() -> None:
                 flush=True,
             )
 
-        print(
-            f"\nThroughput: {args.clients} clients, {args.seconds:g} s x {args.repeat} "
-            f"(median), {args.workers} worker(s)"
-        )
-        for name, rows_n in (("iris-mlp", 1), ("forest", 1)):
-            xs = X[:rows_n]
-            measure(
-                f"{name} JSON ({rows_n} row)",
-                "amber",
-                amber_server(built["store"], name, args.workers),
-                "/v2/models/" + name + "/infer",
-                *oip_json(xs),
+        if not args.skip_throughput:
+            print(
+                f"\nThroughput: {args.clients} clients, {args.seconds:g} s x {args.repeat} "
+                f"(median), {args.workers} worker(s)"
             )
-            measure(
-                f"{name} /invocations",
-                "amber",
-                amber_server(built["store"], name, args.workers),
-                "/invocations",
-                *mlflow_json(xs),
-            )
-            if not isinstance(peers, str):
+            for name, rows_n in (("iris-mlp", 1), ("forest", 1)):
+                xs = X[:rows_n]
+                measure(
+                    f"{name} JSON ({rows_n} row)",
+                    "amber",
+                    amber_server(built["store"], name, args.workers),
+                    "/v2/models/" + name + "/infer",
+                    *oip_json(xs),
+                )
                 measure(
                     f"{name} /invocations",
-                    "mlflow",
-                    mlflow_server(peers[name], args.workers),
+                    "amber",
+                    amber_server(built["store"], name, args.workers),
                     "/invocations",
                     *mlflow_json(xs),
                 )
-        if args.torch_mb:
-            xb = np.random.default_rng(0).standard_normal((64, built["w"])).astype(np.float32)
-            measure(
-                "torch MLP binary (64 rows)",
-                "amber",
-                amber_server(built["store"], "torch-mlp", args.workers),
-                "/v2/models/torch-mlp/infer",
-                *oip_binary(xb),
-            )
-            print(
-                "  torch MLP binary: MLflow not measured (no torch in its venv; MLflow has no "
-                "binary tensor protocol)"
-            )
+                if not isinstance(peers, str):
+                    measure(
+                        f"{name} /invocations",
+                        "mlflow",
+                        mlflow_server(peers[name], args.workers),
+                        "/invocations",
+                        *mlflow_json(xs),
+                    )
+            if args.torch_mb:
+                xb = np.random.default_rng(0).standard_normal((64, built["w"])).astype(np.float32)
+                measure(
+                    "torch MLP binary (64 rows)",
+                    "amber",
+                    amber_server(built["store"], "torch-mlp", args.workers),
+                    "/v2/models/torch-mlp/infer",
+                    *oip_binary(xb),
+                )
+                print(
+                    "  torch MLP binary: MLflow not measured (no torch in its venv; MLflow has no "
+                    "binary tensor protocol)"
+                )
 
         print(f"\nCold start: process start to first answer, MLP of {args.big_mb} MiB")
         big_body = mlflow_json(built["Xb"])

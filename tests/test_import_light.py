@@ -54,7 +54,8 @@ def test_serve_package_imports_no_server_or_framework() -> None:
     loaded = _modules_after("import amber.serve")
     assert not (HEAVY | {"starlette", "uvicorn", "httpx", "anyio"}) & loaded
     help_loaded = _modules_after(
-        "from amber.cli.main import app\ntry:\n    app(['serve', '--help'])\nexcept SystemExit:\n    pass"
+        "from amber.cli.main import app\n"
+        "try:\n    app(['serve', '--help'])\nexcept SystemExit:\n    pass"
     )
     assert not (HEAVY | {"starlette", "uvicorn"}) & help_loaded
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,7 +17,7 @@ from amber.serve.batching import Batcher
 from amber.serve.metrics import Metrics
 from amber.serve.models import ServedModel
 from amber.store.signature import infer
-from tests.serve.helpers import env, iris, server
+from tests.serve.helpers import iris, server
 
 TIMEOUT = 30.0
 
@@ -126,14 +124,20 @@ def test_batcher_groups_waiting_requests() -> None:
     assert 'amber_batch_size_count{model="slow"}' in metrics.render()
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "amber.cli.main", "serve", *args],
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+class _Result:
+    def __init__(self, returncode: int, stderr: str) -> None:
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+def _cli(*args: str) -> _Result:
+    """``amber serve ...`` in process: every case here fails before a server would start."""
+    from typer.testing import CliRunner
+
+    from amber.cli.main import app
+
+    result = CliRunner().invoke(app, ["serve", *args])
+    return _Result(result.exit_code, result.output + (getattr(result, "stderr", "") or ""))
 
 
 def test_cli_refusals(models_store: Any, tmp_path: Path) -> None:
