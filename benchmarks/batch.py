@@ -285,15 +285,15 @@ def spark(rows: int, repeat: int, work: Path) -> None:
             scored = amber.spark.predict(df, "forest@1", store=store, features=cols)
         results["amber.spark.predict"] = _time_jobs(lambda: scored, repeat)
         broadcast = session.sparkContext.broadcast(pkl.read_bytes())
-        from pyspark.sql.functions import pandas_udf
+        from pyspark.sql.functions import pandas_udf, struct
 
         @pandas_udf("double")
-        def naive(*columns: pd.Series) -> pd.Series:
+        def naive(frame: pd.DataFrame) -> pd.Series:
             fitted = pickle.loads(broadcast.value)  # what many jobs do: once per batch
-            return pd.Series(fitted.predict(np.column_stack(columns)).astype(float))
+            return pd.Series(fitted.predict(frame.to_numpy()).astype(float))
 
         results["naive pandas_udf"] = _time_jobs(
-            lambda: df.withColumn("prediction", naive(*cols)), repeat
+            lambda: df.withColumn("prediction", naive(struct(*cols))), repeat
         )
     finally:
         session.stop()

@@ -51,7 +51,7 @@ def test_documentation_examples_run(tmp_path: Path) -> None:
     """The Python examples of the user guide and the security page run as written."""
     docs = README.parent / "docs"
     pages = ("saving-models.md", "security.md", "pytorch.md", "interop.md", "store.md")
-    for page in (*pages, "boosters.md"):
+    for page in (*pages, "boosters.md", "batch.md"):
         blocks = re.findall(r"```python\n(.*?)```", (docs / page).read_text(), flags=re.S)
         assert blocks, page
         folder = tmp_path / page
