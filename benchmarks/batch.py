@@ -26,6 +26,7 @@ import tempfile
 import textwrap
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -285,12 +286,15 @@ def spark(rows: int, repeat: int, work: Path) -> None:
             scored = amber.spark.predict(df, "forest@1", store=store, features=cols)
         results["amber.spark.predict"] = _time_jobs(lambda: scored, repeat)
         broadcast = session.sparkContext.broadcast(pkl.read_bytes())
-        from pyspark.sql.functions import pandas_udf, struct
+        from pyspark.sql.functions import PandasUDFType, pandas_udf, struct
 
-        @pandas_udf("double")
-        def naive(frame: pd.DataFrame) -> pd.Series:
+        def unpickle_and_predict(frame: Any) -> Any:
             fitted = pickle.loads(broadcast.value)  # what many jobs do: once per batch
             return pd.Series(fitted.predict(frame.to_numpy()).astype(float))
+
+        with warnings.catch_warnings():  # the explicit UDF type (hints are strings here)
+            warnings.simplefilter("ignore")
+            naive = pandas_udf(unpickle_and_predict, "double", PandasUDFType.SCALAR)
 
         results["naive pandas_udf"] = _time_jobs(
             lambda: df.withColumn("prediction", naive(struct(*cols))), repeat
