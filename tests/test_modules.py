@@ -179,8 +179,8 @@ def test_mismatch_lists_every_problem_and_changes_nothing(tmp_path: Path) -> Non
     with pytest.raises(StateDictMismatch) as info:
         amber.load(tmp_path / "bad.amber", into=target)
     message = str(info.value)
-    assert "1 missing keys: 0.bias" in message
-    assert "1 unexpected keys: extra.weight" in message
+    assert "1 missing key: 0.bias" in message
+    assert "1 unexpected key: extra.weight" in message
     assert "3.weight: file (5, 16) float32, module (3, 16) float32" in message
     assert "3.bias: file (3,) float64, module (3,) float32" in message
     assert "not changed" in message
@@ -305,3 +305,63 @@ def test_into_passes_extra_state_through(tmp_path: Path) -> None:
     amber.load(tmp_path / "e.amber", into=target)
     assert target.config == {"threshold": 0.9}
     assert torch.equal(target.linear.weight, source.linear.weight)
+
+
+class _TiedLM(nn.Module):
+    """A language model whose output head shares the embedding's weight (GPT-2, T5)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wte = nn.Embedding(10, 4)
+        self.ln = nn.LayerNorm(4)
+        self.lm_head = nn.Linear(4, 10, bias=False)
+        self.lm_head.weight = self.wte.weight
+
+
+def test_tied_weight_left_out_by_save_pretrained_loads_through_its_twin(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    source = _TiedLM()
+    # save_pretrained writes the shared tensor once, under the embedding's name.
+    state = {k: v for k, v in source.state_dict().items() if k != "lm_head.weight"}
+    amber.save(state, tmp_path / "tied.amber")
+    target = _TiedLM()
+    assert amber.load(tmp_path / "tied.amber", into=target) is target
+    assert target.lm_head.weight is target.wte.weight  # the tie is kept
+    assert torch.equal(target.lm_head.weight, source.wte.weight)
+
+
+def test_missing_key_message_names_the_tied_keys(tmp_path: Path) -> None:
+    state = {
+        k: v for k, v in _TiedLM().state_dict().items() if k not in ("lm_head.weight", "ln.weight")
+    }
+    amber.save(state, tmp_path / "tied.amber")
+    target = _TiedLM()
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises(StateDictMismatch) as caught:
+        amber.load(tmp_path / "tied.amber", into=target)
+    message = str(caught.value)
+    assert "1 missing key: ln.weight" in message
+    assert "lm_head.weight (tied to wte.weight)" in message
+    assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())
+
+
+def test_untied_target_still_needs_every_key(tmp_path: Path) -> None:
+    untied = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 10, bias=False))
+    amber.save({"0.weight": untied[0].weight.detach()}, tmp_path / "half.amber")
+    with pytest.raises(StateDictMismatch, match=r"1 missing key: 1\.weight"):
+        amber.load(tmp_path / "half.amber", into=untied)
+
+
+def test_compiled_module_is_saved_as_the_module_it_compiled(tmp_path: Path) -> None:
+    model = nn.Sequential(nn.Linear(3, 2))
+    compiled = torch.compile(model)  # compiles lazily: nothing runs until it is called
+    amber.save(compiled, tmp_path / "c.amber")
+    loaded = amber.load(tmp_path / "c.amber")
+    assert type(loaded) is nn.Sequential
+    assert list(loaded.state_dict()) == ["0.weight", "0.bias"]  # no _orig_mod. prefix
+    fresh = torch.compile(nn.Sequential(nn.Linear(3, 2)))
+    assert amber.load(tmp_path / "c.amber", into=fresh) is fresh
+    assert torch.equal(fresh._orig_mod[0].weight, model[0].weight)
+    amber.save({"compiled": compiled, "model": model}, tmp_path / "both.amber")
+    both = amber.load(tmp_path / "both.amber")
+    assert both["compiled"] is both["model"]  # one module, shared

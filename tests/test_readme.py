@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 AMBER = Path(sys.executable).with_name("amber")
 
@@ -47,16 +49,30 @@ def test_cli_examples_run(tmp_path: Path) -> None:
         assert result.stdout.strip(), argv
 
 
-def test_documentation_examples_run(tmp_path: Path) -> None:
-    """The Python examples of the user guide and the security page run as written."""
-    docs = README.parent / "docs"
-    pages = ("saving-models.md", "security.md", "pytorch.md", "interop.md", "store.md")
-    for page in (*pages, "boosters.md", "batch.md"):
-        blocks = re.findall(r"```python\n(.*?)```", (docs / page).read_text(), flags=re.S)
-        assert blocks, page
-        folder = tmp_path / page
-        folder.mkdir()
+DOCS = sorted((README.parent / "docs").glob("*.md"))
+
+
+@pytest.mark.parametrize("page", DOCS, ids=[p.name for p in DOCS])
+def test_documentation_examples_run(page: Path, tmp_path: Path) -> None:
+    """Every page of docs/: its Python blocks run in order as one script, then every
+    `$ amber` line of its console blocks runs in the same folder and exits 0."""
+    text = page.read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    if blocks:
         result = subprocess.run(
-            [sys.executable, "-c", "\n".join(blocks)], cwd=folder, capture_output=True, text=True
+            [sys.executable, "-c", "\n".join(blocks)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
-        assert result.returncode == 0, (page, result.stderr)
+        assert result.returncode == 0, (page.name, result.stderr[-3000:])
+    consoles = re.findall(r"```console\n(.*?)```", text, flags=re.S)
+    for line in (line for block in consoles for line in block.splitlines()):
+        if not line.startswith("$ amber"):
+            continue
+        argv = shlex.split(line[2:], comments=True)
+        result = subprocess.run(
+            [str(AMBER), *argv[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 0, (page.name, line, result.stdout, result.stderr)

@@ -15,6 +15,7 @@ from amber import (
     environment,
     modules,
 )
+from amber import progress as progress_module
 from amber._version import __version__
 from amber.container import ContainerReader, TensorEntry, write
 from amber.container.reader import Verify, check_verify_mode
@@ -31,6 +32,7 @@ from amber.graph.names import QualName
 from amber.graph.outline import Outline
 from amber.graph.outline import outline as make_outline
 from amber.graph.trust import REGISTRY, Kind, trusted_set
+from amber.progress import Progress
 
 if TYPE_CHECKING:
     import numpy as np
@@ -195,6 +197,7 @@ def encode(obj: Any, metadata: dict[str, Any]) -> tuple[Encoder, dict[str, Any]]
     encoder = Encoder()
     sections: dict[str, Any] = {}
     if modules.is_module(obj):
+        obj = modules.unwrap_compiled(obj)  # the module, not torch.compile's wrapper
         # The state dict first: load(into=) reads it without the module's class.
         sections["state_dict"], root = encoder.encode_all([obj.state_dict(), obj])
     else:
@@ -210,17 +213,29 @@ def encode(obj: Any, metadata: dict[str, Any]) -> tuple[Encoder, dict[str, Any]]
     return encoder, extra
 
 
-def save(obj: Any, path: PathLike, *, metadata: dict[str, Any] | None = None) -> FileInfo:
+def save(
+    obj: Any,
+    path: PathLike,
+    *,
+    metadata: dict[str, Any] | None = None,
+    progress: Progress = None,
+) -> FileInfo:
     """Save ``obj`` to ``path`` atomically; returns what was written.
+
+    ``progress=True`` draws a bar on stderr (bytes, throughput, time left) while tensors
+    are written; a callable receives ``(done_bytes, total_bytes)`` instead.
 
     Raises SerializationError (with the path inside ``obj``) before anything is written
     when part of ``obj`` cannot be saved, and WriteError when the file cannot be written;
     in both cases nothing appears at ``path`` and an existing file there is untouched.
     """
+    _check_save_arguments(obj, path)
+    progress_module.check(progress)
     user_metadata = _check_metadata(metadata)
     encoder, extra = encode(obj, user_metadata)
     root = extra["root"]
-    result = write(path, encoder.tensors, extra)
+    with progress_module.reporting(progress, f"saving {Path(path).name}") as report:
+        result = write(path, encoder.tensors, extra, progress=report)
     referenced, untrusted = _name_lists(encoder.names)
     return FileInfo(
         path=result.path,
@@ -236,6 +251,24 @@ def save(obj: Any, path: PathLike, *, metadata: dict[str, Any] | None = None) ->
         graph_protocol=GRAPH_PROTOCOL,
         referenced_types=referenced,
         untrusted_types=untrusted,
+    )
+
+
+def _check_save_arguments(obj: Any, path: Any) -> None:
+    """``amber.save(model, path)``: the object first. Swapped or wrong arguments get an
+    amber error before anything is encoded."""
+    import os
+
+    if isinstance(path, (str, os.PathLike)):
+        return
+    if isinstance(obj, (str, os.PathLike)):
+        raise InvalidArgumentError(
+            f"amber.save takes the object first and the path second: "
+            f"amber.save(model, {str(obj)!r}); the arguments look swapped"
+        )
+    raise InvalidArgumentError(
+        f"amber.save needs a file path (str or os.PathLike) as its second argument, "
+        f"not {type(path).__name__}"
     )
 
 

@@ -24,6 +24,15 @@ def is_module(obj: Any) -> bool:
     return torch is not None and isinstance(obj, torch.nn.Module)
 
 
+def unwrap_compiled(module: Any) -> Any:
+    """The module a ``torch.compile`` wrapper compiled (its state dict keys carry an
+    ``_orig_mod.`` prefix), or ``module`` itself."""
+    cls = type(module)
+    if cls.__name__ == "OptimizedModule" and cls.__module__ == "torch._dynamo.eval_frame":
+        return module._orig_mod
+    return module
+
+
 def check_device(device: Any) -> Any:
     """``device`` as torch understands it; torch is imported only when one is given."""
     if device is None:
@@ -73,9 +82,16 @@ def load_into(
             f"{source} holds a {type(state).__name__}, not a state dict; save one with "
             "amber.save(model) or amber.save(model.state_dict(), path)"
         )
+    given, module = module, unwrap_compiled(module)
     expected = module.state_dict()
     wanted = list(expected) if keys is None else keys
-    missing = [k for k in wanted if k not in state]
+    # Tied parameters (an LM head sharing the embedding's weight) are often saved once, as
+    # Hugging Face's save_pretrained does: loading the twin fills both and keeps the tie.
+    ties = tied_keys(module)
+    through_twin = {
+        k: twin for k in wanted if k not in state for twin in ties.get(k, ()) if twin in state
+    }
+    missing = [k for k in wanted if k not in state and k not in through_twin]
     unexpected = [k for k in state if k not in expected]
     tensors: dict[str, Any] = {}
     mismatched = []
@@ -96,24 +112,52 @@ def load_into(
         else:
             tensors[key] = tensor
     problems = []
-    for label, items in (
-        ("missing keys", missing),
-        ("unexpected keys", unexpected),
-        ("shape/dtype mismatches", mismatched),
+    for one, many, items in (
+        ("missing key", "missing keys", missing),
+        ("unexpected key", "unexpected keys", unexpected),
+        ("shape/dtype mismatch", "shape/dtype mismatches", mismatched),
     ):
         if items:
             shown = ", ".join(items[:_SHOWN]) + (
                 f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else ""
             )
-            problems.append(f"{len(items)} {label}: {shown}")
+            problems.append(f"{len(items)} {one if len(items) == 1 else many}: {shown}")
     if problems:
+        if through_twin:
+            shown = ", ".join(f"{k} (tied to {t})" for k, t in list(through_twin.items())[:_SHOWN])
+            problems.append(f"tied keys that load through their twin: {shown}")
         raise StateDictMismatch(
             f"cannot load {source} into {type(module).__name__}; the module was not changed. "
             + "; ".join(problems)
         )
     if check_only:
-        return module
-    result = module.load_state_dict(tensors, strict=keys is None)
+        return given
+    result = module.load_state_dict(tensors, strict=keys is None and not through_twin)
     if keys is not None and result.unexpected_keys:  # checked above; torch agrees or fails
         raise StateDictMismatch(f"unexpected keys {result.unexpected_keys}")
-    return module
+    if set(result.missing_keys) - set(through_twin) - (set(expected) - set(wanted)):
+        raise StateDictMismatch(f"{source}: torch reports missing keys {result.missing_keys}")
+    return given
+
+
+def tied_keys(module: Any) -> dict[str, list[str]]:
+    """For each state-dict key of ``module``, the other keys whose tensor is the same memory
+    (same storage, offset, shape and strides): tied weights."""
+    groups: dict[tuple, list[str]] = {}
+    for key, tensor in module.state_dict(keep_vars=True).items():
+        if _as_tensor(tensor) is None or tensor.is_meta or tensor.numel() == 0:
+            continue
+        place = (
+            tensor.device,
+            tensor.untyped_storage().data_ptr(),
+            tensor.storage_offset(),
+            tuple(tensor.shape),
+            tensor.stride(),
+        )
+        groups.setdefault(place, []).append(key)
+    return {
+        key: [other for other in group if other != key]
+        for group in groups.values()
+        if len(group) > 1
+        for key in group
+    }

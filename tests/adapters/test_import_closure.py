@@ -17,7 +17,9 @@ from amber.adapters.sklearn import TABLE
 from amber.adapters.torch import FUNCTIONS as TORCH_FUNCTIONS
 
 # What scikit-learn, scipy and numpy import themselves (joblib's loky backend brings
-# cloudpickle and psutil, narwhals brings pandas and dateutil, sklearn.calibration rich).
+# cloudpickle and psutil, narwhals brings pandas and dateutil, sklearn.calibration rich;
+# pandas imports pyarrow where it is installed, numpy.f2py charset_normalizer, joblib's
+# compressors lz4).
 SKLEARN_CLOSURE = frozenset(
     {
         "sklearn",
@@ -38,6 +40,9 @@ SKLEARN_CLOSURE = frozenset(
         "mdurl",
         "pygments",
         "packaging",
+        "pyarrow",
+        "charset_normalizer",
+        "lz4",
     }
 )
 TORCH_CLOSURE = frozenset(

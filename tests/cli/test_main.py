@@ -129,6 +129,6 @@ def test_inspect_shows_the_object_tree_and_marks_untrusted(tmp_path: Path) -> No
     assert ".weights: dict" in result.stdout
     assert "'hidden': ndarray float64 (4, 3)" in result.stdout
     assert "class numpy.float64" in result.stdout
-    assert "load needs trusted=" in result.stdout
+    assert "load with amber.load(path, trusted=" in result.stdout
     data = json.loads(run("inspect", "--json", str(path)).stdout)
     assert data["untrusted_types"] == ["tests.graph.user_models.NeuralNetwork"]

@@ -574,6 +574,7 @@ def _model(model: bytes, spare: bytes) -> Iterator[Hostile]:
         "__setstate__": {"k": "func", "name": "math:sqrt"},
         "__reduce_ex__": {"k": "func", "name": "math:sqrt"},
         "__init__": None,
+        "__doc__": {"k": "func", "name": "math:sqrt"},  # a docstring may only be text
     }
     for attribute, value in special.items():
         yield Hostile(
@@ -636,7 +637,7 @@ def _model(model: bytes, spare: bytes) -> Iterator[Hostile]:
     # an untrusted class whose __setstate__ the state would reach
     for name in (
         "subprocess:Popen",
-        "pandas.core.frame:DataFrame",
+        "pandas.io.pytables:HDFStore",
         "numpy.lib._npyio_impl:NpzFile",
     ):
         node = {"k": "object", "type": name, "mode": "new", "args": [], "state": clf["state"]}

@@ -116,3 +116,40 @@ def test_module_level_names_resolve_exactly(tmp_path: Path) -> None:
     path = tmp_path / "f.amber"
     amber.save(user_models.scale, path)
     assert amber.load(path, trusted=["tests.graph.user_models:scale"]) is scale
+
+
+def test_class_defined_in_a_script_gets_guidance(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import amber\n"
+        "class NeuralNetwork:\n"
+        "    def __init__(self):\n"
+        "        self.w = [1.0, 2.0]\n"
+        f"amber.save(NeuralNetwork(), {str(tmp_path / 'nn.amber')!r})\n"
+    )
+    subprocess.run([sys.executable, str(script)], check=True, timeout=60)
+    with pytest.raises(UntrustedTypeError) as caught:
+        amber.load(tmp_path / "nn.amber")
+    message = str(caught.value)
+    assert "trusted=['__main__.NeuralNetwork']" in message  # the exact line to paste
+    assert "defined in a script (__main__)" in message and "amber.open(path)" in message
+    assert "not installed" not in message
+    # Following the advice without defining the class says so, not "cannot be found".
+    with pytest.raises(UntrustedTypeError, match="this program has no NeuralNetwork"):
+        amber.load(
+            tmp_path / "nn.amber", trusted=amber.inspect(tmp_path / "nn.amber").untrusted_types
+        )
+
+
+def test_untrusted_types_pass_straight_to_trusted(tmp_path: Path) -> None:
+    from tests.graph.user_models import NeuralNetwork
+
+    amber.save(NeuralNetwork(), tmp_path / "m.amber")
+    names = amber.inspect(tmp_path / "m.amber").untrusted_types
+    with pytest.raises(UntrustedTypeError) as caught:
+        amber.load(tmp_path / "m.amber")
+    assert f"trusted={list(names)!r}" in str(caught.value)
+    assert type(amber.load(tmp_path / "m.amber", trusted=names)) is NeuralNetwork

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from amber.errors import FormatError
+from amber.errors import FormatError, SerializationError
 from amber.graph.constructors import Constructor, register, register_call
 from amber.graph.schema import (
     CONTAINER_SLOT,
@@ -25,6 +25,7 @@ VALUE_CLASSES = [
     "datetime:time",
     "datetime:timedelta",
     "datetime:timezone",
+    "zoneinfo:ZoneInfo",
     "decimal:Decimal",
     "fractions:Fraction",
     "uuid:UUID",
@@ -137,6 +138,43 @@ register(
     "fractions:Fraction",
     Constructor(lambda f: [f.numerator, f.denominator], _fraction),
 )
+
+
+def zone_key(key: Any) -> str:
+    """A time zone key from a file, checked to be a name in the zone database, never a path
+    (``ZoneInfo`` reads the file its key names)."""
+    if (
+        type(key) is not str
+        or not 0 < len(key) <= 64
+        or key.startswith("/")
+        or any(part in ("", ".", "..") for part in key.split("/"))
+        or not all(c.isascii() and (c.isalnum() or c in "_+-/") for c in key)
+    ):
+        raise FormatError(f"{str(key)[:80]!r} is not a time zone name")
+    return key
+
+
+def _zone_state(zone: Any) -> str:
+    if not isinstance(zone.key, str):
+        raise SerializationError(
+            "cannot save a ZoneInfo made from a file (it has no key); use ZoneInfo('Area/City')"
+        )
+    return zone.key
+
+
+def _zone(cls: type, state: Any) -> Any:
+    try:
+        return cls(zone_key(state))
+    except (ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError
+        raise FormatError(f"the time zone {state!r} is not valid") from None
+    except KeyError:
+        raise FormatError(
+            f"the time zone {state!r} is not known on this machine; install tzdata"
+        ) from None
+
+
+# Zones are stored as their database key and rebuilt from this machine's zone database.
+register("zoneinfo:ZoneInfo", Constructor(_zone_state, _zone))
 
 
 SCHEMAS.add_data(VALUE_CLASSES)

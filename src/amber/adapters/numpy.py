@@ -62,6 +62,7 @@ BIT_GENERATORS = {
 }
 RANDOM_STATE = "numpy.random.mtrand:RandomState"
 MASKED_ARRAY = "numpy.ma:MaskedArray"
+RECORD_ARRAY = "numpy.rec:recarray"
 GENERATOR = "numpy.random._generator:Generator"
 
 # Functions commonly passed to FunctionTransformer, aggregations and scorers: pure numeric
@@ -109,7 +110,7 @@ def _load_functions(registry: Registry) -> None:
     )
 
 
-REGISTRY.add_types([*BIT_GENERATORS.values(), RANDOM_STATE, GENERATOR, MASKED_ARRAY])
+REGISTRY.add_types([*BIT_GENERATORS.values(), RANDOM_STATE, GENERATOR, MASKED_ARRAY, RECORD_ARRAY])
 # Listed by name, so judging a numpy class name imports nothing; a name that this numpy
 # does not have fails to resolve in the audit's second step.
 REGISTRY.add_types(f"numpy:{name}" for name in SCALAR_TYPES)
@@ -196,9 +197,27 @@ def _masked_array(cls: type, state: Any) -> Any:
 register(MASKED_ARRAY, Constructor(_masked_state, _masked_array))
 
 
+def _record_array(cls: type, state: Any) -> Any:
+    import numpy as np
+
+    if type(state) is not np.ndarray or state.dtype.names is None:
+        raise FormatError("a record array is stored as an array with named fields")
+    return state.view(cls)
+
+
+# A record array is a structured array seen through attribute access to its fields.
+register(RECORD_ARRAY, Constructor(lambda array: array.view(_ndarray()), _record_array))
+
+
+def _ndarray() -> type:
+    import numpy as np
+
+    return np.ndarray
+
+
 # Typed state (graph/schema.py): generators and masked arrays are values wherever they
 # appear; scalar types may appear as class objects (dtype=np.float64) anywhere.
-_VALUES = [*BIT_GENERATORS.values(), RANDOM_STATE, GENERATOR, MASKED_ARRAY]
+_VALUES = [*BIT_GENERATORS.values(), RANDOM_STATE, GENERATOR, MASKED_ARRAY, RECORD_ARRAY]
 SCHEMAS.add_data(_VALUES)
 SCHEMAS.add_value_types(f"numpy:{name}" for name in SCALAR_TYPES)
 SCHEMAS.register_many([*_VALUES, *(f"numpy:{name}" for name in SCALAR_TYPES)], Schema(whole=DATA))

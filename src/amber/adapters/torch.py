@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 from amber.errors import FormatError
-from amber.graph.constructors import Constructor, register, register_call
+from amber.graph.constructors import Constructor, register, register_call, register_saved_as
 from amber.graph.schema import CALLABLE_GROUPS, DATA, SCHEMAS, Schema, Slot
 from amber.graph.torch_nodes import PARAMETER, TENSOR, TORCH_DTYPES
 from amber.graph.trust import REGISTRY, PackageRule
@@ -82,6 +82,9 @@ REGISTRY.add_rule(PackageRule("torch", accept=_is_module_class, within=("torch.n
 register(DTYPE, Constructor(lambda d: str(d).removeprefix("torch."), _dtype))
 register(DEVICE, Constructor(str, _device))
 register_call(SIZE, _size_arguments)
+# torch.compile wraps a module in an OptimizedModule of compiled code and guards: amber saves
+# the module it wraps (call torch.compile again after loading).
+register_saved_as("torch._dynamo.eval_frame:OptimizedModule", lambda wrapper: wrapper._orig_mod)
 
 
 # -- typed state (graph/schema.py) ------------------------------------------------------------

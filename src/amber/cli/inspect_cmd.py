@@ -33,14 +33,12 @@ def inspect(
         with amber.open(file, verify="off", mmap=False) as f:  # one read of the manifest
             info, tree = f.info, f.outline(max_depth=depth)
     except AmberError as exc:
-        fail(exc)
+        fail(exc, as_json=as_json)
     if as_json:
-        echo_json(info.to_dict())
+        echo_json({**info.to_dict(), "outline": tree.to_dict()})
         return
     # Every value below comes from the file: each cell is escaped text, never markup.
-    summary = Table.grid(padding=(0, 2))
-    summary.add_column(style="bold")
-    summary.add_column(overflow="fold")
+    summary = _Summary()
     summary.add_row("file", safe(info.path))
     summary.add_row("format", safe(info.format_version))
     summary.add_row("size", safe(f"{human_bytes(info.size)} ({info.size} bytes)"))
@@ -53,7 +51,8 @@ def inspect(
     summary.add_row(
         "environment", safe(f"python {env.get('python')} {env.get('platform')}; {packages}")
     )
-    summary.add_row("manifest", safe(info.manifest_digest))
+    # A digest is copied whole: on one line, never folded (it may pass the terminal's edge).
+    summary.add_line("manifest", safe(info.manifest_digest))
     if info.metadata:
         summary.add_row("metadata", safe(json_text(info.metadata, indent=None)))
     history = info.extra.get("store")  # a dict (FileInfo checks), written by the store
@@ -66,18 +65,20 @@ def inspect(
             ),
         )
     if info.untrusted_types:
+        names = list(map(str, info.untrusted_types))
         summary.add_row(
             safe("untrusted", "bold red"),
             line(
-                safe(", ".join(map(str, info.untrusted_types)), "red"),
-                " (load needs trusted=[...])",
+                safe(", ".join(names), "red"),
+                "; after review, load with ",
+                safe(f"amber.load(path, trusted={names!r})", "bold"),
             ),
         )
     if info.graph_error:
         summary.add_row(safe("invalid", "bold red"), safe(info.graph_error, "red"))
-    stdout.print(summary)
+    summary.print()
     if depth:
-        stdout.print(_render(tree))
+        stdout.print(_render(tree), soft_wrap=False)  # long labels fold under their branch
     if not info.tensors:
         return
     table = Table(show_edge=False, header_style="bold")
@@ -97,12 +98,42 @@ def inspect(
         stdout.print(f"... {len(info.tensors) - len(rows)} more tensors (use --all)")
 
 
+class _Summary:
+    """Label/value rows, values folded at the terminal's width, except ``add_line`` rows
+    (digests), printed whole on one line so that they can be copied."""
+
+    _WIDTH = 13  # "environment" and two spaces
+
+    def __init__(self) -> None:
+        self._parts: list[Table | Text] = []
+
+    def add_row(self, label: str | Text, value: str | Text) -> None:
+        if not self._parts or not isinstance(self._parts[-1], Table):
+            grid = Table.grid(padding=(0, 0))
+            grid.add_column(style="bold", min_width=self._WIDTH, max_width=self._WIDTH)
+            grid.add_column(overflow="fold")
+            self._parts.append(grid)
+        grid = self._parts[-1]
+        assert isinstance(grid, Table)
+        grid.add_row(label, value)
+
+    def add_line(self, label: str, value: Text) -> None:
+        self._parts.append(line(safe(label.ljust(self._WIDTH), "bold"), value))
+
+    def print(self) -> None:
+        for part in self._parts:
+            stdout.print(part)
+
+
 def _render(outline: Any) -> Tree:
     def label(item: Any) -> Text:
         text = safe(item.label)  # keys and names from the file
         if item.untrusted:
             text.stylize("bold red")
             text.append("  (untrusted)", style="red")
+        if item.values or item.hidden_values:
+            text.append("  ")
+            text.append(safe(item.values_text(), "dim"))
         return text
 
     root = Tree(label(outline))

@@ -21,7 +21,7 @@ app = typer.Typer(
     name="amber",
     help="Save ML models and load them back safely, fast, verifiably and with versions.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion and --show-completion
     pretty_exceptions_enable=False,
 )
 

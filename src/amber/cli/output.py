@@ -109,11 +109,16 @@ def echo_json(value: Any) -> None:
     typer.echo(json_text(value))
 
 
-def fail(exc: AmberError, code: int | None = None) -> NoReturn:
-    """Print ``exc`` as one line and exit with ``code``, by default the one that matches
-    its class for commands that read a file."""
+def fail(exc: AmberError, code: int | None = None, *, as_json: bool = False) -> NoReturn:
+    """Print ``exc`` as one line (as a JSON object with ``as_json``: ``{"error": {"type",
+    "message", "exit_code"}}``) on stderr and exit with ``code``, by default the one that
+    matches its class for commands that read a file."""
     if code is None:
         code = EXIT_FAILED if isinstance(exc, CorruptFileError) else EXIT_NOT_AMBER
+    if as_json:
+        error = {"type": type(exc).__name__, "message": str(exc), "exit_code": code}
+        typer.echo(json_text({"error": error}, indent=None), err=True)
+        raise typer.Exit(code)
     # Messages quote paths, names and user text from files: escaped, never markup.
     stderr.print(line(safe("error:", "bold red"), " ", str(exc)))
     raise typer.Exit(code)
@@ -137,6 +142,11 @@ def sanitized_warnings() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         yield
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 tensor``, ``2 tensors`` (``nouns`` when the plural is not ``noun + "s"``)."""
+    return f"{count} {noun if count == 1 else (nouns or noun + 's')}"
 
 
 def human_bytes(n: int) -> str:

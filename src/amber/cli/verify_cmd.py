@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from amber.cli.output import fail, human_bytes, line, safe, stdout
+from amber.cli.output import echo_json, fail, human_bytes, line, plural, safe, stdout
 from amber.errors import AmberError
 
 
@@ -20,6 +20,7 @@ def verify(
     quick: bool = typer.Option(
         False, "--quick", help="Check the structure and the manifest digest only."
     ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
 ) -> None:
     """Check every digest of FILE without loading it.
 
@@ -32,13 +33,26 @@ def verify(
     try:
         info = amber.verify(file, quick=quick)
     except AmberError as exc:
-        fail(exc)
+        fail(exc, as_json=as_json)
     elapsed = time.perf_counter() - start
+    if as_json:
+        echo_json(
+            {
+                "ok": True,
+                "file": str(file),
+                "checked": "manifest" if quick else "all",
+                "tensors": len(info.tensors),
+                "tensor_bytes": info.tensor_bytes,
+                "manifest_digest": info.manifest_digest,
+                "seconds": round(elapsed, 6),
+            }
+        )
+        return
     what = (
         "structure and manifest digest"
         if quick
         else (
-            f"structure, manifest digest and {len(info.tensors)} tensor digests "
+            f"structure, manifest digest and {plural(len(info.tensors), 'tensor digest')} "
             f"({human_bytes(info.tensor_bytes)})"
         )
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -176,6 +176,8 @@ class _Stream:
         self.flushing: Future[None] | None = None
         self.unflushed = 0
         self.manifest_digest = b""
+        self.progress: Callable[[int], None] | None = None
+        self.payload_bytes = 0
 
     def write(self, data: memoryview | bytes) -> None:
         write_all(self.fd, data)
@@ -232,6 +234,9 @@ class _Stream:
         h = digest.hasher(0)
         for chunk in iter_chunks(array, order):
             self.write_data(chunk, h)
+            if self.progress is not None:
+                self.payload_bytes += len(chunk)
+                self.progress(self.payload_bytes)
         self.drain()
         nbytes = self.pos - offset
         if nbytes != array.nbytes:  # a bug in chunking must never produce a wrong file
@@ -253,6 +258,7 @@ def write(
     extra: dict[str, Any] | None = None,
     *,
     alignment: int = DEFAULT_ALIGNMENT,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> WriteResult:
     """Write an .amber file holding ``tensors`` and the JSON object ``extra`` in its manifest.
 
@@ -260,7 +266,8 @@ def write(
     or a function returning one when its turn comes; ``dtype`` (a table name) declares the
     type when the array holds only its bits. Tensors are streamed in the order given; the
     file appears at ``path`` only once complete and fsynced. ``extra`` must not use the
-    key ``tensors``.
+    key ``tensors``. ``progress(done_bytes, total_bytes)`` is called as payloads are
+    written (``total_bytes`` is None when some arrays are produced on demand).
     """
     if not MIN_ALIGNMENT <= alignment <= MAX_ALIGNMENT or alignment & (alignment - 1):
         raise InvalidArgumentError(
@@ -279,6 +286,11 @@ def write(
     entries: list[TensorEntry] = []
     with atomic_file(target) as fd, ThreadPoolExecutor(1, "amber-hash") as pool:
         stream = _Stream(fd, alignment, pool)
+        if progress is not None:
+            tensors = list(tensors)
+            sized = [item[1] for item in tensors if not callable(item[1])]
+            total = None if len(sized) < len(tensors) else sum(a.nbytes for a in sized)
+            stream.progress = lambda done: progress(done, total)
         try:
             size = _write_body(stream, tensors, extra, entries, alignment)
         except BaseException:

@@ -48,6 +48,16 @@ CALL_ARGUMENTS: dict[str, Callable[[tuple], bool]] = {}
 READ_ONLY_STATE: set[str] = set()
 
 
+# Wrappers saved as the object they wrap (a ``torch.compile``d module as the module it
+# compiled): the wrapper holds compiled code and caches that no file can carry.
+SAVED_AS: dict[str, Callable[[Any], Any]] = {}
+
+
+def register_saved_as(name: str, unwrap: Callable[[Any], Any]) -> None:
+    """Save instances of the class named ``module:qualname`` as ``unwrap(obj)``."""
+    SAVED_AS[name] = unwrap
+
+
 def register_call(name: str, check: Callable[[tuple], bool]) -> None:
     """Allow calling the class named ``module:qualname`` with arguments ``check`` accepts."""
     CALL_ARGUMENTS[name] = check

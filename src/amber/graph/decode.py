@@ -905,9 +905,9 @@ def _valid_code_points(raw: Any, dtype: Any) -> bool:
 def _check_attributes(state: Any) -> None:
     if not isinstance(state, dict):
         raise FormatError("object state must be a dict of attributes")
-    for key in state:
-        if type(key) is not str or (key.startswith("__") and key.endswith("__")):
-            raise FormatError(f"object state may not set the special attribute {key!r}")
+    odd = typed.special_keys(state)
+    if odd:
+        raise FormatError(f"object state may not set the special attribute {odd[0]!r}")
 
 
 def _apply_state(obj: Any, state: Any) -> None:

@@ -19,7 +19,8 @@ from typing import Any
 from amber.container import dtypes
 from amber.errors import FormatError, SerializationError
 from amber.graph import nodes as k
-from amber.graph.constructors import CONSTRUCTORS, NEW_MODE_MODULES
+from amber.graph import unsaveable
+from amber.graph.constructors import CONSTRUCTORS, NEW_MODE_MODULES, SAVED_AS
 from amber.graph.names import QualName
 from amber.graph.schema import ROOT, SCHEMAS, check_given, check_value
 from amber.graph.torch_nodes import TorchTensors
@@ -195,6 +196,9 @@ class Encoder:
         ref = self._shared(obj, path)
         if ref is not None:
             return ref
+        unwrap = SAVED_AS.get(f"{cls.__module__}:{cls.__qualname__}") if SAVED_AS else None
+        if unwrap is not None:
+            return self._encode(unwrap(obj), path, depth + 1)
         handler = (
             _HANDLERS.get(cls)
             or _numpy_handler(obj)
@@ -349,13 +353,21 @@ class Encoder:
         if isinstance(obj, types.BuiltinMethodType) and not isinstance(
             getattr(obj, "__self__", None), types.ModuleType
         ):
-            raise self._fail(path, f"bound method {obj!r} cannot be saved; save its owner")
+            owner = type(obj.__self__).__name__
+            raise self._fail(
+                path,
+                f"the bound method {obj.__name__} of a {owner} object is code, not data; "
+                "save its owner",
+            )
         return {"k": k.FUNC, "name": str(self._name(obj, path, "function"))}
 
     # -- other objects ---------------------------------------------------------------------
 
     def _object(self, obj: Any, path: _Path, depth: int) -> dict:
         cls = type(obj)
+        resource = unsaveable.advice(obj)
+        if resource is not None:
+            raise self._fail(path, f"{_label(cls)} cannot be saved: {resource}")
         name = self._name(cls, path)
         node: dict[str, Any] = {"k": k.OBJECT, "type": str(name)}
         self._remember(obj, node)
@@ -473,10 +485,20 @@ class Encoder:
             return k.MODE_CYTHON, cls, args[1:]
         raise self._fail(
             path,
-            f"{QualName.of(cls).dotted} serializes itself through {func!r}, which amber "
-            "cannot replay without running arbitrary code; an adapter must be registered "
-            "for this type",
+            f"{QualName.of(cls).dotted} is saved by pickle through a function of its own "
+            f"({_label(func)}), which amber does not run; amber has no adapter for this type "
+            "yet: save the data it holds (arrays, numbers, strings) instead, or ask for an "
+            "adapter",
         )
+
+
+def _label(obj: Any) -> str:
+    """A readable name for a class or function, without its memory address."""
+    module = getattr(obj, "__module__", None) or ""
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    if not isinstance(name, str):
+        return type(obj).__name__
+    return f"{module}.{name}" if module and module != "builtins" else name
 
 
 def _scalar_run(items: list | tuple) -> Any:
@@ -528,9 +550,12 @@ def _reference_handler(obj: Any) -> Any:
 
 
 def _unsupported(encoder: Encoder, obj: Any, path: _Path, depth: int) -> Any:
-    raise encoder._fail(
-        path, f"{type(obj).__name__} objects ({obj!r}) cannot be saved; save the data they use"
-    )
+    if isinstance(obj, types.MethodType):
+        owner = type(obj.__self__).__name__
+        reason = f"a bound method of a {owner} object is code, not data; save its owner"
+    else:
+        reason = unsaveable.advice(obj) or "it is not data"
+    raise encoder._fail(path, f"{_label(type(obj))} cannot be saved: {reason}")
 
 
 _SEQUENCE_KINDS: dict[type, str] = {

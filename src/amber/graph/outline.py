@@ -11,6 +11,8 @@ from amber.graph.names import QualName
 from amber.graph.trust import REGISTRY
 
 MAX_CHILDREN = 12
+MAX_VALUES = 24  # scalar values shown per node (hyperparameters, counters, a step)
+_VALUE_WIDTH = 40
 
 
 @dataclass
@@ -19,6 +21,63 @@ class Outline:
     untrusted: bool = False
     children: list[Outline] = field(default_factory=list)
     hidden: int = 0  # children left out past MAX_CHILDREN
+    # Scalar entries (an estimator's hyperparameters, a checkpoint's step): key -> value.
+    values: dict[str, Any] = field(default_factory=dict)
+    hidden_values: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The outline as JSON-ready data (``amber inspect --json``)."""
+        out: dict[str, Any] = {"label": self.label, "untrusted": self.untrusted}
+        if self.values:
+            out["values"] = self.values
+        if self.hidden_values:
+            out["hidden_values"] = self.hidden_values
+        if self.children:
+            out["children"] = [child.to_dict() for child in self.children]
+        if self.hidden:
+            out["hidden"] = self.hidden
+        return out
+
+    def values_text(self) -> str:
+        """The scalar values on one line: ``C=1.0, max_iter=500``."""
+        shown = [f"{key}={_short(value)}" for key, value in self.values.items()]
+        if self.hidden_values:
+            shown.append(f"... {self.hidden_values} more")
+        return ", ".join(shown)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _VALUE_WIDTH else text[: _VALUE_WIDTH - 3] + "..."
+
+
+def _scalar(node: Any) -> Any:
+    """A node's value when it is a plain scalar (typed floats included), else a marker."""
+    if not isinstance(node, dict):
+        return node
+    if node.get("k") in (k.FLOAT, k.INT) and isinstance(node.get("v"), str):
+        return _Literal(node["v"])
+    return _NOT_SCALAR
+
+
+def _value_key(key: str) -> str:
+    """``.C`` -> ``C``, ``'step'`` -> ``step``; other keys as the tree shows them."""
+    if key.startswith("."):
+        return key[1:]
+    if len(key) > 2 and key[0] == key[-1] == "'" and key[1:-1].isidentifier():
+        return key[1:-1]
+    return key
+
+
+class _Literal(str):
+    """A number stored as text (nan, inf, a huge integer): shown without quotes, kept as a
+    string in JSON (which has no NaN)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+_NOT_SCALAR = object()
 
 
 def _name(text: Any, kind: str) -> tuple[str, bool]:
@@ -89,11 +148,12 @@ def outline(root: Any, tensors: dict[str, Any], max_depth: int = 6) -> Outline:
         if not isinstance(node, dict) or depth >= max_depth:
             continue
         entries = _entries(node)
-        # Scalars (hyper-parameters, counters) are counted, not listed: the tree shows shape.
-        scalars = sum(1 for _, child in entries if not isinstance(child, dict))
-        entries = [(key, child) for key, child in entries if isinstance(child, dict)]
-        if scalars:
-            parent.label += f"  ({scalars} scalar {'values' if scalars > 1 else 'value'})"
+        # Scalars (hyperparameters, counters, a checkpoint's step) are listed as values.
+        scalars = [(key, _scalar(child)) for key, child in entries]
+        scalars = [(key, value) for key, value in scalars if value is not _NOT_SCALAR]
+        parent.values = {_value_key(key): value for key, value in scalars[:MAX_VALUES]}
+        parent.hidden_values = max(0, len(scalars) - MAX_VALUES)
+        entries = [(key, child) for key, child in entries if _scalar(child) is _NOT_SCALAR]
         parent.hidden = max(0, len(entries) - MAX_CHILDREN)
         for key, child in entries[:MAX_CHILDREN]:
             label, bad = _label(child, tensors)

@@ -630,10 +630,14 @@ def _check_attributes(name: str, cls: type, schema: Schema, state: dict, where: 
     25 attributes per load) and a value walked only when it is not a number or an array."""
     keys = state.keys()
     slots, default = schema.attributes, schema.default
-    odd = [k for k in keys if type(k) is not str or (k[:2] == "__" and k[-2:] == "__")]
+    odd = special_keys(state)
     if odd:
         raise FormatError(f"object state may not set the special attribute {odd[0]!r}")
     shadowing = keys & SCHEMAS.behaviour(cls)
+    if shadowing and default == ANY_OBJECT:
+        # A class the caller trusts may keep data under a method's name (statsmodels caches
+        # results that way); never a callable or an object, so no behaviour is planted.
+        shadowing = {k for k in shadowing if not _inert_data(state[k])}
     if shadowing:
         raise FormatError(
             f"object graph node at {where}: the state of {name.replace(':', '.')} sets "
@@ -655,6 +659,33 @@ def _check_attributes(name: str, cls: type, schema: Schema, state: dict, where: 
             if slot is not None and slot.strings is None:
                 continue
         check_value(value, slots.get(key, default), f"{where}.{key}")
+
+
+def _inert_data(value: Any) -> bool:
+    """Numbers, strings, arrays and containers of those: nothing that can be called."""
+    if callable(value):
+        return False
+    try:
+        _walk(value, DATA, "", set())
+    except Refused:
+        return False
+    return True
+
+
+def special_keys(state: dict) -> list[Any]:
+    """The keys of an attribute dict that no file may set: non-strings and special names
+    (``__class__``, ``__dict__``...). An instance docstring (statsmodels' result wrappers
+    keep one) is allowed as text, nothing else."""
+    return [
+        k
+        for k in state
+        if type(k) is not str
+        or (
+            k[:2] == "__"
+            and k[-2:] == "__"
+            and not (k == "__doc__" and type(state[k]) in (str, type(None)))
+        )
+    ]
 
 
 # Values that are data whatever the slot, unless the slot closes its strings.

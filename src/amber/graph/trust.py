@@ -209,17 +209,40 @@ def trusted_set(trusted: Iterable[Any] | None) -> frozenset[str]:
 
 def untrusted_message(names: list[tuple[Kind, QualName]]) -> str:
     dotted = sorted({n.dotted for _, n in names})
-    missing = sorted({n.top_package for _, n in names if not _installed(n.top_package)})
+    in_scripts = sorted({n.qualname for _, n in names if n.module == "__main__"})
+    missing = sorted(
+        {
+            n.top_package
+            for _, n in names
+            if n.module != "__main__" and not _installed(n.top_package)
+        }
+    )
     note = (
         f" ({', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed here)"
         if missing
         else ""
     )
-    return (
+    message = (
         f"loading would import untrusted {'names' if len(dotted) > 1 else 'name'}: "
         f"{', '.join(dotted)}{note}; nothing was imported. If you wrote or reviewed this "
-        f"code, trust it with amber.load(path, trusted=[{dotted[0]!r}, ...]) or "
-        "amber.trust(<the class or function>)"
+        f"code, trust it with amber.load(path, trusted={dotted!r}) (the same list is "
+        "amber.inspect(path).untrusted_types) or amber.trust(<the class or function>)"
+    )
+    if in_scripts:
+        message += ". " + script_advice(in_scripts)
+    return message
+
+
+def script_advice(qualnames: list[str]) -> str:
+    """What to do about classes that were defined in a script (``__main__``) when saved."""
+    plural = len(qualnames) > 1
+    listed = ", ".join(qualnames)
+    return (
+        f"{listed} {'were' if plural else 'was'} defined in a script (__main__) when the file "
+        "was saved, so only a program defining the same code can load it: define "
+        f"{'them' if plural else 'it'} in your script and pass trusted=[{listed}], or better, "
+        "move the code into a module, import it from there and save again; "
+        "amber.open(path) reads the tensors without any class"
     )
 
 
@@ -252,7 +275,12 @@ def audit(
         try:
             resolved[kind, name] = REGISTRY.resolve(name, kind, trusted)
         except LookupError as exc:
-            failures.append(str(exc))
+            if name.module == "__main__":
+                failures.append(
+                    f"this program has no {name.qualname}; " + script_advice([name.qualname])
+                )
+            else:
+                failures.append(str(exc))
     if failures:
         raise UntrustedTypeError(
             "loading refused after checking the objects named: " + "; ".join(failures)
