@@ -242,7 +242,9 @@ def _mlflow(pkl: Path, data: Path, work: Path, repeat: int) -> dict[str, float] 
     # The sampler, without amber: the peer venv does not have it.
     source = Path(__file__).read_text()
     start, end = source.index("class WorkerMemory"), source.index("def _session")
-    (helper / "batch_memory.py").write_text("import threading\n\n" + source[start:end])
+    (helper / "batch_memory.py").write_text(
+        "from __future__ import annotations\n\nimport threading\n\n" + source[start:end]
+    )
     out = subprocess.run(
         [
             str(python),
