@@ -66,6 +66,7 @@ TORCH_CLOSURE = frozenset(
         "pkg_resources",
         "distutils",
         "yaml",
+        "tqdm",  # torch.hub's progress bar, imported where installed (transformers brings it)
     }
 )
 
