@@ -212,7 +212,8 @@ _MLFLOW = textwrap.dedent("""
     sys.path.insert(0, sys.argv[4])
     from batch_memory import WorkerMemory
     model = pickle.load(open(sys.argv[1], "rb"))
-    mlflow.sklearn.save_model(model, sys.argv[3])
+    # The classic MLflow model directory: the estimator pickled (cloudpickle).
+    mlflow.sklearn.save_model(model, sys.argv[3], serialization_format="cloudpickle")
     spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
              .config("spark.driver.host", "127.0.0.1")
              .config("spark.driver.bindAddress", "127.0.0.1")
@@ -266,7 +267,7 @@ def _mlflow(pkl: Path, data: Path, work: Path, repeat: int) -> dict[str, float] 
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def spark(rows: int, repeat: int, work: Path) -> None:
+def spark(rows: int, repeat: int, work: Path, only_peer: bool = False) -> None:
     import pandas as pd
 
     import amber.spark
@@ -280,8 +281,12 @@ def spark(rows: int, repeat: int, work: Path) -> None:
     pkl.write_bytes(pickle.dumps(model, protocol=5))
     with Store(work / "spark-store") as store:
         store.save(model, "forest", input_example=_data(2))
-    session = _session()
     results: dict[str, Any] = {}
+    if only_peer:
+        results["mlflow spark_udf"] = _mlflow(pkl, data, work, repeat)
+        print(json.dumps(results["mlflow spark_udf"]))
+        return
+    session = _session()
     try:
         df = session.read.parquet(str(data))
         with Store(work / "spark-store") as store:
@@ -335,14 +340,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.batch")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per figure")
-    parser.add_argument("--only", choices=["files", "spark"], help="run one part")
+    parser.add_argument(
+        "--only", choices=["files", "spark", "mlflow"], help="run one part (mlflow: the peer)"
+    )
     args = parser.parse_args(argv)
     print(f"batch prediction (rows={args.rows:,}, repeat={args.repeat}, cores={os.cpu_count()})")
     with tempfile.TemporaryDirectory(prefix="amber-bench-batch-") as tmp:
         if args.only in (None, "files"):
             files(args.rows, args.repeat, Path(tmp))
-        if args.only in (None, "spark"):
-            spark(args.rows, args.repeat, Path(tmp))
+        if args.only in (None, "spark", "mlflow"):
+            spark(args.rows, args.repeat, Path(tmp), only_peer=args.only == "mlflow")
     return 0
 
 
