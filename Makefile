@@ -11,7 +11,7 @@ $(BIN)/python:
 
 # Stamps re-run the install only when the package definition changes.
 $(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
-	$(PIP) -e ".[cli,ml-dtypes,sklearn,serve]"
+	$(PIP) -e ".[cli,ml-dtypes,sklearn,serve,batch]"
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
@@ -46,6 +46,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.keras_onnx
 	$(BIN)/python -m benchmarks.scanners
 	$(BIN)/python -m benchmarks.serve
+	$(BIN)/python -m benchmarks.batch
 
 # Long fuzzing runs (the test suite runs short derandomized ones). `make fuzz` runs every
 # fuzzer below, FUZZ_SECONDS each, and fails when any of them found something.

@@ -26,6 +26,7 @@ import tempfile
 import textwrap
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -211,7 +212,8 @@ _MLFLOW = textwrap.dedent("""
     sys.path.insert(0, sys.argv[4])
     from batch_memory import WorkerMemory
     model = pickle.load(open(sys.argv[1], "rb"))
-    mlflow.sklearn.save_model(model, sys.argv[3])
+    # The classic MLflow model directory: the estimator pickled (cloudpickle).
+    mlflow.sklearn.save_model(model, sys.argv[3], serialization_format="cloudpickle")
     spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
              .config("spark.driver.host", "127.0.0.1")
              .config("spark.driver.bindAddress", "127.0.0.1")
@@ -241,7 +243,9 @@ def _mlflow(pkl: Path, data: Path, work: Path, repeat: int) -> dict[str, float] 
     # The sampler, without amber: the peer venv does not have it.
     source = Path(__file__).read_text()
     start, end = source.index("class WorkerMemory"), source.index("def _session")
-    (helper / "batch_memory.py").write_text("import threading\n\n" + source[start:end])
+    (helper / "batch_memory.py").write_text(
+        "from __future__ import annotations\n\nimport threading\n\n" + source[start:end]
+    )
     out = subprocess.run(
         [
             str(python),
@@ -263,7 +267,7 @@ def _mlflow(pkl: Path, data: Path, work: Path, repeat: int) -> dict[str, float] 
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def spark(rows: int, repeat: int, work: Path) -> None:
+def spark(rows: int, repeat: int, work: Path, only_peer: bool = False) -> None:
     import pandas as pd
 
     import amber.spark
@@ -277,23 +281,30 @@ def spark(rows: int, repeat: int, work: Path) -> None:
     pkl.write_bytes(pickle.dumps(model, protocol=5))
     with Store(work / "spark-store") as store:
         store.save(model, "forest", input_example=_data(2))
-    session = _session()
     results: dict[str, Any] = {}
+    if only_peer:
+        results["mlflow spark_udf"] = _mlflow(pkl, data, work, repeat)
+        print(json.dumps(results["mlflow spark_udf"]))
+        return
+    session = _session()
     try:
         df = session.read.parquet(str(data))
         with Store(work / "spark-store") as store:
             scored = amber.spark.predict(df, "forest@1", store=store, features=cols)
         results["amber.spark.predict"] = _time_jobs(lambda: scored, repeat)
         broadcast = session.sparkContext.broadcast(pkl.read_bytes())
-        from pyspark.sql.functions import pandas_udf
+        from pyspark.sql.functions import PandasUDFType, pandas_udf, struct
 
-        @pandas_udf("double")
-        def naive(*columns: pd.Series) -> pd.Series:
+        def unpickle_and_predict(frame: Any) -> Any:
             fitted = pickle.loads(broadcast.value)  # what many jobs do: once per batch
-            return pd.Series(fitted.predict(np.column_stack(columns)).astype(float))
+            return pd.Series(fitted.predict(frame.to_numpy()).astype(float))
+
+        with warnings.catch_warnings():  # the explicit UDF type (hints are strings here)
+            warnings.simplefilter("ignore")
+            naive = pandas_udf(unpickle_and_predict, "double", PandasUDFType.SCALAR)
 
         results["naive pandas_udf"] = _time_jobs(
-            lambda: df.withColumn("prediction", naive(*cols)), repeat
+            lambda: df.withColumn("prediction", naive(struct(*cols))), repeat
         )
     finally:
         session.stop()
@@ -329,14 +340,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.batch")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per figure")
-    parser.add_argument("--only", choices=["files", "spark"], help="run one part")
+    parser.add_argument(
+        "--only", choices=["files", "spark", "mlflow"], help="run one part (mlflow: the peer)"
+    )
     args = parser.parse_args(argv)
     print(f"batch prediction (rows={args.rows:,}, repeat={args.repeat}, cores={os.cpu_count()})")
     with tempfile.TemporaryDirectory(prefix="amber-bench-batch-") as tmp:
         if args.only in (None, "files"):
             files(args.rows, args.repeat, Path(tmp))
-        if args.only in (None, "spark"):
-            spark(args.rows, args.repeat, Path(tmp))
+        if args.only in (None, "spark", "mlflow"):
+            spark(args.rows, args.repeat, Path(tmp), only_peer=args.only == "mlflow")
     return 0
 
 

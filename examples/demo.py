@@ -103,6 +103,7 @@ def main() -> None:
     checks.update(scikit_learn_model())
     checks.update(model_store())
     checks.update(serve_production())
+    checks.update(batch_prediction())
     if not all(checks.values()):
         sys.exit("demo FAILED")
     print("\ndemo OK")
@@ -264,6 +265,37 @@ def serve_production() -> dict[str, bool]:
         "serve: production answers over HTTP like the loaded model": answer
         == {"predictions": expected},
         "serve: the answer names the production version": version == str(production.version),
+    }
+    for name, ok in results.items():
+        print(f"  [{'ok' if ok else 'FAILED'}] {name}")
+    return results
+
+
+def batch_prediction() -> dict[str, bool]:
+    """`amber predict`: the production MLP over a CSV, streamed, written to Parquet."""
+    import pyarrow.parquet as pq
+    from sklearn.datasets import load_iris
+
+    from amber.store import Store
+
+    X, _ = load_iris(return_X_y=True)
+    csv = OUT / "flowers.csv"
+    csv.write_text(
+        "id,a,b,c,d\n" + "".join(f"{i},{','.join(map(str, row))}\n" for i, row in enumerate(X))
+    )
+    out = OUT / "flowers-scored.parquet"
+    command = ["predict", "iris-mlp@production", str(csv), "--id", "id", "-o", str(out)]
+    print(f"\n$ amber {' '.join(command)} --store {OUT / 'store'}")
+    cli = [sys.executable, "-m", "amber.cli.main", *command, "--store", str(OUT / "store")]
+    subprocess.run(cli, check=True)
+    with Store(OUT / "store") as store:
+        expected = store.load("iris-mlp@production").predict(X)
+    scored = pq.read_table(out)
+    results = {
+        "batch: amber predict equals the model's predict on every row": np.array_equal(
+            scored.column("prediction").to_numpy(), expected
+        ),
+        "batch: the id column is kept": scored.column("id").to_pylist() == list(range(len(X))),
     }
     for name, ok in results.items():
         print(f"  [{'ok' if ok else 'FAILED'}] {name}")

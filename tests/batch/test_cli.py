@@ -66,7 +66,7 @@ def test_every_table_format_with_an_id_column(setup: dict[str, Any], name: str) 
     out = root / f"{name}.out.parquet"
     result = cli(setup, "churn@1", str(root / name), "-o", str(out), "--id", "id")
     assert result.exit_code == 0, result.stderr
-    assert "400 rows predicted with churn@1" in result.stderr and "rows/s" in result.stderr
+    assert "400 rows predicted with churn@1" in result.stdout and "rows/s" in result.stdout
     table = pq.read_table(out)
     assert table.column_names == ["id", "prediction"]
     assert table.column("id").to_pylist()[:2] == ["c0", "c1"]
@@ -78,7 +78,7 @@ def test_npy_to_csv_with_probabilities_and_small_batches(setup: dict[str, Any]) 
     out = root / "hgb.csv"
     result = cli(setup, "hgb", str(root / "x.npy"), "-o", str(out), "--batch-size", "33", "-q")
     assert result.exit_code == 0, result.stderr
-    assert result.stderr == ""
+    assert result.stderr == "" and result.stdout == ""
     got = pd.read_csv(out)["prediction"].to_numpy()
     np.testing.assert_allclose(got, setup["hgb"].predict(setup["x"]), rtol=1e-15)
     out = root / "proba.parquet"

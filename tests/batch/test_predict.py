@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import amber
-from amber.errors import InvalidArgumentError, VersionNotFound
+from amber.errors import InvalidArgumentError, StoreError, VersionNotFound
 from amber.store import Store
 from tests.batch import models
 
@@ -156,7 +156,7 @@ def test_bad_method(fitted: dict[str, Any], method: Any, message: str) -> None:
         amber.predict("forest", fitted["x"], store=fitted["store"], method=method)
 
 
-def test_unknown_and_malformed_specs(fitted: dict[str, Any]) -> None:
+def test_unknown_and_malformed_specs(fitted: dict[str, Any], tmp_path: Path) -> None:
     store = fitted["store"]
     with pytest.raises(VersionNotFound):
         amber.predict("nope", fitted["x"], store=store)
@@ -164,6 +164,13 @@ def test_unknown_and_malformed_specs(fitted: dict[str, Any]) -> None:
         amber.predict("forest@9", fitted["x"], store=store)
     with pytest.raises(InvalidArgumentError):
         amber.predict("forest@@x", fitted["x"], store=store)
+    with pytest.raises(StoreError, match="no store at"):
+        amber.predict("forest", fitted["x"], store=str(tmp_path / "typo"))
+    assert not (tmp_path / "typo").exists()
+    root = store.backend.root
+    assert np.array_equal(
+        amber.predict("forest", fitted["x"], store=str(root)), fitted["forest"].predict(fitted["x"])
+    )
 
 
 def test_hostile_column_names_are_quoted(fitted: dict[str, Any]) -> None:

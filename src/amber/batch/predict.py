@@ -52,10 +52,12 @@ def load_model(
         # A standalone file (amber save / amber export): the same audited load.
         model = amber.load(spec_or_model, trusted=trusted)
         return Loaded(model, signature, spec_or_model)
+    from amber.batch.loading import open_store
     from amber.store.store import Store
 
     owned = not isinstance(store, Store)
-    handle = store if isinstance(store, Store) else Store(store)
+    # A path that is not a store is an error, never a new empty store.
+    handle = store if not owned else open_store(store or os.environ.get("AMBER_STORE", ".amber"))
     try:
         version = handle.get(spec_or_model)  # one immutable version, even if an alias moves
         model = handle.load(version.spec, trusted=trusted)

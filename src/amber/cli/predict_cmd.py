@@ -13,7 +13,16 @@ from typing import Any
 
 import typer
 
-from amber.cli.output import EXIT_FAILED, EXIT_NOT_AMBER, fail, human_bytes, line, safe, stderr
+from amber.cli.output import (
+    EXIT_FAILED,
+    EXIT_NOT_AMBER,
+    fail,
+    human_bytes,
+    line,
+    safe,
+    stderr,
+    stdout,
+)
 from amber.cli.store_common import STORE_OPTION, open_store
 from amber.errors import (
     AmberError,
@@ -94,7 +103,7 @@ def predict(
     if not quiet:
         rate = report.rows / max(report.seconds, 1e-9)
         size = human_bytes(report.output.stat().st_size)
-        stderr.print(
+        stdout.print(
             line(
                 safe("ok", "green"),
                 f" {report.rows} rows predicted with {report.version} in {report.seconds:.1f} s "
