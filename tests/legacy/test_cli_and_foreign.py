@@ -202,7 +202,7 @@ def test_migrating_guide_examples_run(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "SAFE TO CONVERT" in result.stdout
     for line in re.findall(r"^\$ (amber .*?)\s+#", page, flags=re.M)[:2]:
-        argv = line.replace("model.pkl", "scores.pkl").replace("model.amber", "out.amber")
+        argv = line.replace("model.amber", "out.amber")
         proc = subprocess.run(
             [sys.executable, "-m", "amber.cli.main", *argv.split()[1:]],
             cwd=tmp_path,
