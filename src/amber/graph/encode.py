@@ -443,12 +443,22 @@ class Encoder:
             check_given(str(name), cls, schema, value, path.display(), part=part, reset=False)
         except FormatError as exc:
             message = str(exc).replace("object graph node at ", "loading would refuse ", 1)
-            hint = (
-                ""
-                if name.top_package in _LIBRARY_PACKAGES
-                else "; if an attribute must hold a function, declare it with "
-                f"amber.trust({name.qualname}, callables=[...])"
-            )
+            if "<locals>" in message:
+                # A class or function made inside a function: no file can name it, and no
+                # trust declaration helps. A model's weights still save (transformers 5.25
+                # keeps such objects in its attention layers).
+                hint = (
+                    "; it is defined inside a function, so no file can name it: save the "
+                    "weights instead, amber.save(model.state_dict(), path), and load them "
+                    "with amber.load(path, into=model)"
+                )
+            elif name.top_package in _LIBRARY_PACKAGES:
+                hint = ""
+            else:
+                hint = (
+                    "; if an attribute must hold a function, declare it with "
+                    f"amber.trust({name.qualname}, callables=[...])"
+                )
             raise self._fail(path, f"{message}{hint}") from None
 
     def _construction(
