@@ -407,6 +407,11 @@ def test_dtypes_round_trip_as_instances_and_classes(tmp_path: Any) -> None:
         {"name": ["Int64"]},
         {"storage": "disk", "na": "NA"},
         {"categories": None, "ordered": "yes"},
+        {"name": "int64[pyarrow]"},  # pandas' string parser would import pyarrow
+        {"name": "datetime64[ns, dateutil//etc/passwd]"},  # ... and open a file by name
+        {"unit": "ns", "tz": {"kind": "zoneinfo", "key": "/etc/passwd"}},
+        {"subtype": "object", "closed": "left"},
+        {"subtype": "V8", "fill_value": 0},
     ],
 )
 def test_hostile_dtype_state_is_refused(state: Any, tmp_path: Any) -> None:

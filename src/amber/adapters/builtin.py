@@ -162,6 +162,13 @@ def _zone_state(zone: Any) -> str:
     return zone.key
 
 
+def zone(key: Any) -> Any:
+    """The ``ZoneInfo`` a file names by ``key``, from this machine's zone database."""
+    import zoneinfo
+
+    return _zone(zoneinfo.ZoneInfo, key)
+
+
 def _zone(cls: type, state: Any) -> Any:
     try:
         return cls(zone_key(state))

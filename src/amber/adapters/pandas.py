@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from amber.adapters.builtin import zone_key
+from amber.adapters.builtin import zone, zone_key
 from amber.errors import FormatError, SerializationError
 from amber.graph.constructors import Constructor, register
 from amber.graph.schema import DATA, SCHEMAS, Schema
@@ -174,14 +174,7 @@ def _decode_tz(state: Any) -> Any:
                 return pytz.timezone(key)
             except pytz.UnknownTimeZoneError:
                 raise FormatError(f"unknown time zone {key!r}") from None
-    import zoneinfo
-
-    try:
-        return zoneinfo.ZoneInfo(key)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise FormatError(
-            f"the time zone {key!r} is not known on this machine; install tzdata"
-        ) from None
+    return zone(key)
 
 
 # -- one-dimensional values (a column, an index's values) ----------------------------------------
@@ -382,6 +375,21 @@ def _object_dtype(values: Any) -> Any:
     array of strings unless told to keep it."""
     dtype = getattr(values, "dtype", None)
     return object if getattr(dtype, "hasobject", False) else None
+
+
+def _numeric(name: Any) -> Any:
+    """A numpy dtype from a plain name of a number, bool or date kind (``float64``)."""
+    np = _np()
+    if (
+        type(name) is not str
+        or not name.isascii()
+        or not name.replace("[", "").replace("]", "").isalnum()
+    ):
+        raise FormatError("a pandas subtype must be a plain numpy dtype name")
+    dtype = np.dtype(name)
+    if dtype.kind not in "biufcmM":
+        raise FormatError(f"a pandas subtype must be numeric, not {name[:20]!r}")
+    return dtype
 
 
 def _has_pyarrow() -> bool:
@@ -593,7 +601,16 @@ def _dtype_state(dtype: Any) -> dict[str, Any]:
         }
     if isinstance(dtype, pd.StringDtype):
         return {"storage": dtype.storage, "na": "NA" if dtype.na_value is pd.NA else "nan"}
-    return {"name": str(dtype)}
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return {"unit": dtype.unit, "tz": _encode_tz(dtype.tz)}
+    if isinstance(dtype, pd.PeriodDtype):
+        return {"freq": str(dtype)[len("period[") : -1]}
+    if isinstance(dtype, pd.IntervalDtype):
+        subtype = None if dtype.subtype is None else dtype.subtype.name
+        return {"subtype": subtype, "closed": dtype.closed}
+    if isinstance(dtype, pd.SparseDtype):
+        return {"subtype": dtype.subtype.name, "fill_value": dtype.fill_value}
+    return {"name": dtype.name}  # the nullable dtypes of MASKED
 
 
 def _dtype(cls: type, state: Any) -> Any:
@@ -616,11 +633,27 @@ def _dtype(cls: type, state: Any) -> Any:
             if storage == "pyarrow" and not _has_pyarrow():
                 storage = "python"
             built = pd.StringDtype(storage, na_value=np.nan if na == "nan" else pd.NA)
+        elif "tz" in fields_given:
+            fields = _fields(state, "datetime dtype", {"unit", "tz"})
+            unit = _choice(fields["unit"], ("s", "ms", "us", "ns"), "datetime unit")
+            built = pd.DatetimeTZDtype(unit, _decode_tz(fields["tz"]))
+        elif "freq" in fields_given:
+            freq = _string(_fields(state, "period dtype", {"freq"})["freq"], "period frequency", 40)
+            built = pd.PeriodDtype(freq)
+        elif "closed" in fields_given:
+            fields = _fields(state, "interval dtype", {"subtype", "closed"})
+            subtype = None if fields["subtype"] is None else _numeric(fields["subtype"])
+            built = pd.IntervalDtype(subtype, _choice(fields["closed"], CLOSED, "interval side"))
+        elif "fill_value" in fields_given:
+            fields = _fields(state, "sparse dtype", {"subtype", "fill_value"})
+            if not _scalar(fields["fill_value"]):
+                raise FormatError("a pandas sparse fill value must be a number or None")
+            built = pd.SparseDtype(_numeric(fields["subtype"]), fields["fill_value"])
         else:
-            name = _string(_fields(state, "dtype", {"name"})["name"], "dtype name", 80)
+            # Never pandas_dtype() on a file's string: its parser reaches extension dtypes
+            # (importing pyarrow) and time zone lookups that open files by name.
+            name = _choice(_fields(state, "dtype", {"name"})["name"], tuple(MASKED), "dtype")
             built = pd.api.types.pandas_dtype(name)
-            if str(built) != name:
-                raise FormatError(f"{name!r} does not name a pandas dtype exactly")
     except FormatError:
         raise
     except (ValueError, TypeError, KeyError) as exc:

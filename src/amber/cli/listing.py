@@ -89,14 +89,12 @@ def _cell(value: Any, terminal: bool) -> str:
 
 
 def _number(value: Any, short: bool) -> str:
-    """Floats with 6 significant digits at a terminal (``1.0``, not ``1``), every digit in
-    TSV; anything else as str()."""
-    if not isinstance(value, float):
-        return str(value)
-    if not short:
+    """Every digit of a float in TSV; at a terminal, the store commands' short form."""
+    if isinstance(value, float) and not short:
         return repr(value)
-    shown = f"{value:.6g}"
-    return shown if any(c in shown for c in ".en") else shown + ".0"
+    from amber.cli.store_common import number
+
+    return number(value)
 
 
 def _natural(column: Column, cells: list[list[str]], i: int) -> int:

@@ -196,9 +196,6 @@ class Encoder:
         ref = self._shared(obj, path)
         if ref is not None:
             return ref
-        unwrap = SAVED_AS.get(f"{cls.__module__}:{cls.__qualname__}") if SAVED_AS else None
-        if unwrap is not None:
-            return self._encode(unwrap(obj), path, depth + 1)
         handler = (
             _HANDLERS.get(cls)
             or _numpy_handler(obj)
@@ -365,6 +362,9 @@ class Encoder:
 
     def _object(self, obj: Any, path: _Path, depth: int) -> dict:
         cls = type(obj)
+        unwrap = SAVED_AS.get(f"{cls.__module__}:{cls.__qualname__}")
+        if unwrap is not None:  # before anything is remembered for the wrapper
+            return self._encode(unwrap(obj), path, depth + 1)
         resource = unsaveable.advice(obj)
         if resource is not None:
             raise self._fail(path, f"{_label(cls)} cannot be saved: {resource}")

@@ -7,6 +7,7 @@ model kept from training), so the message names the kind of thing and the usual 
 
 from __future__ import annotations
 
+import functools
 import io
 import types
 from typing import Any
@@ -17,6 +18,7 @@ _DROP = (
 )
 
 
+@functools.cache  # checked for every object saved: built once
 def _kinds() -> list[tuple[tuple[type, ...], str]]:
     import _thread
     import threading
