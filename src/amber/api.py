@@ -19,6 +19,7 @@ from amber import progress as progress_module
 from amber._version import __version__
 from amber.container import ContainerReader, TensorEntry, write
 from amber.container.reader import Verify, check_verify_mode
+from amber.container.writer import check_compress
 from amber.errors import (
     FormatError,
     InvalidArgumentError,
@@ -49,6 +50,10 @@ class TensorInfo:
     nbytes: int
     order: str
     digest: str
+    # Format 1.1: the codec the payload is stored with (None: raw, mmap-able) and the
+    # bytes it takes in the file (``nbytes`` is always the decoded size).
+    codec: str | None = None
+    stored_nbytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,8 @@ class FileInfo:
                     "nbytes": t.nbytes,
                     "order": t.order,
                     "digest": t.digest,
+                    "codec": t.codec,
+                    "stored_nbytes": t.nbytes if t.stored_nbytes is None else t.stored_nbytes,
                 }
                 for t in self.tensors
             ],
@@ -173,7 +180,8 @@ def _info(reader: ContainerReader, *, audit_names: bool = True) -> FileInfo:
 
 
 def _tensor_info(e: TensorEntry) -> TensorInfo:
-    return TensorInfo(e.name, e.dtype, e.shape, e.nbytes, e.order, e.digest)
+    codec = None if e.compression is None else e.compression.codec
+    return TensorInfo(e.name, e.dtype, e.shape, e.nbytes, e.order, e.digest, codec, e.stored_nbytes)
 
 
 def _check_metadata(metadata: Any) -> dict[str, Any]:
@@ -220,8 +228,14 @@ def save(
     *,
     metadata: dict[str, Any] | None = None,
     progress: Progress = None,
+    compress: str | None = None,
 ) -> FileInfo:
     """Save ``obj`` to ``path`` atomically; returns what was written.
+
+    ``compress`` (docs/compression.md): None (the default) stores tensors raw, loaded
+    zero-copy; ``"auto"`` compresses each tensor that shrinks by at least 5%;
+    ``"zstd"`` / ``"zstd-bytegroup"`` compress every tensor. Compressed tensors are decoded
+    into memory when loaded (no mmap). Needs the zstandard package.
 
     ``progress=True`` draws a bar on stderr (bytes, throughput, time left) while tensors
     are written; a callable receives ``(done_bytes, total_bytes)`` instead.
@@ -231,16 +245,17 @@ def save(
     in both cases nothing appears at ``path`` and an existing file there is untouched.
     """
     _check_save_arguments(obj, path)
+    check_compress(compress)
     progress_module.check(progress)
     user_metadata = _check_metadata(metadata)
     encoder, extra = encode(obj, user_metadata)
     root = extra["root"]
     with progress_module.reporting(progress, f"saving {Path(path).name}") as report:
-        result = write(path, encoder.tensors, extra, progress=report)
+        result = write(path, encoder.tensors, extra, progress=report, compress=compress)
     referenced, untrusted = _name_lists(encoder.names)
     return FileInfo(
         path=result.path,
-        format_version=f"{_format_version()}",
+        format_version=_format_version(any(e.compression for e in result.tensors)),
         size=result.size,
         manifest_digest="blake3:" + result.manifest_digest.hex(),
         tensors=tuple(_tensor_info(e) for e in result.tensors),
@@ -273,10 +288,12 @@ def _check_save_arguments(obj: Any, path: Any) -> None:
     )
 
 
-def _format_version() -> str:
-    from amber.container.format import FORMAT_MAJOR, FORMAT_MINOR
+def _format_version(compressed: bool) -> str:
+    """The version a new file declares: the lowest that has its features."""
+    from amber.container.format import FORMAT_MAJOR
+    from amber.container.manifest import COMPRESSION_MINOR
 
-    return f"{FORMAT_MAJOR}.{FORMAT_MINOR}"
+    return f"{FORMAT_MAJOR}.{COMPRESSION_MINOR if compressed else 0}"
 
 
 def _root(reader: ContainerReader) -> Any:

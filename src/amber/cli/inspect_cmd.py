@@ -82,8 +82,10 @@ def inspect(
     if not info.tensors:
         return
     table = Table(show_edge=False, header_style="bold")
-    for column in ("tensor", "dtype", "shape", "size"):
-        table.add_column(column, justify="right" if column == "size" else "left")
+    compressed = any(t.codec for t in info.tensors)
+    columns = ("tensor", "dtype", "shape", "size") + (("stored", "codec") if compressed else ())
+    for column in columns:
+        table.add_column(column, justify="right" if column in ("size", "stored") else "left")
     rows = info.tensors if show_all else info.tensors[:_DEFAULT_ROWS]
     for t in rows:
         shape = "(" + ", ".join(map(str, t.shape)) + ("," if len(t.shape) == 1 else "") + ")"
@@ -92,10 +94,23 @@ def inspect(
             safe(f"{t.dtype}{' F' if t.order == 'F' else ''}"),
             safe(shape),
             human_bytes(t.nbytes),
+            *(_stored_cells(t) if compressed else ()),
         )
     stdout.print(table)
+    if compressed:
+        stdout.print(
+            "compressed tensors are decoded into memory when loaded (not memory-mapped)"
+        )
     if len(rows) < len(info.tensors):
         stdout.print(f"... {len(info.tensors) - len(rows)} more tensors (use --all)")
+
+
+def _stored_cells(t: Any) -> tuple[Any, Any]:
+    """The stored size and codec cells: "raw" (mmap-able), or the codec and its ratio."""
+    if t.codec is None:
+        return human_bytes(t.nbytes), safe("raw")
+    ratio = t.nbytes / t.stored_nbytes if t.stored_nbytes else 0.0
+    return human_bytes(t.stored_nbytes), safe(f"{t.codec} {ratio:.2f}x")
 
 
 def _render(outline: Any) -> Tree:

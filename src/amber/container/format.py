@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from amber.errors import CorruptFileError, FormatError, UnsupportedVersionError
 
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 0
+FORMAT_MINOR = 1
 
 HEADER_MAGIC = b"\x89AMBER\r\n"
 TRAILER_MAGIC = b"AMBEREND"

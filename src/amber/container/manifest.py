@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from amber.container import dtypes
+from amber.container import codecs, dtypes
 from amber.container.format import (
     DIGEST_HEX_LEN,
     DIGEST_PREFIX,
@@ -22,9 +22,12 @@ from amber.container.format import (
 from amber.errors import FormatError, UnsupportedVersionError
 
 _ENTRY_KEYS = {"name", "dtype", "shape", "order", "offset", "nbytes", "digest"}
-# Keys reserved by the spec for later minor versions (compression, sharding). A reader of
-# this version refuses a file that uses them instead of misreading its bytes.
-_RESERVED_ENTRY_KEYS = {"compression", "shard"}
+# Optional since format 1.1 (docs/format.md §10.1): how the stored bytes decode.
+COMPRESSION_KEY = "compression"
+COMPRESSION_MINOR = 1
+# Keys reserved by the spec for later minor versions (sharding). A reader of this version
+# refuses a file that uses them instead of misreading its bytes.
+_RESERVED_ENTRY_KEYS = {"shard"}
 _RESERVED_TOP_KEYS = {"shards"}
 RESERVED_TOP_KEYS = frozenset({"tensors", "data_digest", *_RESERVED_TOP_KEYS})
 MAX_INT_DIGITS = 20
@@ -39,11 +42,23 @@ class TensorEntry:
     shape: tuple[int, ...]
     order: str  # "C" or "F": the element order of the payload bytes
     offset: int
-    nbytes: int
-    digest: str  # "blake3:<64 hex>"
+    nbytes: int  # decoded size: prod(shape) * itemsize
+    digest: str  # "blake3:<64 hex>" of the decoded bytes
+    # Format 1.1: the payload is stored compressed; None: stored as it is (zero-copy).
+    compression: codecs.Compression | None = None
+
+    @property
+    def stored_nbytes(self) -> int:
+        """Bytes the payload takes in the file (the layout rules apply to these)."""
+        return self.nbytes if self.compression is None else self.compression.nbytes
+
+    @property
+    def stored_digest(self) -> str:
+        """Digest of the bytes in the file (full and lazy verification check these)."""
+        return self.digest if self.compression is None else self.compression.digest
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "dtype": self.dtype,
             "shape": list(self.shape),
@@ -52,6 +67,9 @@ class TensorEntry:
             "nbytes": self.nbytes,
             "digest": self.digest,
         }
+        if self.compression is not None:
+            out[COMPRESSION_KEY] = self.compression.to_json()
+        return out
 
 
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -184,7 +202,7 @@ def validate_entry(raw: Any, index: int) -> TensorEntry:
             "upgrade amber to read this file"
         )
     missing = _ENTRY_KEYS - raw.keys()
-    extra = raw.keys() - _ENTRY_KEYS
+    extra = raw.keys() - _ENTRY_KEYS - {COMPRESSION_KEY}
     if missing or extra:
         raise FormatError(
             f"{where}: entry has missing keys {sorted(missing)} / unknown keys {sorted(extra)}"
@@ -224,7 +242,12 @@ def validate_entry(raw: Any, index: int) -> TensorEntry:
         raise FormatError(
             f"{where}: 'digest' must be 'blake3:' followed by 64 lowercase hex digits"
         )
-    return TensorEntry(name, raw["dtype"], tuple(shape), order, offset, nbytes, digest)
+    compression = None
+    if COMPRESSION_KEY in raw:
+        compression = codecs.parse(
+            raw[COMPRESSION_KEY], dtype=raw["dtype"], itemsize=size, decoded=nbytes, where=where
+        )
+    return TensorEntry(name, raw["dtype"], tuple(shape), order, offset, nbytes, digest, compression)
 
 
 _DIGEST = re.compile(rf"{re.escape(DIGEST_PREFIX)}[0-9a-f]{{{DIGEST_HEX_LEN}}}")
@@ -236,7 +259,12 @@ def is_digest(value: object) -> bool:
 
 
 def validate(
-    manifest: dict[str, Any], *, data_start: int, data_end: int, alignment: int
+    manifest: dict[str, Any],
+    *,
+    data_start: int,
+    data_end: int,
+    alignment: int,
+    minor: int = COMPRESSION_MINOR,
 ) -> dict[str, TensorEntry]:
     """Check every tensor entry and the layout; return the entries by name, in file order.
 
@@ -267,10 +295,15 @@ def validate(
         entry = validate_entry(raw, index)
         if entry.name in entries:
             raise FormatError(f"tensor name {entry.name!r} appears twice in the manifest")
+        if entry.compression is not None and minor < COMPRESSION_MINOR:
+            raise FormatError(
+                f"tensor {entry.name!r} is compressed, which format 1.{minor} does not "
+                f"allow (compression needs 1.{COMPRESSION_MINOR}); the file is mislabelled"
+            )
         entries[entry.name] = entry
 
     expected = align_up(data_start, alignment)
-    for entry in sorted(entries.values(), key=lambda e: (e.offset, e.nbytes)):
+    for entry in sorted(entries.values(), key=lambda e: (e.offset, e.stored_nbytes)):
         if entry.offset % alignment:
             raise FormatError(
                 f"tensor {entry.name!r}: offset {entry.offset} is not a multiple of the "
@@ -281,7 +314,7 @@ def validate(
                 f"tensor {entry.name!r}: offset {entry.offset} overlaps the header or the "
                 "previous tensor"
             )
-        end = entry.offset + entry.nbytes
+        end = entry.offset + entry.stored_nbytes
         if end > data_end:
             raise FormatError(
                 f"tensor {entry.name!r}: bytes {entry.offset}..{end} run past the data region "

@@ -119,6 +119,8 @@ class ContainerReader:
         self._verified: set[str] = set()
         # Without mmap: payloads read and checked, handed out by array() (never re-read).
         self._buffers: dict[str, bytearray] = {}
+        # Compressed tensors (format 1.1), decoded once into memory, never mapped.
+        self._decoded: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._mmap: mmap.mmap | None = None
         self._fd = self._open()
@@ -189,6 +191,7 @@ class ContainerReader:
                 data_start=HEADER_SIZE,
                 data_end=trailer.manifest_offset,
                 alignment=self.header.alignment,
+                minor=self.header.minor,
             )
         except FormatError as exc:
             raise type(exc)(f"{path}: {exc}") from None
@@ -222,7 +225,7 @@ class ContainerReader:
     def _read(self, entry: TensorEntry, gap: int = 0) -> tuple[bytearray, bytes]:
         """The payload of ``entry`` in a buffer of its own, and the ``gap`` bytes before it
         (padding), in one read."""
-        buf = bytearray(entry.nbytes)
+        buf = bytearray(entry.stored_nbytes)
         pad = bytearray(gap)
         views = [v for v in (memoryview(pad), memoryview(buf)) if v.nbytes]
         offset = entry.offset - gap
@@ -254,7 +257,7 @@ class ContainerReader:
         buf = self._read(entry)[0]
         if self.verify_mode == "off":
             return buf  # a fresh copy each time, as nothing is checked
-        if digest.hexdigest(memoryview(buf)) != entry.digest:
+        if digest.hexdigest(memoryview(buf)) != entry.stored_digest:
             raise self._corrupt(entry.name)
         with self._lock:
             self._verified.add(entry.name)
@@ -266,8 +269,8 @@ class ContainerReader:
         if self._mmap is None:
             self._buffer(entry)  # read once, checked, kept: what array() hands out
             return
-        with memoryview(self._mmap)[entry.offset : entry.offset + entry.nbytes] as data:
-            if digest.hexdigest(data) != entry.digest:
+        with memoryview(self._mmap)[entry.offset : entry.offset + entry.stored_nbytes] as data:
+            if digest.hexdigest(data) != entry.stored_digest:
                 raise self._corrupt(name)
         with self._lock:
             self._verified.add(name)
@@ -277,7 +280,7 @@ class ContainerReader:
         together they cover each byte of the data region once (format.md, step 18).
         Without mmap each payload is read into its own buffer once, checked, and that
         buffer is what ``array`` hands out: the bytes checked are the bytes used."""
-        ordered = sorted(self.entries.values(), key=lambda e: (e.offset, e.nbytes))
+        ordered = sorted(self.entries.values(), key=lambda e: (e.offset, e.stored_nbytes))
         if self._mmap is None:
             bad, padding = self._read_all(ordered)
         else:
@@ -293,6 +296,7 @@ class ContainerReader:
             )
         with self._lock:
             self._verified.update(self.entries)
+        self._decode([e for e in self.entries.values() if e.compression is not None])
 
     def _gaps(self, ordered: list[TensorEntry]) -> Iterator[tuple[int, int]]:
         """(start, length) of each padding run of the data region (validated layout)."""
@@ -300,7 +304,7 @@ class ContainerReader:
         for entry in ordered:
             if entry.offset > end:
                 yield end, entry.offset - end
-            end = max(end, entry.offset + entry.nbytes)
+            end = max(end, entry.offset + entry.stored_nbytes)
         if self.trailer.manifest_offset > end:
             yield end, self.trailer.manifest_offset - end
 
@@ -324,12 +328,12 @@ class ContainerReader:
             return [
                 e.name
                 for e in entries
-                if digest.hexdigest(view[e.offset : e.offset + e.nbytes]) != e.digest
+                if digest.hexdigest(view[e.offset : e.offset + e.stored_nbytes]) != e.stored_digest
             ]
 
         try:
-            large = [e for e in ordered if e.nbytes >= digest.PARALLEL_MIN_BYTES]
-            small = [e for e in ordered if e.nbytes < digest.PARALLEL_MIN_BYTES]
+            large = [e for e in ordered if e.stored_nbytes >= digest.PARALLEL_MIN_BYTES]
+            small = [e for e in ordered if e.stored_nbytes < digest.PARALLEL_MIN_BYTES]
             bad = set(bad_among(large))
             groups = _groups(small, _threads_for(small))
             if len(groups) < 2:
@@ -353,7 +357,7 @@ class ContainerReader:
         from concurrent.futures import ThreadPoolExecutor
 
         def check(entry: TensorEntry, buf: bytearray) -> None:
-            if digest.hexdigest(memoryview(buf)) != entry.digest:
+            if digest.hexdigest(memoryview(buf)) != entry.stored_digest:
                 bad.add(entry.name)
             else:
                 with self._lock:
@@ -363,7 +367,7 @@ class ContainerReader:
             pending = None
             for entry in ordered:
                 gap = max(0, entry.offset - end)
-                end = max(end, entry.offset + entry.nbytes)
+                end = max(end, entry.offset + entry.stored_nbytes)
                 with self._lock:
                     kept = self._buffers.get(entry.name)
                 if kept is not None:  # read and checked already (lazy access)
@@ -374,7 +378,7 @@ class ContainerReader:
                     padding = entry.offset - gap
                 if kept is not None:
                     continue
-                if entry.nbytes < digest.PARALLEL_MIN_BYTES:
+                if entry.stored_nbytes < digest.PARALLEL_MIN_BYTES:
                     check(entry, buf)  # a thread hand-off would cost more than the hash
                     continue
                 if pending is not None:
@@ -400,6 +404,8 @@ class ContainerReader:
             dtype = np.dtype(f"<u{dtypes.ITEMSIZE[entry.dtype]}")
         else:
             dtype = dtypes.to_numpy(entry.dtype)
+        if entry.compression is not None:
+            return np.ndarray(entry.shape, dtype, buffer=self._decoded_buffer(entry), order=entry.order)
         if entry.nbytes == 0:
             # A view of zero bytes at the end of a mapping is not allowed; nothing to share.
             array = np.zeros(entry.shape, dtype=dtype, order=entry.order)
@@ -412,6 +418,43 @@ class ContainerReader:
             entry.shape, dtype, buffer=self._mmap, offset=entry.offset, order=entry.order
         )
 
+    # -- compressed payloads (format 1.1) -------------------------------------------------
+
+    def _stored(self, entry: TensorEntry) -> Any:
+        """The stored bytes of ``entry``: a view of the mapping, or the checked buffer."""
+        if self._mmap is None:
+            return self._buffer(entry)
+        return memoryview(self._mmap)[entry.offset : entry.offset + entry.stored_nbytes]
+
+    def _decoded_buffer(self, entry: TensorEntry) -> Any:
+        with self._lock:
+            buf = self._decoded.get(entry.name)
+        if buf is None:
+            self._decode([entry])
+            with self._lock:
+                buf = self._decoded[entry.name]
+        return buf
+
+    def _decode(self, entries: list[TensorEntry]) -> None:
+        """Decode these compressed tensors (not decoded yet) together, chunks of all of
+        them on a few threads; keep the buffers; their decoded digests are checked unless
+        verify is "off"."""
+        from amber.container import zstd_codec
+
+        with self._lock:
+            todo = [e for e in entries if e.name not in self._decoded]
+        if not todo:
+            return
+        decoded = zstd_codec.decode_payloads(
+            [(e, self._stored(e)) for e in todo],
+            check=self.verify_mode != "off",
+            where=str(self.path),
+        )
+        with self._lock:
+            for entry in todo:
+                self._decoded.setdefault(entry.name, decoded[entry.name])
+                self._buffers.pop(entry.name, None)  # the stored bytes are not needed now
+
     def close(self) -> None:
         """Close the file descriptor. Arrays already handed out keep the mapping alive."""
         if self._fd >= 0:
@@ -421,6 +464,7 @@ class ContainerReader:
         self._mmap = None
         with self._lock:
             self._buffers.clear()  # arrays keep their own buffers alive
+            self._decoded.clear()
 
     def __enter__(self) -> ContainerReader:
         return self

@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from amber.container import digest, dtypes
+from amber.container import codecs, digest, dtypes
 from amber.container.atomic import atomic_file
 from amber.container.format import (
     DEFAULT_ALIGNMENT,
     FORMAT_MAJOR,
-    FORMAT_MINOR,
     HEADER_SIZE,
     MAX_ALIGNMENT,
     MAX_JSON_DEPTH,
@@ -27,7 +26,12 @@ from amber.container.format import (
     Trailer,
     align_up,
 )
-from amber.container.manifest import RESERVED_TOP_KEYS, TensorEntry, json_depth
+from amber.container.manifest import (
+    COMPRESSION_MINOR,
+    RESERVED_TOP_KEYS,
+    TensorEntry,
+    json_depth,
+)
 from amber.errors import InvalidArgumentError, SerializationError
 
 if TYPE_CHECKING:
@@ -43,6 +47,8 @@ _OVERLAP_MIN_BYTES = 1 << 20
 # Ask the kernel to write back after this many new bytes, so the final fsync is short.
 _FLUSH_BYTES = 64 * 1024 * 1024
 _ZEROS = bytes(MAX_ALIGNMENT)
+# compress= values: None (raw, the default), "auto", or a codec forced on every tensor.
+COMPRESS_MODES = (None, "auto", *codecs.CODECS)
 
 
 # (name, array) or (name, array, table dtype); the array may be a zero-argument callable.
@@ -178,6 +184,8 @@ class _Stream:
         self.manifest_digest = b""
         self.progress: Callable[[int], None] | None = None
         self.payload_bytes = 0
+        self.compress: str | None = None
+        self.encoders: ThreadPoolExecutor | None = None
 
     def write(self, data: memoryview | bytes) -> None:
         write_all(self.fd, data)
@@ -227,7 +235,72 @@ class _Stream:
         if gap:
             self.write_data(_ZEROS[:gap])
 
+    def codec_for(self, array: np.ndarray, dtype_name: str) -> str | None:
+        """The codec this tensor is stored with under the ``compress`` mode, or None."""
+        mode = self.compress
+        if mode is None or array.nbytes == 0:
+            return None
+        from amber.container import zstd_codec
+
+        codec = zstd_codec.default_codec(dtype_name) if mode == "auto" else mode
+        if codec == codecs.ZSTD_BYTEGROUP and dtype_name not in codecs.BYTEGROUP_DTYPES:
+            codec = codecs.ZSTD  # grouping bytes only pays for floating-point types
+        if mode == "auto":
+            if array.nbytes < zstd_codec.AUTO_MIN_BYTES:
+                return None
+            ratio = zstd_codec.sample_ratio(array, codec, dtypes.ITEMSIZE[dtype_name])
+            if ratio < zstd_codec.AUTO_MIN_RATIO:
+                return None
+        return codec
+
+    def compressed_payload(
+        self, name: str, array: np.ndarray, dtype_name: str, codec: str
+    ) -> TensorEntry:
+        """Write the frames of ``array`` under ``codec``; digests of both the decoded and
+        the stored bytes."""
+        from amber.container import zstd_codec
+
+        self.pad()
+        offset = self.pos
+        order = payload_order(array)
+        itemsize = dtypes.ITEMSIZE[dtype_name]
+        decoded, stored, sizes = digest.hasher(0), digest.hasher(0), []
+        chunks = zstd_codec.exact_chunks(iter_chunks(array, order), codecs.DEFAULT_FRAME_BYTES)
+        for chunk, frames in zstd_codec.encode(chunks, codec, itemsize, self.encoders):
+            decoded.update(chunk)
+            for frame in frames:
+                self.write_data(frame, stored)
+                sizes.append(len(frame))
+            if self.progress is not None:
+                self.payload_bytes += chunk.nbytes
+                self.progress(self.payload_bytes)
+        self.drain()
+        raw = {
+            "codec": codec,
+            "nbytes": self.pos - offset,
+            "digest": digest.tag(stored),
+            "frame": codecs.DEFAULT_FRAME_BYTES,
+            "frames": sizes,
+        }
+        # The reader's own rules: a writer must never produce a file its reader refuses.
+        compression = codecs.parse(
+            raw, dtype=dtype_name, itemsize=itemsize, decoded=array.nbytes, where=repr(name)
+        )
+        return TensorEntry(
+            name,
+            dtype_name,
+            tuple(array.shape),
+            order,
+            offset,
+            array.nbytes,
+            digest.tag(decoded),
+            compression,
+        )
+
     def payload(self, name: str, array: np.ndarray, dtype_name: str) -> TensorEntry:
+        codec = self.codec_for(array, dtype_name)
+        if codec is not None:
+            return self.compressed_payload(name, array, dtype_name, codec)
         self.pad()
         offset = self.pos
         order = payload_order(array)
@@ -252,6 +325,21 @@ def _update(region: Any, payload: Any, data: memoryview | bytes) -> None:
         payload.update(data)
 
 
+def check_compress(compress: object) -> None:
+    """InvalidArgumentError for an unknown ``compress=`` value; MissingDependencyError
+    (with the install hint) when compressing needs zstandard and it is missing."""
+    if not any(compress is mode or compress == mode for mode in COMPRESS_MODES) or (
+        compress is not None and not isinstance(compress, str)
+    ):
+        raise InvalidArgumentError(
+            f"compress must be one of {', '.join(map(repr, COMPRESS_MODES))}, got {compress!r}"
+        )
+    if compress is not None:
+        from amber.container import zstd_codec
+
+        zstd_codec.zstandard()
+
+
 def write(
     path: str | os.PathLike[str],
     tensors: Iterable[TensorItem],
@@ -259,6 +347,7 @@ def write(
     *,
     alignment: int = DEFAULT_ALIGNMENT,
     progress: Callable[[int, int | None], None] | None = None,
+    compress: str | None = None,
 ) -> WriteResult:
     """Write an .amber file holding ``tensors`` and the JSON object ``extra`` in its manifest.
 
@@ -268,7 +357,13 @@ def write(
     file appears at ``path`` only once complete and fsynced. ``extra`` must not use the
     key ``tensors``. ``progress(done_bytes, total_bytes)`` is called as payloads are
     written (``total_bytes`` is None when some arrays are produced on demand).
+
+    ``compress``: None stores every payload as it is (mmap-able); ``"auto"`` compresses each
+    tensor whose sample shrinks enough; ``"zstd"`` or ``"zstd-bytegroup"`` compress every
+    non-empty tensor (byte grouping only for floating-point ones). A file with a compressed
+    tensor declares format 1.1; others stay 1.0.
     """
+    check_compress(compress)
     if not MIN_ALIGNMENT <= alignment <= MAX_ALIGNMENT or alignment & (alignment - 1):
         raise InvalidArgumentError(
             f"alignment must be a power of two in [{MIN_ALIGNMENT}, {MAX_ALIGNMENT}], "
@@ -286,6 +381,11 @@ def write(
     entries: list[TensorEntry] = []
     with atomic_file(target) as fd, ThreadPoolExecutor(1, "amber-hash") as pool:
         stream = _Stream(fd, alignment, pool)
+        stream.compress = compress
+        if compress is not None:
+            from amber.container.zstd_codec import threads
+
+            stream.encoders = ThreadPoolExecutor(threads(), "amber-encode")
         if progress is not None:
             tensors = list(tensors)
             sized = [item[1] for item in tensors if not callable(item[1])]
@@ -296,6 +396,9 @@ def write(
         except BaseException:
             stream.close(quiet=True)  # the first error is the one to report
             raise
+        finally:
+            if stream.encoders is not None:
+                stream.encoders.shutdown(wait=True, cancel_futures=True)
         stream.close()
     return WriteResult(target, size, stream.manifest_digest, tuple(entries))
 
@@ -309,7 +412,8 @@ def _write_body(
 ) -> int:
     """Header, payloads, manifest and trailer; returns the file size."""
     names: set[str] = set()
-    stream.write(Header(FORMAT_MAJOR, FORMAT_MINOR, alignment).pack())
+    # 1.0 unless a tensor is compressed (known only at the end: the header is rewritten).
+    stream.write(Header(FORMAT_MAJOR, 0, alignment).pack())
     assert stream.pos == HEADER_SIZE
     for item in tensors:
         name, array, declared = item if len(item) == 3 else (*item, None)
@@ -333,9 +437,10 @@ def _write_body(
     data = _encode_manifest(manifest)
     stream.manifest_digest = digest.raw_digest(data)
     stream.write(data)
+    minor = COMPRESSION_MINOR if any(e.compression for e in entries) else 0
     stream.write(
-        Trailer(
-            manifest_offset, len(data), stream.manifest_digest, FORMAT_MAJOR, FORMAT_MINOR
-        ).pack()
+        Trailer(manifest_offset, len(data), stream.manifest_digest, FORMAT_MAJOR, minor).pack()
     )
+    if minor:
+        os.pwrite(stream.fd, Header(FORMAT_MAJOR, minor, alignment).pack(), 0)
     return stream.pos

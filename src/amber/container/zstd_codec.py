@@ -1,0 +1,278 @@
+"""Encoding and decoding of compressed tensor payloads (codecs ``zstd`` and
+``zstd-bytegroup``, docs/format.md §10.1).
+
+A payload is cut into chunks of ``frame`` decoded bytes. ``zstd`` stores each chunk as one
+zstd frame; ``zstd-bytegroup`` first splits the chunk's elements into their bytes (byte 0 of
+every element, then byte 1, ...) and stores each of these planes as a frame: the planes
+holding the sign and exponent of floating-point numbers repeat a few values and compress
+well, the mantissa planes are stored almost as they are. Chunks are independent, so they
+are encoded and decoded on several threads (zstd and numpy's copies release the GIL).
+
+Decoding never allocates more than the manifest declares: each frame's header must state
+exactly the decoded size the manifest gives its chunk, before zstd runs, and the output of
+each chunk lands in the tensor's buffer, which the manifest sized.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from amber.container import codecs
+from amber.errors import FormatError, MissingDependencyError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
+    import numpy as np
+
+# zstd level 1: ratio within 2% of level 3 on float weights, 3x faster to compress (measured
+# in benchmarks/compression.py); decoding speed does not depend on the level.
+LEVEL = 1
+# Tensors smaller than this stay raw under compress="auto": the gain is a few bytes and
+# they would lose zero-copy loading.
+AUTO_MIN_BYTES = 64 << 10
+# compress="auto" keeps a tensor raw unless a sample shrinks by at least this factor.
+AUTO_MIN_RATIO = 1.05
+_SAMPLE_BYTES = 256 << 10
+_SAMPLES = 4
+
+_local = threading.local()
+
+
+def zstandard() -> Any:
+    """The zstandard module; MissingDependencyError with the install hint without it."""
+    try:
+        import zstandard
+    except ImportError:
+        raise MissingDependencyError(
+            "compressed tensors need the zstandard package; install it with "
+            "`pip install zstandard` (or `pip install amber[compress]`)"
+        ) from None
+    return zstandard
+
+
+def threads() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _compressor() -> Any:
+    # zstd contexts are not thread-safe: one per thread, reused across frames.
+    cctx = getattr(_local, "cctx", None)
+    if cctx is None:
+        cctx = _local.cctx = zstandard().ZstdCompressor(level=LEVEL, write_content_size=True)
+    return cctx
+
+
+def _decompressor() -> Any:
+    dctx = getattr(_local, "dctx", None)
+    if dctx is None:
+        dctx = _local.dctx = zstandard().ZstdDecompressor()
+    return dctx
+
+
+def _planes(chunk: memoryview, itemsize: int) -> list[memoryview]:
+    import numpy as np
+
+    elements = np.frombuffer(chunk, np.uint8).reshape(-1, itemsize)
+    # One contiguous copy per byte position: measured faster than one transposed copy.
+    return [memoryview(np.ascontiguousarray(elements[:, j])) for j in range(itemsize)]
+
+
+def encode_chunk(chunk: memoryview, codec: str, itemsize: int) -> list[bytes]:
+    """The frames of one chunk of payload bytes."""
+    cctx = _compressor()
+    if codec == codecs.ZSTD_BYTEGROUP:
+        return [cctx.compress(plane) for plane in _planes(chunk, itemsize)]
+    return [cctx.compress(chunk)]
+
+
+def exact_chunks(pieces: Iterable[memoryview], size: int) -> Iterator[memoryview]:
+    """Re-cut byte pieces into chunks of exactly ``size`` bytes (the last may be shorter);
+    pieces that already are whole chunks pass through without a copy."""
+    pending = bytearray()
+    for piece in pieces:
+        if not pending and piece.nbytes % size == 0:
+            for start in range(0, piece.nbytes, size):
+                yield piece[start : start + size]
+            continue
+        pending += piece
+        while len(pending) >= size:
+            yield memoryview(bytes(pending[:size]))
+            del pending[:size]
+    if pending:
+        yield memoryview(bytes(pending))
+
+
+def encode(
+    chunks: Iterable[memoryview], codec: str, itemsize: int, pool: Executor | None
+) -> Iterator[tuple[memoryview, list[bytes]]]:
+    """(chunk, its frames) for each chunk, in order; with a pool, a few chunks are encoded
+    ahead on its threads while the caller writes the previous ones."""
+    if pool is None:
+        for chunk in chunks:
+            yield chunk, encode_chunk(chunk, codec, itemsize)
+        return
+    ahead: deque[tuple[memoryview, Any]] = deque()
+    limit = 2 * threads()
+    for chunk in chunks:
+        ahead.append((chunk, pool.submit(encode_chunk, chunk, codec, itemsize)))
+        if len(ahead) >= limit:
+            done, future = ahead.popleft()
+            yield done, future.result()
+    while ahead:
+        done, future = ahead.popleft()
+        yield done, future.result()
+
+
+def sample_ratio(array: np.ndarray, codec: str, itemsize: int) -> float:
+    """Size reduction of a few slices of ``array`` under ``codec`` (raw / stored)."""
+    import numpy as np
+
+    if array.flags.c_contiguous or array.flags.f_contiguous:
+        flat = array.ravel(order="K").view(np.uint8)
+        span = _SAMPLE_BYTES - _SAMPLE_BYTES % itemsize
+        step = max(span, (flat.nbytes // _SAMPLES) // itemsize * itemsize)
+        pieces = [flat[start : start + span] for start in range(0, flat.nbytes, step)]
+        pieces = pieces[:_SAMPLES]
+    else:
+        rows = max(1, (_SAMPLES * _SAMPLE_BYTES) // max(1, array[0].nbytes))
+        pieces = [np.ascontiguousarray(array[:rows]).reshape(-1).view(np.uint8)]
+    raw = stored = 0
+    for piece in pieces:
+        piece = piece[: piece.nbytes - piece.nbytes % itemsize]
+        if piece.nbytes:
+            raw += piece.nbytes
+            stored += sum(len(f) for f in encode_chunk(memoryview(piece), codec, itemsize))
+    return raw / stored if stored else 1.0
+
+
+def default_codec(dtype_name: str) -> str:
+    return codecs.ZSTD_BYTEGROUP if dtype_name in codecs.BYTEGROUP_DTYPES else codecs.ZSTD
+
+
+# -- decoding --------------------------------------------------------------------------------
+
+
+def _decode_frame(data: memoryview, expected: int, where: str) -> bytes:
+    zstd = zstandard()
+    try:
+        declared = zstd.frame_content_size(data)
+    except zstd.ZstdError:
+        raise FormatError(f"{where}: a stored frame is not a zstd frame") from None
+    if declared != expected:
+        raise FormatError(
+            f"{where}: a zstd frame declares {declared} decoded bytes where the manifest "
+            f"declares {expected}; the file is malformed (or a decompression bomb)"
+        )
+    try:
+        out = _decompressor().decompress(data, max_output_size=expected, allow_extra_data=False)
+    except zstd.ZstdError as exc:
+        raise FormatError(f"{where}: a zstd frame does not decode ({exc})") from None
+    if len(out) != expected:  # zstd checks the declared size; never trust it alone
+        raise FormatError(f"{where}: a zstd frame decoded to {len(out)} bytes, not {expected}")
+    return out
+
+
+class Job:
+    """Decoding one chunk of one tensor into its place in the output buffer."""
+
+    __slots__ = ("codec", "itemsize", "out", "frames", "where")
+
+    def __init__(
+        self, codec: str, itemsize: int, out: memoryview, frames: list[memoryview], where: str
+    ) -> None:
+        self.codec, self.itemsize, self.out, self.frames, self.where = (
+            codec,
+            itemsize,
+            out,
+            frames,
+            where,
+        )
+
+    def run(self) -> None:
+        import numpy as np
+
+        if self.codec != codecs.ZSTD_BYTEGROUP:
+            self.out[:] = _decode_frame(self.frames[0], self.out.nbytes, self.where)
+            return
+        plane = self.out.nbytes // self.itemsize
+        elements = np.frombuffer(self.out, np.uint8).reshape(plane, self.itemsize)
+        for j, frame in enumerate(self.frames):
+            elements[:, j] = np.frombuffer(_decode_frame(frame, plane, self.where), np.uint8)
+
+
+def jobs(
+    stored: memoryview, out: memoryview, compression: codecs.Compression, itemsize: int, where: str
+) -> list[Job]:
+    """The chunk jobs decoding ``stored`` (the validated stored bytes) into ``out``."""
+    per_chunk = codecs.frames_per_chunk(compression.codec, itemsize)
+    result = []
+    position = 0
+    index = 0
+    start = 0
+    for size in codecs.chunk_sizes(out.nbytes, compression.frame):
+        frames = []
+        for stored_size in compression.frames[index : index + per_chunk]:
+            frames.append(stored[position : position + stored_size])
+            position += stored_size
+        index += per_chunk
+        result.append(Job(compression.codec, itemsize, out[start : start + size], frames, where))
+        start += size
+    return result
+
+
+def run_jobs(work: list[Job]) -> None:
+    """Run decoding jobs, on threads when there are several; the first error is raised
+    (after every job has finished, so no thread still writes into a buffer)."""
+    zstandard()  # the install hint before any thread starts
+    if len(work) < 2 or threads() < 2:
+        for job in work:
+            job.run()
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads(), "amber-decode") as pool:
+        futures = [pool.submit(job.run) for job in work]
+    errors = [f.exception() for f in futures]
+    first = next((e for e in errors if e is not None), None)
+    if first is not None:
+        raise first
+
+
+def decode_payloads(items: list[tuple[Any, Any]], *, check: bool, where: str) -> dict[str, Any]:
+    """Decode compressed tensors: ``items`` pairs a validated entry (with ``compression``)
+    with its stored bytes. Returns a buffer of exactly ``entry.nbytes`` per name; with
+    ``check``, CorruptFileError when decoded bytes do not match the entry's digest."""
+    import numpy as np
+
+    from amber.container import digest, dtypes
+    from amber.errors import CorruptFileError
+
+    out: dict[str, Any] = {}
+    work: list[Job] = []
+    for entry, stored in items:
+        buffer = np.empty(entry.nbytes, np.uint8)  # the declared size, nothing more
+        out[entry.name] = buffer
+        work.extend(
+            jobs(
+                memoryview(stored).cast("B"),
+                memoryview(buffer),
+                entry.compression,
+                dtypes.ITEMSIZE[entry.dtype],
+                f"{where}: tensor {entry.name!r}",
+            )
+        )
+    run_jobs(work)
+    if check:
+        for entry, _ in items:
+            if digest.hexdigest(memoryview(out[entry.name])) != entry.digest:
+                raise CorruptFileError(
+                    f"{where}: tensor {entry.name!r} decodes to bytes whose BLAKE3 digest "
+                    "does not match the manifest; the file was altered; restore it from a "
+                    "good copy"
+                )
+    return out
