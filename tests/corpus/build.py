@@ -59,6 +59,9 @@ class Check(enum.Enum):
     PAYLOAD = "payload"  # a tensor digest: full verification, and reading that tensor
     PADDING = "padding"  # alignment padding: full verification only
     GRAPH = "graph"  # the object graph: building the object (load)
+    # A compressed payload that does not decode (format 1.1): every entry point that reads
+    # that tensor, verified or not (decoding is never skipped).
+    DECODE = "decode"
 
 
 @dataclass(frozen=True)
@@ -200,7 +203,7 @@ def _header(base: bytes) -> Iterator[Case]:
         return set_trailer(set_header(base, major=major, minor=minor), major=major, minor=minor)
 
     yield Case("future_major_version", versioned(2, 0), UnsupportedVersionError, "upgrade amber")
-    yield Case("future_minor_version", versioned(1, 1), UnsupportedVersionError, "format 1.1")
+    yield Case("future_minor_version", versioned(1, 2), UnsupportedVersionError, "format 1.2")
     yield Case("version_zero", versioned(0, 9), UnsupportedVersionError, "older than any")
     yield Case(
         "header_trailer_version_mismatch",
@@ -336,7 +339,7 @@ def _tensor_entries(base: bytes) -> Iterator[Case]:
         yield Case(name, edit_tensor(base, index, **fields), FormatError, fragment)
     yield Case(
         "tensor_reserved_key",
-        edit_tensor(base, 0, compression="zstd"),
+        edit_tensor(base, 0, shard="part-1"),
         UnsupportedVersionError,
         "upgrade amber",
     )
@@ -438,6 +441,189 @@ def _graph(base: bytes) -> Iterator[Case]:
     )
 
 
+# -- compressed payloads (format 1.1) ---------------------------------------------------------
+
+
+def compressed_base() -> bytes:
+    return (VALID_DIR / "weights_zstd.amber").read_bytes()
+
+
+def stored_payloads(data: bytes) -> dict[str, bytes]:
+    """The stored bytes of every tensor of a valid file, by name."""
+    out = {}
+    for t in manifest_of(data)["tensors"]:
+        size = t["compression"]["nbytes"] if "compression" in t else t["nbytes"]
+        out[t["name"]] = data[t["offset"] : t["offset"] + size]
+    return out
+
+
+def relaid(data: bytes, name: str, frames: list[bytes], **fields: Any) -> bytes:
+    """``data`` with the compressed tensor ``name`` stored as ``frames`` (its compression
+    block's sizes and stored digest made to match, ``fields`` set on that block), every
+    payload laid out again by the spec (§2.4) and the manifest re-sealed: the stored bytes
+    are authentic, so only decoding can find what is wrong."""
+    manifest = manifest_of(data)
+    payloads = stored_payloads(data)
+    stored = b"".join(frames)
+    payloads[name] = stored
+    out = bytearray(data[:HEADER_SIZE])
+    for t in manifest["tensors"]:
+        out += bytes(-len(out) % ALIGNMENT)
+        t["offset"] = len(out)
+        out += payloads[t["name"]]
+        if t["name"] == name:
+            block = t["compression"]
+            block.update(
+                frames=[len(f) for f in frames],
+                nbytes=len(stored),
+                digest="blake3:" + blake3(stored).hexdigest(),
+            )
+            block.update(fields)
+    out += bytes(-len(out) % ALIGNMENT)
+    manifest["data_digest"] = "blake3:" + blake3(bytes(out[HEADER_SIZE:])).hexdigest()
+    text = json.dumps(manifest, separators=(",", ":")).encode()
+    trailer = struct.pack(
+        "<QQ32sHHI8s", len(out), len(text), blake3(text).digest(), 1, 1, 0, b"AMBEREND"
+    )
+    return bytes(out) + text + trailer
+
+
+def zstd_frame(data: bytes, *, content_size: bool = True) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=1, write_content_size=content_size).compress(data)
+
+
+def frame_claiming(size: int) -> bytes:
+    """A zstd frame whose header declares ``size`` decoded bytes (8-byte content size
+    field, single segment) followed by one RLE block: a decompression bomb's header."""
+    header = b"\x28\xb5\x2f\xfd" + bytes([0xE0]) + struct.pack("<Q", size)
+    block = (1 | (1 << 1) | (4 << 3)).to_bytes(3, "little") + b"\x00"  # last, RLE, 4 bytes
+    return header + block
+
+
+def _compressed(base: bytes) -> Iterator[Case]:
+    """Format 1.1 files: compression blocks that break a rule, and authentic stored bytes
+    that do not decode to what the manifest declares."""
+    tensors = manifest_of(base)["tensors"]
+    index = {t["name"]: i for i, t in enumerate(tensors)}
+    weight = index["embed.weight"]  # float32 (4, 6): four byte planes of 24 bytes
+    block = tensors[weight]["compression"]
+
+    def edit_block(name: str, **fields: Any) -> bytes:
+        def edit(manifest: dict[str, Any]) -> None:
+            target = manifest["tensors"][index[name]]["compression"]
+            for key, value in fields.items():
+                if value is None:
+                    del target[key]
+                else:
+                    target[key] = value
+
+        return edit_manifest(base, edit)
+
+    structural = {
+        "compression_not_object": (
+            edit_tensor(base, weight, compression="zstd"),
+            "'compression' must be a JSON object",
+        ),
+        "compression_unknown_codec": (edit_block("embed.weight", codec="lz4"), "unknown codec"),
+        "compression_bytegroup_on_integers": (
+            edit_block("ids", codec="zstd-bytegroup", frames=[3, 3, 3, 3, 3, 3, 3, 4]),
+            "only for floating-point tensors, not int64",
+        ),
+        "compression_missing_key": (
+            edit_block("embed.weight", digest=None),
+            "missing keys ['digest']",
+        ),
+        "compression_unknown_key": (
+            edit_block("embed.weight", level=19),
+            "unknown keys ['level']",
+        ),
+        "compression_frame_too_small": (edit_block("embed.weight", frame=4), "'frame' must be"),
+        "compression_frame_not_item_multiple": (
+            edit_block("embed.weight", frame=65538),
+            "not a multiple of the item size",
+        ),
+        "compression_frames_count_wrong": (
+            edit_block("embed.weight", frames=[*block["frames"], 1]),
+            "'frames' must list 4 frame sizes",
+        ),
+        "compression_frames_not_a_list": (
+            edit_block("embed.weight", frames=129),
+            "'frames' must list",
+        ),
+        "compression_frame_over_bound": (
+            edit_block("embed.weight", frames=[10**9, 33, 33, 30]),
+            "declares 1000000000 stored bytes",
+        ),
+        "compression_frame_zero_bytes": (
+            edit_block("embed.weight", frames=[0, 33, 33, 63]),
+            "declares 0 stored bytes",
+        ),
+        "compression_nbytes_not_sum": (
+            edit_block("embed.weight", nbytes=block["nbytes"] + 1),
+            "must equal the sum of 'frames'",
+        ),
+        "compression_digest_malformed": (
+            edit_block("embed.weight", digest="sha1:00"),
+            "compression 'digest' must be",
+        ),
+        "compression_in_format_1_0": (
+            set_trailer(set_header(base, minor=0), minor=0),
+            "format 1.0 does not allow",
+        ),
+    }
+    for name, (data, fragment) in structural.items():
+        yield Case(name, data, FormatError, fragment)
+    empty = edit_tensor(base, weight, shape=[0, 6], nbytes=0)
+    yield Case("compression_of_empty_tensor", empty, FormatError, "empty tensor cannot be")
+
+    planes = [bytes(range(24)), bytes(24), bytes([0x3E]) * 24, bytes(24)]
+    good = [zstd_frame(p) for p in planes]
+    decoding = {
+        "frame_claims_more_than_declared": (
+            [frame_claiming(1 << 40), *good[1:]],
+            "declares 1099511627776 decoded bytes where the manifest declares 24",
+        ),
+        "frame_bomb_of_zeros": ([zstd_frame(bytes(1 << 20)), *good[1:]], "decompression bomb"),
+        "frame_claims_less_than_declared": (
+            [zstd_frame(bytes(8)), *good[1:]],
+            "declares 8 decoded bytes",
+        ),
+        "frame_without_content_size": (
+            [zstd_frame(planes[0], content_size=False), *good[1:]],
+            "declares -1 decoded bytes",
+        ),
+        "frame_truncated": ([good[0][:-3], *good[1:]], "does not decode"),
+        "frame_with_trailing_bytes": ([good[0] + b"\x00" * 5, *good[1:]], "does not decode"),
+        "frame_not_zstd": ([bytes(24), *good[1:]], "is not a zstd frame"),
+        "frames_of_two_chunks_in_one": (
+            [zstd_frame(planes[0][:12]) + zstd_frame(planes[0][12:]), *good[1:]],
+            "declares 12 decoded bytes",
+        ),
+    }
+    for name, (frames, fragment) in decoding.items():
+        yield Case(name, relaid(base, "embed.weight", frames), FormatError, fragment, Check.DECODE)
+    # Authentic frames of other bytes: the decoded digest is what catches them.
+    yield Case(
+        "decoded_digest_mismatch",
+        relaid(base, "embed.weight", good),
+        CorruptFileError,
+        "decodes to bytes whose BLAKE3 digest does not match",
+        Check.PAYLOAD,
+    )
+    # A bit of the stored bytes flipped: the stored digest catches it before decoding.
+    # (The last byte of "step" lies in a raw zstd block, so unverified loads still decode.)
+    step = tensors[index["step"]]
+    yield Case(
+        "compressed_payload_bit_flipped",
+        flip_bit(base, step["offset"] + step["compression"]["nbytes"] - 1, 0),
+        CorruptFileError,
+        "tensor 'step' is corrupt",
+        Check.PAYLOAD,
+    )
+
+
 def cases(base: bytes | None = None) -> list[Case]:
     """Every invalid file of the corpus, crafted from ``base`` (default: weights.amber)."""
     base = base_file() if base is None else base
@@ -453,6 +639,7 @@ def cases(base: bytes | None = None) -> list[Case]:
         _graph,
     )
     found = [case for group in groups for case in group(base)]
+    found.extend(_compressed(compressed_base()))
     names = [case.name for case in found]
     assert len(names) == len(set(names)), "case names must be unique"
     return found

@@ -25,13 +25,16 @@ ENTRY_POINTS: dict[str, tuple[Callable[[Path], Any], frozenset[Check]]] = {
     "inspect": (amber.inspect, STRUCTURE_ONLY),
     "verify_quick": (lambda p: amber.verify(p, quick=True), STRUCTURE_ONLY),
     "verify": (amber.verify, ALL - {Check.GRAPH}),
-    "open_read_all": (_open_and_read_all, frozenset({Check.STRUCTURE, Check.PAYLOAD})),
+    "open_read_all": (
+        _open_and_read_all,
+        frozenset({Check.STRUCTURE, Check.PAYLOAD, Check.DECODE}),
+    ),
     "load": (amber.load, ALL),
     "load_lazy": (lambda p: amber.load(p, verify="lazy"), ALL - {Check.PADDING}),
     "load_no_mmap": (lambda p: amber.load(p, mmap=False), ALL),
     "load_unverified": (
         lambda p: amber.load(p, verify="off"),
-        frozenset({Check.STRUCTURE, Check.GRAPH}),
+        frozenset({Check.STRUCTURE, Check.GRAPH, Check.DECODE}),
     ),
 }
 

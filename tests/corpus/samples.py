@@ -1,6 +1,7 @@
 """The objects behind the committed valid files, their JSON sidecars, and exact comparison.
 
-Each ``valid/NAME.amber`` was written by format 1.0 from ``SAMPLES[NAME]()``;
+Each ``valid/NAME.amber`` was written from ``SAMPLES[NAME]()`` (with ``SAVE_OPTIONS[NAME]``),
+by format ``VERSIONS[NAME]``: 1.0, or 1.1 for the compressed ones;
 ``valid/NAME.json`` records the expected value in a tagged JSON form that does not depend on
 amber, so a later reader is checked against what the file held when it was written.
 Regenerate (only when adding a fixture for a new format version) with
@@ -93,7 +94,17 @@ SAMPLES: dict[str, Callable[[], Any]] = {
     "nested": nested,
     "no_tensors": no_tensors,
     "torch_state": torch_state,
+    # Format 1.1: every non-empty tensor compressed (floats byte-grouped, the rest zstd).
+    "weights_zstd": weights,
+    "torch_state_zstd": torch_state,
 }
+# amber.save options of the fixtures that need some.
+SAVE_OPTIONS: dict[str, dict[str, Any]] = {
+    "weights_zstd": {"compress": "zstd-bytegroup"},
+    "torch_state_zstd": {"compress": "zstd-bytegroup"},
+}
+# The format version each fixture declares.
+VERSIONS: dict[str, str] = {name: "1.1" if name in SAVE_OPTIONS else "1.0" for name in SAMPLES}
 
 
 def _torch_bits(t: Any) -> bytes:
@@ -247,7 +258,7 @@ def write_valid_fixtures(directory: Path = VALID_DIR, names: list[str] | None = 
     for name, make in SAMPLES.items():
         if names is not None and name not in names:
             continue
-        amber.save(make(), directory / f"{name}.amber")
+        amber.save(make(), directory / f"{name}.amber", **SAVE_OPTIONS.get(name, {}))
         sidecar = json.dumps(to_sidecar(make()), indent=1, ensure_ascii=False)
         (directory / f"{name}.json").write_text(sidecar + "\n", encoding="utf-8")
 
