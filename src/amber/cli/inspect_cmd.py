@@ -98,9 +98,7 @@ def inspect(
         )
     stdout.print(table)
     if compressed:
-        stdout.print(
-            "compressed tensors are decoded into memory when loaded (not memory-mapped)"
-        )
+        stdout.print("compressed tensors are decoded into memory when loaded (not memory-mapped)")
     if len(rows) < len(info.tensors):
         stdout.print(f"... {len(info.tensors) - len(rows)} more tensors (use --all)")
 

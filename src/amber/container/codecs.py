@@ -89,9 +89,7 @@ def parse(raw: object, *, dtype: str, itemsize: int, decoded: int, where: str) -
         )
     codec = raw["codec"]
     if codec not in CODECS:
-        raise FormatError(
-            f"{where}: unknown codec {codec!r}; this amber knows {', '.join(CODECS)}"
-        )
+        raise FormatError(f"{where}: unknown codec {codec!r}; this amber knows {', '.join(CODECS)}")
     if codec == ZSTD_BYTEGROUP and dtype not in BYTEGROUP_DTYPES:
         raise FormatError(
             f"{where}: codec {codec!r} is only for floating-point tensors, not {dtype}"

@@ -405,7 +405,8 @@ class ContainerReader:
         else:
             dtype = dtypes.to_numpy(entry.dtype)
         if entry.compression is not None:
-            return np.ndarray(entry.shape, dtype, buffer=self._decoded_buffer(entry), order=entry.order)
+            decoded = self._decoded_buffer(entry)  # in memory, never a view of the file
+            return np.ndarray(entry.shape, dtype, buffer=decoded, order=entry.order)
         if entry.nbytes == 0:
             # A view of zero bytes at the end of a mapping is not allowed; nothing to share.
             array = np.zeros(entry.shape, dtype=dtype, order=entry.order)

@@ -237,21 +237,11 @@ class _Stream:
 
     def codec_for(self, array: np.ndarray, dtype_name: str) -> str | None:
         """The codec this tensor is stored with under the ``compress`` mode, or None."""
-        mode = self.compress
-        if mode is None or array.nbytes == 0:
+        if self.compress is None:
             return None
         from amber.container import zstd_codec
 
-        codec = zstd_codec.default_codec(dtype_name) if mode == "auto" else mode
-        if codec == codecs.ZSTD_BYTEGROUP and dtype_name not in codecs.BYTEGROUP_DTYPES:
-            codec = codecs.ZSTD  # grouping bytes only pays for floating-point types
-        if mode == "auto":
-            if array.nbytes < zstd_codec.AUTO_MIN_BYTES:
-                return None
-            ratio = zstd_codec.sample_ratio(array, codec, dtypes.ITEMSIZE[dtype_name])
-            if ratio < zstd_codec.AUTO_MIN_RATIO:
-                return None
-        return codec
+        return zstd_codec.choose(array, dtype_name, self.compress)
 
     def compressed_payload(
         self, name: str, array: np.ndarray, dtype_name: str, codec: str

@@ -150,8 +150,25 @@ def sample_ratio(array: np.ndarray, codec: str, itemsize: int) -> float:
     return raw / stored if stored else 1.0
 
 
-def default_codec(dtype_name: str) -> str:
-    return codecs.ZSTD_BYTEGROUP if dtype_name in codecs.BYTEGROUP_DTYPES else codecs.ZSTD
+def choose(array: np.ndarray, dtype_name: str, mode: str) -> str | None:
+    """The codec a tensor is stored with under ``compress=mode`` ("auto" or a codec), or
+    None to store it raw. Forced codecs apply to every non-empty tensor, byte grouping
+    only to floating-point ones (plain zstd for the rest); "auto" compresses a tensor of
+    at least AUTO_MIN_BYTES when a sample of it shrinks by AUTO_MIN_RATIO."""
+    from amber.container import dtypes
+
+    if array.nbytes == 0:
+        return None
+    if mode == "auto" or dtype_name not in codecs.BYTEGROUP_DTYPES:
+        codec = codecs.ZSTD_BYTEGROUP if dtype_name in codecs.BYTEGROUP_DTYPES else codecs.ZSTD
+    else:
+        codec = mode
+    if mode == "auto":
+        if array.nbytes < AUTO_MIN_BYTES:
+            return None
+        if sample_ratio(array, codec, dtypes.ITEMSIZE[dtype_name]) < AUTO_MIN_RATIO:
+            return None
+    return codec
 
 
 # -- decoding --------------------------------------------------------------------------------
@@ -180,7 +197,7 @@ def _decode_frame(data: memoryview, expected: int, where: str) -> bytes:
 class Job:
     """Decoding one chunk of one tensor into its place in the output buffer."""
 
-    __slots__ = ("codec", "itemsize", "out", "frames", "where")
+    __slots__ = ("codec", "frames", "itemsize", "out", "where")
 
     def __init__(
         self, codec: str, itemsize: int, out: memoryview, frames: list[memoryview], where: str

@@ -9,6 +9,14 @@ small arrays (a forest's nodes) then cost one file, not thousands.
 
 Whole tensors, not chunks, are the unit of deduplication: see docs/store.md ("Dedup") for
 the measurements behind that choice.
+
+A version saved with ``compress=`` stores a compressed tensor's frames (format 1.1,
+docs/format.md §10.1) as the object, under the BLAKE3 of those stored bytes, so that every
+object is still named by the digest of its bytes (check, caches and gc are unchanged). The
+version's record keeps the tensor's decoded digest and its ``compression`` block. Before
+compressing a tensor, the store looks for the raw object of its decoded digest and, when a
+version already holds it, refers to that object instead: compressing a version does not
+duplicate unchanged tensors (docs/store.md, "Compressed versions").
 """
 
 from __future__ import annotations
@@ -22,7 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from amber.container import dtypes
+from amber.container import dtypes, zstd_codec
+from amber.container.codecs import DEFAULT_FRAME_BYTES, Compression
+from amber.container.codecs import parse as parse_compression
 from amber.container.digest import hasher
 from amber.container.format import DIGEST_PREFIX
 from amber.container.manifest import TensorEntry
@@ -65,12 +75,14 @@ class StoredTensor:
         }
         if self.in_pack:
             out["pack"] = True
+        if e.compression is not None:
+            out["compression"] = e.compression.to_json()
         return out
 
 
 def objects_of(stored: Iterable[StoredTensor], pack: str | None) -> set[str]:
     """Hex digests of the objects a version with these tensors and this pack references."""
-    out = {hex_of(t.entry.digest) for t in stored if not t.in_pack}
+    out = {hex_of(t.entry.stored_digest) for t in stored if not t.in_pack}
     if pack:
         out.add(pack)
     return out
@@ -94,9 +106,9 @@ def mismatch(
                 e.order,
             ):
                 return f"tensor {e.name!r} is not in its pack as recorded"
-        elif sizes.get(hex_of(e.digest)) != e.nbytes:
-            found = sizes.get(hex_of(e.digest))
-            return f"tensor {e.name!r} needs {e.nbytes} bytes, its object holds {found}"
+        elif sizes.get(hex_of(e.stored_digest)) != e.stored_nbytes:
+            found = sizes.get(hex_of(e.stored_digest))
+            return f"tensor {e.name!r} needs {e.stored_nbytes} bytes, its object holds {found}"
     return None
 
 
@@ -117,10 +129,11 @@ def _scratch(backend: Backend) -> Path:
 
 
 def put_tensors(
-    backend: Backend, items: Iterable[TensorItem]
+    backend: Backend, items: Iterable[TensorItem], compress: str | None = None
 ) -> tuple[list[StoredTensor], str | None, int]:
     """Store every tensor; returns their records, the pack's hex digest (None without small
-    tensors), and the number of payload bytes actually written (not deduplicated)."""
+    tensors), and the number of payload bytes actually written (not deduplicated).
+    ``compress`` as for ``amber.save``; the small tensors of the pack stay raw."""
     stored: list[StoredTensor] = []
     small: list[tuple[str, Any, str]] = []
     position: dict[str, int] = {}
@@ -137,11 +150,26 @@ def put_tensors(
             h.update(chunk)
         digest = h.hexdigest()
         key = object_key(digest)
-        # touch: an existing object is refreshed so that a concurrent gc keeps it.
-        if not backend.touch(key) and backend.put_if_absent(key, iter_chunks(array, order)):
+        codec = None if compress is None else zstd_codec.choose(array, dtype_name, compress)
+        compression = None
+        # touch: an existing object is refreshed so that a concurrent gc keeps it. A raw
+        # object of the same decoded bytes is used even when compressing (dedup).
+        if backend.touch(key):
+            pass
+        elif codec is not None:
+            compression, stored_written = _put_compressed(backend, array, order, dtype_name, codec)
+            written += stored_written
+        elif backend.put_if_absent(key, iter_chunks(array, order)):
             written += array.nbytes
         entry = TensorEntry(
-            name, dtype_name, tuple(array.shape), order, 0, array.nbytes, DIGEST_PREFIX + digest
+            name,
+            dtype_name,
+            tuple(array.shape),
+            order,
+            0,
+            array.nbytes,
+            DIGEST_PREFIX + digest,
+            compression,
         )
         stored.append(StoredTensor(entry, in_pack=False))
     pack = None
@@ -150,6 +178,46 @@ def put_tensors(
         written += pack_written
         stored.extend(StoredTensor(e, in_pack=True) for e in pack_entries)
     return sorted(stored, key=lambda t: position[t.entry.name]), pack, written
+
+
+def _put_compressed(
+    backend: Backend, array: np.ndarray, order: str, dtype_name: str, codec: str
+) -> tuple[Compression, int]:
+    """Store the frames of ``array`` as one object named by their digest; returns the
+    compression block and the bytes written (0 when that object already existed)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    itemsize = dtypes.ITEMSIZE[dtype_name]
+    scratch = _scratch(backend)
+    try:
+        stored, sizes = hasher(0), []
+        try:
+            with scratch.open("wb") as f, ThreadPoolExecutor(zstd_codec.threads()) as pool:
+                chunks = zstd_codec.exact_chunks(iter_chunks(array, order), DEFAULT_FRAME_BYTES)
+                for _, frames in zstd_codec.encode(chunks, codec, itemsize, pool):
+                    for frame in frames:
+                        f.write(frame)
+                        stored.update(frame)
+                        sizes.append(len(frame))
+        except OSError as exc:
+            raise store_error("write", "a compressed tensor to the store", exc) from None
+        digest = stored.hexdigest()
+        key = object_key(digest)
+        created = not backend.touch(key) and backend.put_if_absent(key, scratch)
+    finally:
+        with contextlib.suppress(OSError):
+            scratch.unlink()
+    block = {
+        "codec": codec,
+        "nbytes": sum(sizes),
+        "digest": DIGEST_PREFIX + digest,
+        "frame": DEFAULT_FRAME_BYTES,
+        "frames": sizes,
+    }
+    compression = parse_compression(
+        block, dtype=dtype_name, itemsize=itemsize, decoded=array.nbytes, where=repr(key)
+    )
+    return compression, compression.nbytes if created else 0
 
 
 def _put_pack(backend: Backend, small: list[tuple[str, Any, str]]) -> tuple[str, list, int]:

@@ -41,6 +41,7 @@ class VersionReader:
         self._tensors = {t.entry.name: t for t in record.tensors}
         self.entries = {name: t.entry for name, t in self._tensors.items()}
         self._buffers: dict[str, Any] = {}
+        self._decoded: dict[str, Any] = {}  # compressed tensors, decoded once
         self._verified: set[str] = set()
         self._lock = threading.Lock()
         self._pack: ContainerReader | None = None
@@ -78,16 +79,17 @@ class VersionReader:
         buffer = self._buffers.get(name)
         if buffer is None:
             entry = self.entries[name]
-            path = self._files.path(hex_of(entry.digest))
+            path = self._files.path(hex_of(entry.stored_digest))
             buffer = map_object(
-                path, entry.nbytes, use_mmap=self._use_mmap, writable=self._writable
+                path, entry.stored_nbytes, use_mmap=self._use_mmap, writable=self._writable
             )
             self._buffers[name] = buffer
         return buffer
 
     def verify_tensor(self, name: str) -> None:
         stored = self._tensors[name]
-        if not stored.in_pack and digest_of_buffer(self._buffer(name)) != stored.entry.digest:
+        buffer = None if stored.in_pack else self._buffer(name)
+        if buffer is not None and digest_of_buffer(buffer) != stored.entry.stored_digest:
             raise CorruptFileError(
                 f"{self.path}: tensor {name!r} is corrupt in the store (its BLAKE3 digest "
                 "does not match); run store.check() to list every damaged version"
@@ -111,6 +113,24 @@ class VersionReader:
 
         with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
             list(pool.map(self.verify_tensor, pending))
+        self._decode([n for n, t in self._tensors.items() if t.entry.compression is not None])
+
+    def _decode(self, names: list[str]) -> None:
+        """Decode these compressed tensors together (chunks on a few threads), checking
+        their decoded digests unless verify is "off"."""
+        from amber.container import zstd_codec
+
+        todo = [self.entries[n] for n in names if n not in self._decoded]
+        if not todo:
+            return
+        decoded = zstd_codec.decode_payloads(
+            [(e, self._buffer(e.name)) for e in todo],
+            check=self.verify_mode != "off",
+            where=self.path,
+        )
+        for entry in todo:
+            self._decoded.setdefault(entry.name, decoded[entry.name])
+            self._buffers.pop(entry.name, None)
 
     def array(self, name: str, *, bits: bool = False) -> Any:
         stored = self._tensors[name]
@@ -119,9 +139,13 @@ class VersionReader:
             return self._pack.array(name, bits=bits)
         if self.verify_mode == "lazy" and name not in self._verified:
             self.verify_tensor(name)
+        if stored.entry.compression is not None:
+            self._decode([name])
+            return array_of(self._decoded[name], stored.entry, bits=bits)
         return array_of(self._buffer(name), stored.entry, bits=bits)
 
     def close(self) -> None:
         if self._pack is not None:
             self._pack.close()
         self._buffers.clear()  # mappings stay alive while arrays view them
+        self._decoded.clear()

@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from amber.container.writer import check_compress
 from amber.errors import (
     AliasConflict,
     FormatError,
@@ -411,8 +412,12 @@ class Store:
         message: str | None = None,
         signature: dict[str, Any] | None = None,
         input_example: Any = None,
+        compress: str | None = None,
     ) -> ModelVersion:
         """Save ``model`` as the next version of ``name``; returns the new version.
+
+        ``compress`` as for ``amber.save`` (docs/compression.md): tensors a version already
+        holds raw are shared, not compressed again.
 
         ``parent`` (lineage) defaults to the latest version of ``name``; pass a spec
         (``"churn@4"``, ``"other@2"``) or None. ``signature`` is inferred from
@@ -423,6 +428,7 @@ class Store:
         from amber.store.signature import infer
 
         check_name(name)
+        check_compress(compress)
         numbers = self._numbers(name)
         if not numbers:
             self._check_case(name)
@@ -440,7 +446,7 @@ class Store:
             except (TypeError, ValueError) as exc:
                 raise InvalidArgumentError(f"signature must be plain JSON: {exc}") from None
         encoder, manifest = encode(model, user_metadata)
-        stored, pack, _ = put_tensors(self.backend, encoder.tensors)
+        stored, pack, _ = put_tensors(self.backend, encoder.tensors, compress)
         body = {
             "format": records.FORMAT,
             "format_version": records.VERSION,
@@ -461,7 +467,7 @@ class Store:
         }
         needed = objects_of(stored, pack)
         record = self._commit(
-            name, body, needed, lambda: put_tensors(self.backend, encoder.tensors)
+            name, body, needed, lambda: _restore(self.backend, encoder.tensors, compress)
         )
         return self._version(record)
 
@@ -932,3 +938,12 @@ def _opened(store: str | os.PathLike[str] | Store) -> Iterator[Store]:
         return
     with Store(store) as opened:
         yield opened
+
+
+def _restore(backend: Backend, tensors: Any, compress: str | None) -> None:
+    """Write again the objects of a save after a concurrent gc removed some: raw objects
+    (a compressed save may refer to raw objects it found), then, when compressing, the
+    compressed ones; objects no record needs are collected by the next gc."""
+    put_tensors(backend, tensors)
+    if compress is not None:
+        put_tensors(backend, tensors, compress)

@@ -1,0 +1,117 @@
+"""Compressed versions (store.save(compress=...)): objects named by their stored bytes,
+unchanged tensors shared with raw versions, every verification mode, export, S3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import amber
+from amber.container.manifest import TensorEntry
+from amber.errors import CorruptFileError, InvalidArgumentError
+from amber.store import Store, records
+
+
+def weights(seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "w1": (rng.standard_normal((512, 512)) * 0.02).astype(np.float32),
+        "w2": (rng.standard_normal((512, 256)) * 0.02).astype(np.float32),
+        "ids": np.arange(1 << 15, dtype=np.int64),
+        "bias": np.zeros(16, dtype=np.float32),  # small: in the version's pack
+    }
+
+
+def object_files(root: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in (root / "objects").rglob("*") if p.is_file()}
+
+
+def entries(store: Store, name: str, version: int) -> dict[str, TensorEntry]:
+    """The tensor entries the version's record holds (as the store reads them)."""
+    raw = store.backend.get(records.version_key(name, version))
+    assert raw is not None
+    return {t.entry.name: t.entry for t in records.decode(raw, name, version).tensors}
+
+
+def same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_compressed_version_round_trips_in_every_mode(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s")
+    model = weights()
+    store.save(model, "net", compress="zstd")
+    for options in ({}, {"verify": "lazy"}, {"verify": "off"}, {"mmap": False}):
+        assert same(store.load("net", **options), model), options
+    tensors = entries(store, "net", 1)
+    assert tensors["w1"].compression is not None
+    assert tensors["bias"].compression is None  # the pack stays raw
+    # Each object is named by the BLAKE3 of its bytes, compressed or not: check agrees.
+    assert "no problems" in str(store.check())
+
+
+def test_compressing_a_version_shares_unchanged_tensors(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    store = Store(root)
+    v1 = weights()
+    store.save(v1, "net")
+    before = object_files(root)
+    v2 = dict(v1, w2=v1["w2"] * 2)  # one tensor changed
+    store.save(v2, "net", compress="auto")
+    after = object_files(root)
+    added = {k: v for k, v in after.items() if k not in before}
+    # Only the changed tensor, compressed: w1, ids and the pack (same small tensors) are
+    # shared with version 1.
+    assert len(added) == 1
+    assert next(iter(added.values())) < v2["w2"].nbytes / 1.1
+    stored = entries(store, "net", 2)
+    assert stored["w1"].compression is None and stored["w2"].compression is not None
+    assert same(store.load("net@2"), v2)
+    # Same decoded content, so the versions compare equal on what did not change.
+    assert "w1" not in str(store.diff("net@1", "net@2"))
+    # Saving the same compressed version again writes nothing new.
+    store.save(v2, "net", compress="auto")
+    assert object_files(root) == after
+    assert "same content" in str(store.diff("net@2", "net@3"))
+
+
+def test_corrupt_compressed_object_is_found(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    store = Store(root)
+    store.save(weights(), "net", compress="zstd")
+    entry = entries(store, "net", 1)["w1"]
+    hex_digest = entry.compression.digest.removeprefix("blake3:")
+    path = root / "objects" / hex_digest[:2] / hex_digest
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError):
+        store.load("net")
+    assert "w1" in str(store.check()) or hex_digest[:12] in str(store.check())
+
+
+def test_export_of_a_compressed_version_is_a_plain_file(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s")
+    model = weights()
+    store.save(model, "net", compress="zstd-bytegroup")
+    out = store.export("net", tmp_path / "net.amber")
+    assert same(amber.load(out), model)
+
+
+def test_unknown_compress_value_is_refused(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s")
+    with pytest.raises(InvalidArgumentError, match="compress must be one of"):
+        store.save(weights(), "net", compress="brotli")
+    assert store.models() == []
+
+
+def test_compressed_version_on_s3(s3_url: str) -> None:
+    store = Store(s3_url)
+    v1 = weights()
+    store.save(v1, "net")
+    store.save(dict(v1, w2=v1["w2"] + 1), "net", compress="auto")
+    assert same(store.load("net@2"), dict(v1, w2=v1["w2"] + 1))
+    assert same(store.load("net@2", verify="lazy"), dict(v1, w2=v1["w2"] + 1))
