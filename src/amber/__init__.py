@@ -22,6 +22,8 @@ __all__ = [
     "AmberFile",
     "Checkpoint",
     "FileInfo",
+    "Quantize",
+    "QuantizedTensor",
     "TensorInfo",
     "__version__",
     "convert",
@@ -32,6 +34,7 @@ __all__ = [
     "onnx_session",
     "open",
     "predict",
+    "quantize",
     "save",
     "save_checkpoint",
     "trust",
@@ -48,6 +51,7 @@ _LAZY: dict[str, str] = {
     "convert": "amber.interop",
     "predict": "amber.batch",
     "onnx_session": "amber.interop.onnx_file",
+    **dict.fromkeys(["Quantize", "QuantizedTensor", "quantize"], "amber.quantization"),
     # The allowlist is meaningful once the adapters have registered (amber.api imports them).
     "trust": "amber.graph.trust",
 }

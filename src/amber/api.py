@@ -14,6 +14,7 @@ from amber import (
     adapters,  # noqa: F401  (registers the adapters' names and constructors)
     environment,
     modules,
+    quantization,
 )
 from amber import progress as progress_module
 from amber._version import __version__
@@ -54,6 +55,8 @@ class TensorInfo:
     # bytes it takes in the file (``nbytes`` is always the decoded size).
     codec: str | None = None
     stored_nbytes: int | None = None
+    # Format 1.1: the quantization scheme of the stored values (loaded = stored x scale).
+    quantization: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ class FileInfo:
                     "order": t.order,
                     "digest": t.digest,
                     "codec": t.codec,
+                    "quantization": t.quantization,
                     "stored_nbytes": t.nbytes if t.stored_nbytes is None else t.stored_nbytes,
                 }
                 for t in self.tensors
@@ -181,7 +185,10 @@ def _info(reader: ContainerReader, *, audit_names: bool = True) -> FileInfo:
 
 def _tensor_info(e: TensorEntry) -> TensorInfo:
     codec = None if e.compression is None else e.compression.codec
-    return TensorInfo(e.name, e.dtype, e.shape, e.nbytes, e.order, e.digest, codec, e.stored_nbytes)
+    scheme = None if e.quantization is None else e.quantization.scheme
+    return TensorInfo(
+        e.name, e.dtype, e.shape, e.nbytes, e.order, e.digest, codec, e.stored_nbytes, scheme
+    )
 
 
 def _check_metadata(metadata: Any) -> dict[str, Any]:
@@ -229,6 +236,7 @@ def save(
     metadata: dict[str, Any] | None = None,
     progress: Progress = None,
     compress: str | None = None,
+    quantize: Any = None,
 ) -> FileInfo:
     """Save ``obj`` to ``path`` atomically; returns what was written.
 
@@ -236,6 +244,10 @@ def save(
     zero-copy; ``"auto"`` compresses each tensor that shrinks by at least 5%;
     ``"zstd"`` / ``"zstd-bytegroup"`` compress every tensor. Compressed tensors are decoded
     into memory when loaded (no mmap). Needs the zstandard package.
+
+    ``quantize`` (docs/compression.md): "int8", "int4", "fp16", "bf16" or
+    ``amber.Quantize(...)``: the weight matrices (torch Linear/Conv/Embedding, scikit-learn
+    MLP ``coefs_``) are stored quantized with their scales; loading dequantizes them.
 
     ``progress=True`` draws a bar on stderr (bytes, throughput, time left) while tensors
     are written; a callable receives ``(done_bytes, total_bytes)`` instead.
@@ -246,16 +258,22 @@ def save(
     """
     _check_save_arguments(obj, path)
     check_compress(compress)
+    spec = quantization.as_spec(quantize)
     progress_module.check(progress)
     user_metadata = _check_metadata(metadata)
     encoder, extra = encode(obj, user_metadata)
     root = extra["root"]
+    tensors, blocks = encoder.tensors, None
+    if spec is not None:
+        tensors, blocks = quantization.plan(obj, encoder.tensors, spec)
     with progress_module.reporting(progress, f"saving {Path(path).name}") as report:
-        result = write(path, encoder.tensors, extra, progress=report, compress=compress)
+        result = write(path, tensors, extra, progress=report, compress=compress, quantized=blocks)
     referenced, untrusted = _name_lists(encoder.names)
     return FileInfo(
         path=result.path,
-        format_version=_format_version(any(e.compression for e in result.tensors)),
+        format_version=_format_version(
+            any(e.compression or e.quantization for e in result.tensors)
+        ),
         size=result.size,
         manifest_digest="blake3:" + result.manifest_digest.hex(),
         tensors=tuple(_tensor_info(e) for e in result.tensors),
@@ -328,6 +346,7 @@ def load(
     device: Any = None,
     into: Any = None,
     keys: Iterable[str] | None = None,
+    dequantize: bool = True,
 ) -> Any:
     """Load the object saved at ``path``.
 
@@ -349,8 +368,19 @@ def load(
     every key, shape and dtype (StateDictMismatch lists all problems; the module is then
     unchanged), and returns the module. ``keys`` loads only these entries of a saved dict
     (a state dict), reading and checking only their tensors.
+
+    Quantized tensors (saved with ``quantize=``) load dequantized, in their original dtype.
+    ``dequantize=False`` returns instead a dict of the file's tensors by name, each
+    quantized one as an ``amber.QuantizedTensor`` (stored values and scales).
     """
     _check_flags(mmap, writable)
+    if dequantize is not True:
+        if dequantize is not False or into is not None or keys is not None or device:
+            raise InvalidArgumentError(
+                "dequantize must be True or False, and dequantize=False takes no into=, "
+                "keys= or device="
+            )
+        return quantization.stored_tensors(path, verify=verify)
     return load_from(
         lambda mode: not_foreign(
             path, lambda: ContainerReader(path, verify=mode, use_mmap=mmap, writable=writable)

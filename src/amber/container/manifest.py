@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from amber.container import codecs, dtypes
+from amber.container import codecs, dtypes, quantized
 from amber.container.format import (
     DIGEST_HEX_LEN,
     DIGEST_PREFIX,
@@ -24,6 +24,7 @@ from amber.errors import FormatError, UnsupportedVersionError
 _ENTRY_KEYS = {"name", "dtype", "shape", "order", "offset", "nbytes", "digest"}
 # Optional since format 1.1 (docs/format.md §10.1): how the stored bytes decode.
 COMPRESSION_KEY = "compression"
+QUANTIZATION_KEY = "quantization"
 COMPRESSION_MINOR = 1
 # Keys reserved by the spec for later minor versions (sharding). A reader of this version
 # refuses a file that uses them instead of misreading its bytes.
@@ -46,6 +47,8 @@ class TensorEntry:
     digest: str  # "blake3:<64 hex>" of the decoded bytes
     # Format 1.1: the payload is stored compressed; None: stored as it is (zero-copy).
     compression: codecs.Compression | None = None
+    # Format 1.1: the payload holds quantized values; loading gives stored x scale.
+    quantization: quantized.Quantization | None = None
 
     @property
     def stored_nbytes(self) -> int:
@@ -69,6 +72,8 @@ class TensorEntry:
         }
         if self.compression is not None:
             out[COMPRESSION_KEY] = self.compression.to_json()
+        if self.quantization is not None:
+            out[QUANTIZATION_KEY] = self.quantization.to_json()
         return out
 
 
@@ -202,7 +207,7 @@ def validate_entry(raw: Any, index: int) -> TensorEntry:
             "upgrade amber to read this file"
         )
     missing = _ENTRY_KEYS - raw.keys()
-    extra = raw.keys() - _ENTRY_KEYS - {COMPRESSION_KEY}
+    extra = raw.keys() - _ENTRY_KEYS - {COMPRESSION_KEY, QUANTIZATION_KEY}
     if missing or extra:
         raise FormatError(
             f"{where}: entry has missing keys {sorted(missing)} / unknown keys {sorted(extra)}"
@@ -247,7 +252,40 @@ def validate_entry(raw: Any, index: int) -> TensorEntry:
         compression = codecs.parse(
             raw[COMPRESSION_KEY], dtype=raw["dtype"], itemsize=size, decoded=nbytes, where=where
         )
-    return TensorEntry(name, raw["dtype"], tuple(shape), order, offset, nbytes, digest, compression)
+    quantization = None
+    if QUANTIZATION_KEY in raw:
+        if order != "C":
+            raise FormatError(f"{where}: a quantized tensor is stored in C order")
+        quantization = quantized.parse(
+            raw[QUANTIZATION_KEY], dtype=raw["dtype"], shape=tuple(shape), where=where
+        )
+    return TensorEntry(
+        name,
+        raw["dtype"],
+        tuple(shape),
+        order,
+        offset,
+        nbytes,
+        digest,
+        compression,
+        quantization,
+    )
+
+
+def check_scales(entries: dict[str, TensorEntry]) -> None:
+    """Each quantized entry names an existing float32 scale tensor of the right shape,
+    which is not itself quantized."""
+    for entry in entries.values():
+        block = entry.quantization
+        if block is None:
+            continue
+        where = f"tensor {entry.name!r}"
+        scale = entries.get(block.scale)
+        if scale is None:
+            raise FormatError(f"{where}: its scale tensor {block.scale!r} is not in the file")
+        if scale.quantization is not None:
+            raise FormatError(f"{where}: its scale tensor {block.scale!r} is itself quantized")
+        quantized.check_scale_entry(block, scale.dtype, scale.shape, where)
 
 
 _DIGEST = re.compile(rf"{re.escape(DIGEST_PREFIX)}[0-9a-f]{{{DIGEST_HEX_LEN}}}")
@@ -295,12 +333,13 @@ def validate(
         entry = validate_entry(raw, index)
         if entry.name in entries:
             raise FormatError(f"tensor name {entry.name!r} appears twice in the manifest")
-        if entry.compression is not None and minor < COMPRESSION_MINOR:
+        if (entry.compression or entry.quantization) and minor < COMPRESSION_MINOR:
             raise FormatError(
-                f"tensor {entry.name!r} is compressed, which format 1.{minor} does not "
-                f"allow (compression needs 1.{COMPRESSION_MINOR}); the file is mislabelled"
+                f"tensor {entry.name!r} is compressed or quantized, which format 1.{minor} "
+                f"does not allow (it needs 1.{COMPRESSION_MINOR}); the file is mislabelled"
             )
         entries[entry.name] = entry
+    check_scales(entries)
 
     expected = align_up(data_start, alignment)
     for entry in sorted(entries.values(), key=lambda e: (e.offset, e.stored_nbytes)):

@@ -391,13 +391,27 @@ class ContainerReader:
             padding = end
         return bad, padding
 
-    def array(self, name: str, *, bits: bool = False) -> np.ndarray:
+    def array(self, name: str, *, bits: bool = False, dequantize: bool = True) -> np.ndarray:
         """The tensor as a numpy array (a view of the mapping when mmap is on). ``bits``:
         types numpy lacks (bfloat16, float8...) come as unsigned integers of their size,
-        for readers that reinterpret them (torch), so ml_dtypes is not needed."""
+        for readers that reinterpret them (torch), so ml_dtypes is not needed. A quantized
+        tensor (format 1.1) comes dequantized, in its original dtype and shape, unless
+        ``dequantize=False`` (then: the stored values; its scales are another tensor)."""
         import numpy as np
 
         entry = self._entry(name)
+        if entry.quantization is not None and dequantize:
+            from amber.container import quantized
+
+            values = quantized.dequantize(
+                self.array(name, bits=True, dequantize=False),
+                self.array(entry.quantization.scale, dequantize=False),
+                entry.quantization,
+                f"{self.path}: tensor {name!r}",
+            )
+            if bits or entry.quantization.dtype != "bfloat16":
+                return values
+            return values.view(dtypes.to_numpy("bfloat16"))
         if self.verify_mode == "lazy" and name not in self._verified:
             self.verify_tensor(name)
         if bits and entry.dtype not in dtypes.NUMPY_DTYPES:

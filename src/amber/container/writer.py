@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,9 +31,11 @@ from amber.container.manifest import (
     COMPRESSION_MINOR,
     RESERVED_TOP_KEYS,
     TensorEntry,
+    check_scales,
     json_depth,
 )
-from amber.errors import InvalidArgumentError, SerializationError
+from amber.container.quantized import Quantization
+from amber.errors import FormatError, InvalidArgumentError, SerializationError
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -338,6 +341,7 @@ def write(
     alignment: int = DEFAULT_ALIGNMENT,
     progress: Callable[[int, int | None], None] | None = None,
     compress: str | None = None,
+    quantized: Mapping[str, Quantization] | None = None,
 ) -> WriteResult:
     """Write an .amber file holding ``tensors`` and the JSON object ``extra`` in its manifest.
 
@@ -351,7 +355,9 @@ def write(
     ``compress``: None stores every payload as it is (mmap-able); ``"auto"`` compresses each
     tensor whose sample shrinks enough; ``"zstd"`` or ``"zstd-bytegroup"`` compress every
     non-empty tensor (byte grouping only for floating-point ones). A file with a compressed
-    tensor declares format 1.1; others stay 1.0.
+    tensor declares format 1.1; others stay 1.0. ``quantized`` gives the ``quantization``
+    block of the tensors that hold quantized values (their scale tensors must be written
+    too); such a file declares 1.1 as well.
     """
     check_compress(compress)
     if not MIN_ALIGNMENT <= alignment <= MAX_ALIGNMENT or alignment & (alignment - 1):
@@ -382,7 +388,7 @@ def write(
             total = None if len(sized) < len(tensors) else sum(a.nbytes for a in sized)
             stream.progress = lambda done: progress(done, total)
         try:
-            size = _write_body(stream, tensors, extra, entries, alignment)
+            size = _write_body(stream, tensors, extra, entries, alignment, quantized or {})
         except BaseException:
             stream.close(quiet=True)  # the first error is the one to report
             raise
@@ -399,6 +405,7 @@ def _write_body(
     extra: dict[str, Any],
     entries: list[TensorEntry],
     alignment: int,
+    quantized: Mapping[str, Quantization],
 ) -> int:
     """Header, payloads, manifest and trailer; returns the file size."""
     names: set[str] = set()
@@ -415,7 +422,14 @@ def _write_body(
         if len(entries) >= MAX_TENSORS:
             raise SerializationError(f"more than {MAX_TENSORS} tensors in one file")
         names.add(name)
-        entries.append(stream.payload(name, array, dtype_name))
+        entry = stream.payload(name, array, dtype_name)
+        if name in quantized:
+            entry = dataclasses.replace(entry, quantization=quantized[name])
+        entries.append(entry)
+    try:
+        check_scales({e.name: e for e in entries})
+    except FormatError as exc:  # a caller's mistake: never write a file the reader refuses
+        raise SerializationError(str(exc)) from None
     stream.pad()
     stream.drain()
     manifest_offset = stream.pos
@@ -427,7 +441,7 @@ def _write_body(
     data = _encode_manifest(manifest)
     stream.manifest_digest = digest.raw_digest(data)
     stream.write(data)
-    minor = COMPRESSION_MINOR if any(e.compression for e in entries) else 0
+    minor = COMPRESSION_MINOR if any(e.compression or e.quantization for e in entries) else 0
     stream.write(
         Trailer(manifest_offset, len(data), stream.manifest_digest, FORMAT_MAJOR, minor).pack()
     )
