@@ -34,7 +34,8 @@ CASES = cases()
 def test_valid_fixture_loads_as_recorded(name: str) -> None:
     path = samples.VALID_DIR / f"{name}.amber"
     recorded = samples.expected(name)
-    assert samples.identical(samples.SAMPLES[name](), recorded), "sidecar out of date"
+    if name not in samples.LOSSY:
+        assert samples.identical(samples.SAMPLES[name](), recorded), "sidecar out of date"
     for options in ({}, {"verify": "lazy"}, {"mmap": False}, {"writable": True}):
         assert samples.identical(amber.load(path, **options), recorded), options
     info = amber.verify(path)

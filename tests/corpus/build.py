@@ -624,6 +624,118 @@ def _compressed(base: bytes) -> Iterator[Case]:
     )
 
 
+# -- quantized tensors (format 1.1) ------------------------------------------------------------
+
+
+def quantized_base() -> bytes:
+    return (VALID_DIR / "weights_int8.amber").read_bytes()
+
+
+def with_payload(data: bytes, name: str, payload: bytes) -> bytes:
+    """``data`` with the raw payload of ``name`` replaced by bytes of the same size, its
+    digest and the data digest recomputed: authentic bytes holding other values."""
+    manifest = manifest_of(data)
+    entry = next(t for t in manifest["tensors"] if t["name"] == name)
+    assert len(payload) == entry["nbytes"]
+    data = patch(data, entry["offset"], payload)
+    entry["digest"] = "blake3:" + blake3(payload).hexdigest()
+    region = data[HEADER_SIZE : manifest_span(data)[0]]
+    manifest["data_digest"] = "blake3:" + blake3(region).hexdigest()
+    return with_manifest(data, json.dumps(manifest, separators=(",", ":")).encode())
+
+
+def _quantized(base: bytes) -> Iterator[Case]:
+    tensors = manifest_of(base)["tensors"]
+    index = {t["name"]: i for i, t in enumerate(tensors)}
+    weight = index["embed.weight"]  # int8 (4, 6) of float32, scales float32 (4, 1)
+
+    def edit_block(name: str, **fields: Any) -> bytes:
+        def edit(manifest: dict[str, Any]) -> None:
+            target = manifest["tensors"][index[name]]["quantization"]
+            for key, value in fields.items():
+                if value is None:
+                    del target[key]
+                else:
+                    target[key] = value
+
+        return edit_manifest(base, edit)
+
+    structural = {
+        "quantization_not_object": (
+            edit_tensor(base, weight, quantization="int8"),
+            "'quantization' must be a JSON object",
+        ),
+        "quantization_missing_key": (edit_block("embed.weight", group=None), "missing keys"),
+        "quantization_unknown_key": (edit_block("embed.weight", zero=0), "unknown keys"),
+        "quantization_unknown_scheme": (
+            edit_block("embed.weight", scheme="int3"),
+            "unknown quantization scheme 'int3'",
+        ),
+        "quantization_stored_dtype_mismatch": (
+            edit_block("embed.weight", scheme="int4"),
+            "scheme 'int4' stores uint8, but the entry is int8",
+        ),
+        "quantization_loads_as_integer": (
+            edit_block("embed.weight", dtype="int32"),
+            "quantized tensors load as",
+        ),
+        "quantization_shape_mismatch": (
+            edit_block("embed.weight", shape=[6, 4], group=4),
+            "is stored with shape",
+        ),
+        "quantization_shape_one_dimension": (
+            edit_block("embed.weight", shape=[24]),
+            "must list 2 to 32 positive dimensions",
+        ),
+        "quantization_group_not_row": (
+            edit_block("embed.weight", group=3),
+            "has one scale per row",
+        ),
+        "quantization_group_zero": (edit_block("embed.weight", group=0), "'group' must be"),
+        "quantization_scale_missing": (
+            edit_block("embed.weight", scale="no.such.scale"),
+            "scale tensor 'no.such.scale' is not in the file",
+        ),
+        "quantization_scale_wrong_shape": (
+            edit_block("embed.weight", scale="fc.weight.__scale__"),
+            "must be float32 of shape [4, 1], not float32 [2, 1]",
+        ),
+        "quantization_scale_wrong_dtype": (
+            edit_block("fc.weight", scale="mask"),
+            "must be float32 of shape [2, 1], not bool [2, 2]",
+        ),
+        "quantization_scale_is_quantized": (
+            edit_block("embed.weight", scale="fc.weight"),
+            "is itself quantized",
+        ),
+        "quantization_fortran_order": (
+            edit_tensor(base, weight, order="F"),
+            "a quantized tensor is stored in C order",
+        ),
+        "quantization_in_format_1_0": (
+            set_trailer(set_header(base, minor=0), minor=0),
+            "format 1.0 does not allow",
+        ),
+    }
+    for name, (data, fragment) in structural.items():
+        yield Case(name, data, FormatError, fragment)
+    scales = {
+        "scale_not_a_number": [1.0, float("nan"), 1.0, 1.0],
+        "scale_infinite": [1.0, 1.0, float("inf"), 1.0],
+        "scale_zero": [0.0, 1.0, 1.0, 1.0],
+        "scale_negative": [1.0, 1.0, 1.0, -0.5],
+    }
+    for name, values in scales.items():
+        payload = struct.pack("<4f", *values)
+        yield Case(
+            name,
+            with_payload(base, "embed.weight.__scale__", payload),
+            FormatError,
+            "holds values that are not finite and positive",
+            Check.DECODE,
+        )
+
+
 def cases(base: bytes | None = None) -> list[Case]:
     """Every invalid file of the corpus, crafted from ``base`` (default: weights.amber)."""
     base = base_file() if base is None else base
@@ -640,6 +752,7 @@ def cases(base: bytes | None = None) -> list[Case]:
     )
     found = [case for group in groups for case in group(base)]
     found.extend(_compressed(compressed_base()))
+    found.extend(_quantized(quantized_base()))
     names = [case.name for case in found]
     assert len(names) == len(set(names)), "case names must be unique"
     return found

@@ -97,12 +97,18 @@ SAMPLES: dict[str, Callable[[], Any]] = {
     # Format 1.1: every non-empty tensor compressed (floats byte-grouped, the rest zstd).
     "weights_zstd": weights,
     "torch_state_zstd": torch_state,
+    # Format 1.1: the weight matrices quantized to int8 with per-row scales (lossy: the
+    # sidecar records the dequantized values the file loads as).
+    "weights_int8": weights,
 }
 # amber.save options of the fixtures that need some.
 SAVE_OPTIONS: dict[str, dict[str, Any]] = {
     "weights_zstd": {"compress": "zstd-bytegroup"},
     "torch_state_zstd": {"compress": "zstd-bytegroup"},
+    "weights_int8": {"quantize": "int8"},
 }
+# Fixtures that do not load as the sample they were saved from (quantized).
+LOSSY = frozenset({"weights_int8"})
 # The format version each fixture declares.
 VERSIONS: dict[str, str] = {name: "1.1" if name in SAVE_OPTIONS else "1.0" for name in SAMPLES}
 
@@ -259,7 +265,8 @@ def write_valid_fixtures(directory: Path = VALID_DIR, names: list[str] | None = 
         if names is not None and name not in names:
             continue
         amber.save(make(), directory / f"{name}.amber", **SAVE_OPTIONS.get(name, {}))
-        sidecar = json.dumps(to_sidecar(make()), indent=1, ensure_ascii=False)
+        value = amber.load(directory / f"{name}.amber") if name in LOSSY else make()
+        sidecar = json.dumps(to_sidecar(value), indent=1, ensure_ascii=False)
         (directory / f"{name}.json").write_text(sidecar + "\n", encoding="utf-8")
 
 

@@ -131,6 +131,19 @@ def check_scale_entry(block: Quantization, dtype: str, shape: tuple[int, ...], w
         )
 
 
+def check_scale_values(scale: Any, block: Quantization, where: str) -> Any:
+    """The scale array, once every value is checked finite and positive (FormatError)."""
+    import numpy as np
+
+    scale = np.asarray(scale, dtype=np.float32)
+    if not np.all(np.isfinite(scale)) or not np.all(scale > 0):
+        raise FormatError(
+            f"{where}: its scale tensor {block.scale!r} holds values that are not finite and "
+            "positive"
+        )
+    return scale
+
+
 # -- arithmetic --------------------------------------------------------------------------------
 
 
@@ -155,12 +168,7 @@ def dequantize(stored: np.ndarray, scale: np.ndarray, block: Quantization, where
     scale is not finite and positive."""
     import numpy as np
 
-    scale = np.asarray(scale, dtype=np.float32)
-    if not np.all(np.isfinite(scale)) or not np.all(scale > 0):
-        raise FormatError(
-            f"{where}: its scale tensor {block.scale!r} holds values that are not finite and "
-            "positive"
-        )
+    scale = check_scale_values(scale, block, where)
     work = np.float64 if block.dtype == "float64" else np.float32
     if block.scheme == INT4:
         packed = stored.reshape(block.rows, -1)

@@ -297,6 +297,7 @@ class ContainerReader:
         with self._lock:
             self._verified.update(self.entries)
         self._decode([e for e in self.entries.values() if e.compression is not None])
+        self._check_scales()
 
     def _gaps(self, ordered: list[TensorEntry]) -> Iterator[tuple[int, int]]:
         """(start, length) of each padding run of the data region (validated layout)."""
@@ -434,6 +435,19 @@ class ContainerReader:
         )
 
     # -- compressed payloads (format 1.1) -------------------------------------------------
+
+    def _check_scales(self) -> None:
+        """Full verification also checks that every scale of a quantized tensor is finite
+        and positive (format 1.1), so that a file that verifies also dequantizes."""
+        from amber.container import quantized
+
+        for entry in self.entries.values():
+            if entry.quantization is not None:
+                quantized.check_scale_values(
+                    self.array(entry.quantization.scale, dequantize=False),
+                    entry.quantization,
+                    f"{self.path}: tensor {entry.name!r}",
+                )
 
     def _stored(self, entry: TensorEntry) -> Any:
         """The stored bytes of ``entry``: a view of the mapping, or the checked buffer."""
