@@ -115,3 +115,23 @@ def test_compressed_version_on_s3(s3_url: str) -> None:
     store.save(dict(v1, w2=v1["w2"] + 1), "net", compress="auto")
     assert same(store.load("net@2"), dict(v1, w2=v1["w2"] + 1))
     assert same(store.load("net@2", verify="lazy"), dict(v1, w2=v1["w2"] + 1))
+
+
+def test_quantized_version_loads_dequantized(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s")
+    model = {
+        "enc.weight": (np.random.default_rng(0).standard_normal((256, 128)) * 0.05).astype(
+            np.float32
+        ),
+        "small.weight": np.ones((4, 4), np.float32),  # in the pack, its scale too
+    }
+    store.save(model, "q", quantize="int8", compress="auto")
+    stored = entries(store, "q", 1)
+    assert stored["enc.weight"].quantization is not None
+    assert stored["small.weight"].quantization is not None
+    expected = amber.load(Path(amber.save(model, tmp_path / "q.amber", quantize="int8").path))
+    for options in ({}, {"verify": "lazy"}, {"mmap": False}):
+        loaded = store.load("q", **options)
+        for name in model:
+            assert np.array_equal(loaded[name], expected[name]), (name, options)
+    assert "no problems" in str(store.check())

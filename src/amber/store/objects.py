@@ -22,6 +22,7 @@ duplicate unchanged tensors (docs/store.md, "Compressed versions").
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import mmap
 import os
 import tempfile
@@ -36,6 +37,7 @@ from amber.container.codecs import parse as parse_compression
 from amber.container.digest import hasher
 from amber.container.format import DIGEST_PREFIX
 from amber.container.manifest import TensorEntry
+from amber.container.quantized import Quantization
 from amber.container.writer import TensorItem, _check_array, iter_chunks, payload_order, write
 from amber.errors import CorruptFileError, ReadError, StoreError
 from amber.store.backend import Backend
@@ -77,6 +79,8 @@ class StoredTensor:
             out["pack"] = True
         if e.compression is not None:
             out["compression"] = e.compression.to_json()
+        if e.quantization is not None:
+            out["quantization"] = e.quantization.to_json()
         return out
 
 
@@ -129,11 +133,17 @@ def _scratch(backend: Backend) -> Path:
 
 
 def put_tensors(
-    backend: Backend, items: Iterable[TensorItem], compress: str | None = None
+    backend: Backend,
+    items: Iterable[TensorItem],
+    compress: str | None = None,
+    quantized: Mapping[str, Quantization] | None = None,
 ) -> tuple[list[StoredTensor], str | None, int]:
     """Store every tensor; returns their records, the pack's hex digest (None without small
     tensors), and the number of payload bytes actually written (not deduplicated).
-    ``compress`` as for ``amber.save``; the small tensors of the pack stay raw."""
+    ``compress`` as for ``amber.save``; the small tensors of the pack stay raw.
+    ``quantized``: the quantization blocks of tensors holding quantized values (kept in
+    the version's record; a pack holds such a tensor's stored values as they are)."""
+    quantized = quantized or {}
     stored: list[StoredTensor] = []
     small: list[tuple[str, Any, str]] = []
     position: dict[str, int] = {}
@@ -170,13 +180,17 @@ def put_tensors(
             array.nbytes,
             DIGEST_PREFIX + digest,
             compression,
+            quantized.get(name),
         )
         stored.append(StoredTensor(entry, in_pack=False))
     pack = None
     if small:
         pack, pack_entries, pack_written = _put_pack(backend, small)
         written += pack_written
-        stored.extend(StoredTensor(e, in_pack=True) for e in pack_entries)
+        stored.extend(
+            StoredTensor(dataclasses.replace(e, quantization=quantized.get(e.name)), in_pack=True)
+            for e in pack_entries
+        )
     return sorted(stored, key=lambda t: position[t.entry.name]), pack, written
 
 

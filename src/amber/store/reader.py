@@ -132,8 +132,21 @@ class VersionReader:
             self._decoded.setdefault(entry.name, decoded[entry.name])
             self._buffers.pop(entry.name, None)
 
-    def array(self, name: str, *, bits: bool = False) -> Any:
+    def array(self, name: str, *, bits: bool = False, dequantize: bool = True) -> Any:
         stored = self._tensors[name]
+        block = stored.entry.quantization
+        if block is not None and dequantize:  # loaded = stored x scale (format 1.1)
+            from amber.container import dtypes, quantized
+
+            values = quantized.dequantize(
+                self.array(name, bits=True, dequantize=False),
+                self.array(block.scale, dequantize=False),
+                block,
+                f"{self.path}: tensor {name!r}",
+            )
+            if bits or block.dtype != "bfloat16":
+                return values
+            return values.view(dtypes.to_numpy("bfloat16"))
         if stored.in_pack:
             assert self._pack is not None
             return self._pack.array(name, bits=bits)

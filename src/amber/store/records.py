@@ -16,7 +16,13 @@ from typing import Any
 
 from amber.container.digest import hasher
 from amber.container.format import DIGEST_PREFIX
-from amber.container.manifest import TensorEntry, is_digest, parse, validate_entry
+from amber.container.manifest import (
+    TensorEntry,
+    check_scales,
+    is_digest,
+    parse,
+    validate_entry,
+)
 from amber.errors import FormatError, StoreError
 from amber.store.objects import StoredTensor, objects_of
 
@@ -122,6 +128,10 @@ def decode(raw: bytes, name: str, version: int) -> Record:
             raise _fail(name, version, f"tensor name {entry.name!r} appears twice")
         seen.add(entry.name)
         tensors.append(StoredTensor(entry, in_pack))
+    try:
+        check_scales({t.entry.name: t.entry for t in tensors})
+    except FormatError as exc:
+        raise _fail(name, version, str(exc)) from None
     for key, kind in (("metrics", dict), ("metadata", dict), ("tags", dict)):
         if not isinstance(doc.get(key, {}), kind):
             raise _fail(name, version, f"{key!r} must be a JSON object")

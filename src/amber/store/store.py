@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from amber import quantization
 from amber.container.writer import check_compress
 from amber.errors import (
     AliasConflict,
@@ -413,11 +414,12 @@ class Store:
         signature: dict[str, Any] | None = None,
         input_example: Any = None,
         compress: str | None = None,
+        quantize: Any = None,
     ) -> ModelVersion:
         """Save ``model`` as the next version of ``name``; returns the new version.
 
-        ``compress`` as for ``amber.save`` (docs/compression.md): tensors a version already
-        holds raw are shared, not compressed again.
+        ``compress`` and ``quantize`` as for ``amber.save`` (docs/compression.md): tensors
+        a version already holds raw are shared, not compressed again.
 
         ``parent`` (lineage) defaults to the latest version of ``name``; pass a spec
         (``"churn@4"``, ``"other@2"``) or None. ``signature`` is inferred from
@@ -429,6 +431,7 @@ class Store:
 
         check_name(name)
         check_compress(compress)
+        spec = quantization.as_spec(quantize)
         numbers = self._numbers(name)
         if not numbers:
             self._check_case(name)
@@ -446,7 +449,10 @@ class Store:
             except (TypeError, ValueError) as exc:
                 raise InvalidArgumentError(f"signature must be plain JSON: {exc}") from None
         encoder, manifest = encode(model, user_metadata)
-        stored, pack, _ = put_tensors(self.backend, encoder.tensors, compress)
+        tensors, blocks = encoder.tensors, None
+        if spec is not None:
+            tensors, blocks = quantization.plan(model, encoder.tensors, spec)
+        stored, pack, _ = put_tensors(self.backend, tensors, compress, blocks)
         body = {
             "format": records.FORMAT,
             "format_version": records.VERSION,
@@ -467,7 +473,7 @@ class Store:
         }
         needed = objects_of(stored, pack)
         record = self._commit(
-            name, body, needed, lambda: _restore(self.backend, encoder.tensors, compress)
+            name, body, needed, lambda: _restore(self.backend, tensors, compress, blocks)
         )
         return self._version(record)
 
@@ -940,10 +946,10 @@ def _opened(store: str | os.PathLike[str] | Store) -> Iterator[Store]:
         yield opened
 
 
-def _restore(backend: Backend, tensors: Any, compress: str | None) -> None:
+def _restore(backend: Backend, tensors: Any, compress: str | None, blocks: Any) -> None:
     """Write again the objects of a save after a concurrent gc removed some: raw objects
     (a compressed save may refer to raw objects it found), then, when compressing, the
     compressed ones; objects no record needs are collected by the next gc."""
-    put_tensors(backend, tensors)
+    put_tensors(backend, tensors, None, blocks)
     if compress is not None:
-        put_tensors(backend, tensors, compress)
+        put_tensors(backend, tensors, compress, blocks)
