@@ -339,7 +339,6 @@ def validate(
                 f"does not allow (it needs 1.{COMPRESSION_MINOR}); the file is mislabelled"
             )
         entries[entry.name] = entry
-    check_scales(entries)
 
     expected = align_up(data_start, alignment)
     for entry in sorted(entries.values(), key=lambda e: (e.offset, e.stored_nbytes)):
@@ -370,4 +369,5 @@ def validate(
             f"the data region ends at {data_end} but the tensors end at {expected}: "
             "the file has undeclared bytes"
         )
+    check_scales(entries)
     return entries
