@@ -22,6 +22,7 @@ __all__ = [
     "AmberFile",
     "Checkpoint",
     "FileInfo",
+    "Prune",
     "Quantize",
     "QuantizedTensor",
     "TensorInfo",
@@ -34,6 +35,7 @@ __all__ = [
     "onnx_session",
     "open",
     "predict",
+    "prune",
     "quantize",
     "save",
     "save_checkpoint",
@@ -52,6 +54,7 @@ _LAZY: dict[str, str] = {
     "predict": "amber.batch",
     "onnx_session": "amber.interop.onnx_file",
     **dict.fromkeys(["Quantize", "QuantizedTensor", "quantize"], "amber.quantization"),
+    **dict.fromkeys(["Prune", "prune"], "amber.pruning"),
     # The allowlist is meaningful once the adapters have registered (amber.api imports them).
     "trust": "amber.graph.trust",
 }

@@ -14,6 +14,7 @@ from amber import (
     adapters,  # noqa: F401  (registers the adapters' names and constructors)
     environment,
     modules,
+    pruning,
     quantization,
 )
 from amber import progress as progress_module
@@ -237,6 +238,7 @@ def save(
     progress: Progress = None,
     compress: str | None = None,
     quantize: Any = None,
+    prune: Any = None,
 ) -> FileInfo:
     """Save ``obj`` to ``path`` atomically; returns what was written.
 
@@ -248,6 +250,8 @@ def save(
     ``quantize`` (docs/compression.md): "int8", "int4", "fp16", "bf16" or
     ``amber.Quantize(...)``: the weight matrices (torch Linear/Conv/Embedding, scikit-learn
     MLP ``coefs_``) are stored quantized with their scales; loading dequantizes them.
+    ``prune`` (a fraction, or ``amber.Prune(...)``): the same weights lose their smallest
+    magnitudes and are stored sparse (bitmask and values), before any quantization.
 
     ``progress=True`` draws a bar on stderr (bytes, throughput, time left) while tensors
     are written; a callable receives ``(done_bytes, total_bytes)`` instead.
@@ -259,15 +263,26 @@ def save(
     _check_save_arguments(obj, path)
     check_compress(compress)
     spec = quantization.as_spec(quantize)
+    pruning_spec = pruning.as_spec(prune)
     progress_module.check(progress)
     user_metadata = _check_metadata(metadata)
     encoder, extra = encode(obj, user_metadata)
     root = extra["root"]
-    tensors, blocks = encoder.tensors, None
+    tensors, blocks, sparse = encoder.tensors, None, set()
+    if pruning_spec is not None:
+        tensors, sparse = pruning.plan(obj, tensors, pruning_spec)
     if spec is not None:
-        tensors, blocks = quantization.plan(obj, encoder.tensors, spec)
+        tensors, blocks = quantization.plan(obj, tensors, spec)
     with progress_module.reporting(progress, f"saving {Path(path).name}") as report:
-        result = write(path, tensors, extra, progress=report, compress=compress, quantized=blocks)
+        result = write(
+            path,
+            tensors,
+            extra,
+            progress=report,
+            compress=compress,
+            quantized=blocks,
+            sparse=sparse,
+        )
     referenced, untrusted = _name_lists(encoder.names)
     return FileInfo(
         path=result.path,

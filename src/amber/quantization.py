@@ -118,12 +118,33 @@ def default_names(obj: Any) -> set[str] | None:
     return None
 
 
-def _is_weight(name: str, array: np.ndarray, dtype: str, default: set[str] | None) -> bool:
+def materialized(item: tuple[Any, ...]) -> tuple[str, Any, str]:
+    """(name, array, table dtype) of an encoder's tensor item, the array produced."""
+    from amber.container import dtypes
+
+    name, array, declared = item if len(item) == 3 else (*item, None)
+    if callable(array):
+        array = array()
+    return name, array, declared or dtypes.from_numpy(array.dtype)
+
+
+def selected(
+    name: str,
+    array: np.ndarray,
+    dtype: str,
+    default: set[str] | None,
+    include: Iterable[str],
+    exclude: Iterable[str],
+) -> bool:
+    """Whether a tensor is chosen: a floating-point tensor of two or more dimensions, in
+    the default choice (``default_names``) or matching ``include``, and not ``exclude``."""
     if dtype not in _FLOATS or array.ndim < 2 or array.size == 0:
         return False
-    if default is None:
-        return name.endswith("weight")
-    return name in default
+    if any(fnmatch.fnmatchcase(name, p) for p in exclude):
+        return False
+    if any(fnmatch.fnmatchcase(name, p) for p in include):
+        return True
+    return name.endswith("weight") if default is None else name in default
 
 
 def plan(
@@ -131,29 +152,16 @@ def plan(
 ) -> tuple[list[tuple[Any, ...]], dict[str, quantized.Quantization]]:
     """The tensors to write, quantized where ``spec`` says, with their scale tensors, and
     the ``quantization`` block of each quantized one."""
-    from amber.container import dtypes
-
     default = default_names(obj)
     scheme = SCHEME_NAMES[spec.scheme]
     out: list[tuple[Any, ...]] = []
     blocks: dict[str, quantized.Quantization] = {}
     for item in tensors:
-        name, array, declared = item if len(item) == 3 else (*item, None)
-        if callable(array):
-            array = array()
-        dtype = declared or dtypes.from_numpy(array.dtype)
-        chosen = _is_weight(name, array, dtype, default) or (
-            dtype in _FLOATS
-            and array.ndim >= 2
-            and array.size > 0
-            and any(fnmatch.fnmatchcase(name, p) for p in spec.include)
-        )
-        if chosen and any(fnmatch.fnmatchcase(name, p) for p in spec.exclude):
-            chosen = False
-        if not chosen:
+        name, array, dtype = materialized(item)
+        if not selected(name, array, dtype, default, spec.include, spec.exclude):
             out.append((name, array, dtype))
             continue
-        values = _as_float(array, dtype)
+        values = as_float(array, dtype)
         stored, scale, group = quantized.quantize(
             values, scheme, scale=spec.scale, group=spec.group_size
         )
@@ -164,7 +172,7 @@ def plan(
     return out, blocks
 
 
-def _as_float(array: np.ndarray, dtype: str) -> np.ndarray:
+def as_float(array: np.ndarray, dtype: str) -> np.ndarray:
     """float values of ``array`` (torch bfloat16 tensors come as their uint16 bits)."""
     import numpy as np
 

@@ -15,7 +15,13 @@ from amber.errors import FormatError
 
 ZSTD = "zstd"
 ZSTD_BYTEGROUP = "zstd-bytegroup"
-CODECS = (ZSTD, ZSTD_BYTEGROUP)
+# Sparse payloads (pruned weights): per chunk, a bitmask of the non-zero elements (bit i of
+# byte i // 8, least significant first) followed by those elements; "bitmask-zstd" stores
+# that stream as one zstd frame per chunk.
+BITMASK = "bitmask"
+BITMASK_ZSTD = "bitmask-zstd"
+SPARSE_CODECS = (BITMASK, BITMASK_ZSTD)
+CODECS = (ZSTD, ZSTD_BYTEGROUP, *SPARSE_CODECS)
 # Byte grouping splits each element into its bytes; it pays only for floating-point types,
 # whose high bytes (sign and exponent) repeat a few values while the low bytes look random.
 BYTEGROUP_DTYPES = frozenset(
@@ -34,6 +40,21 @@ def frame_bound(decoded: int) -> int:
     """The most stored bytes a frame decoding to ``decoded`` bytes may take (zstd's worst
     case expansion of incompressible input is far below this)."""
     return decoded + (decoded >> 8) + 1024
+
+
+def sparse_bound(decoded: int, itemsize: int) -> tuple[int, int]:
+    """(mask bytes, most bytes) of the sparse stream of a chunk of ``decoded`` bytes."""
+    mask = -(-(decoded // itemsize) // 8)
+    return mask, mask + decoded
+
+
+def stored_bounds(codec: str, decoded: int, itemsize: int) -> tuple[int, int]:
+    """The fewest and most stored bytes a frame decoding to ``decoded`` bytes may take."""
+    if codec == BITMASK:
+        return sparse_bound(decoded, itemsize)
+    if codec == BITMASK_ZSTD:
+        return 1, frame_bound(sparse_bound(decoded, itemsize)[1])
+    return 1, frame_bound(decoded)
 
 
 def frames_per_chunk(codec: str, itemsize: int) -> int:
@@ -114,12 +135,12 @@ def parse(raw: object, *, dtype: str, itemsize: int, decoded: int, where: str) -
             f"({chunks} chunks of {frame} bytes x {per_chunk})"
         )
     for index, size in enumerate(chunk_sizes(decoded, frame)):
-        plane = size // per_chunk
+        low, high = stored_bounds(codec, size // per_chunk, itemsize)
         for stored in frames[index * per_chunk : (index + 1) * per_chunk]:
-            if type(stored) is not int or not 1 <= stored <= frame_bound(plane):
+            if type(stored) is not int or not low <= stored <= high:
                 raise FormatError(
                     f"{where}: a frame of chunk {index} declares {stored!r} stored bytes; "
-                    f"it must be an integer in [1, {frame_bound(plane)}]"
+                    f"it must be an integer in [{low}, {high}]"
                 )
     nbytes = raw["nbytes"]
     if type(nbytes) is not int or not 0 <= nbytes <= MAX_INT64 or nbytes != sum(frames):

@@ -51,7 +51,7 @@ _OVERLAP_MIN_BYTES = 1 << 20
 _FLUSH_BYTES = 64 * 1024 * 1024
 _ZEROS = bytes(MAX_ALIGNMENT)
 # compress= values: None (raw, the default), "auto", or a codec forced on every tensor.
-COMPRESS_MODES = (None, "auto", *codecs.CODECS)
+COMPRESS_MODES = (None, "auto", codecs.ZSTD, codecs.ZSTD_BYTEGROUP)
 
 
 # (name, array) or (name, array, table dtype); the array may be a zero-argument callable.
@@ -188,6 +188,7 @@ class _Stream:
         self.progress: Callable[[int], None] | None = None
         self.payload_bytes = 0
         self.compress: str | None = None
+        self.sparse: frozenset[str] = frozenset()
         self.encoders: ThreadPoolExecutor | None = None
 
     def write(self, data: memoryview | bytes) -> None:
@@ -238,8 +239,10 @@ class _Stream:
         if gap:
             self.write_data(_ZEROS[:gap])
 
-    def codec_for(self, array: np.ndarray, dtype_name: str) -> str | None:
+    def codec_for(self, name: str, array: np.ndarray, dtype_name: str) -> str | None:
         """The codec this tensor is stored with under the ``compress`` mode, or None."""
+        if name in self.sparse and array.nbytes:
+            return codecs.BITMASK if self.compress is None else codecs.BITMASK_ZSTD
         if self.compress is None:
             return None
         from amber.container import zstd_codec
@@ -291,7 +294,7 @@ class _Stream:
         )
 
     def payload(self, name: str, array: np.ndarray, dtype_name: str) -> TensorEntry:
-        codec = self.codec_for(array, dtype_name)
+        codec = self.codec_for(name, array, dtype_name)
         if codec is not None:
             return self.compressed_payload(name, array, dtype_name, codec)
         self.pad()
@@ -342,6 +345,7 @@ def write(
     progress: Callable[[int, int | None], None] | None = None,
     compress: str | None = None,
     quantized: Mapping[str, Quantization] | None = None,
+    sparse: Iterable[str] = (),
 ) -> WriteResult:
     """Write an .amber file holding ``tensors`` and the JSON object ``extra`` in its manifest.
 
@@ -357,7 +361,9 @@ def write(
     non-empty tensor (byte grouping only for floating-point ones). A file with a compressed
     tensor declares format 1.1; others stay 1.0. ``quantized`` gives the ``quantization``
     block of the tensors that hold quantized values (their scale tensors must be written
-    too); such a file declares 1.1 as well.
+    too); such a file declares 1.1 as well. ``sparse`` names tensors stored as a bitmask
+    of their non-zero elements and those elements (pruned weights; zstd over that when
+    ``compress`` is set).
     """
     check_compress(compress)
     if not MIN_ALIGNMENT <= alignment <= MAX_ALIGNMENT or alignment & (alignment - 1):
@@ -378,7 +384,8 @@ def write(
     with atomic_file(target) as fd, ThreadPoolExecutor(1, "amber-hash") as pool:
         stream = _Stream(fd, alignment, pool)
         stream.compress = compress
-        if compress is not None:
+        stream.sparse = frozenset(sparse)
+        if compress is not None or stream.sparse:
             from amber.container.zstd_codec import threads
 
             stream.encoders = ThreadPoolExecutor(threads(), "amber-encode")

@@ -82,9 +82,23 @@ def _planes(chunk: memoryview, itemsize: int) -> list[memoryview]:
     return [memoryview(np.ascontiguousarray(elements[:, j])) for j in range(itemsize)]
 
 
+def sparse_stream(chunk: memoryview, itemsize: int) -> bytes:
+    """The bitmask of the chunk's non-zero elements (any byte non-zero: -0.0 is kept),
+    then those elements."""
+    import numpy as np
+
+    elements = np.frombuffer(chunk, np.uint8).reshape(-1, itemsize)
+    kept = elements.any(axis=1)
+    return np.packbits(kept, bitorder="little").tobytes() + elements[kept].tobytes()
+
+
 def encode_chunk(chunk: memoryview, codec: str, itemsize: int) -> list[bytes]:
     """The frames of one chunk of payload bytes."""
+    if codec == codecs.BITMASK:
+        return [sparse_stream(chunk, itemsize)]
     cctx = _compressor()
+    if codec == codecs.BITMASK_ZSTD:
+        return [cctx.compress(sparse_stream(chunk, itemsize))]
     if codec == codecs.ZSTD_BYTEGROUP:
         return [cctx.compress(plane) for plane in _planes(chunk, itemsize)]
     return [cctx.compress(chunk)]
@@ -213,6 +227,9 @@ class Job:
     def run(self) -> None:
         import numpy as np
 
+        if self.codec in codecs.SPARSE_CODECS:
+            self._scatter()
+            return
         if self.codec != codecs.ZSTD_BYTEGROUP:
             self.out[:] = _decode_frame(self.frames[0], self.out.nbytes, self.where)
             return
@@ -220,6 +237,45 @@ class Job:
         elements = np.frombuffer(self.out, np.uint8).reshape(plane, self.itemsize)
         for j, frame in enumerate(self.frames):
             elements[:, j] = np.frombuffer(_decode_frame(frame, plane, self.where), np.uint8)
+
+    def _scatter(self) -> None:
+        """Sparse chunk: the bitmask, then exactly as many elements as it has bits set."""
+        import numpy as np
+
+        size = self.itemsize
+        count = self.out.nbytes // size
+        mask_bytes, most = codecs.sparse_bound(self.out.nbytes, size)
+        data: Any = self.frames[0]
+        if self.codec == codecs.BITMASK_ZSTD:
+            data = _decode_sparse_frame(data, mask_bytes, most, self.where)
+        data = np.frombuffer(data, np.uint8)
+        kept = np.unpackbits(data[:mask_bytes], count=count, bitorder="little").astype(bool)
+        values = data[mask_bytes:]
+        padding = np.unpackbits(data[:mask_bytes], bitorder="little")[count:]
+        if values.nbytes != int(kept.sum()) * size or padding.any():
+            raise FormatError(
+                f"{self.where}: a sparse frame's bitmask marks {int(kept.sum())} elements but "
+                f"it holds {values.nbytes} bytes of values (or sets bits past the chunk)"
+            )
+        elements = np.frombuffer(self.out, np.uint8).reshape(count, size)
+        elements[:] = 0
+        elements[kept] = values.reshape(-1, size)
+
+
+def _decode_sparse_frame(data: memoryview, low: int, high: int, where: str) -> bytes:
+    """A zstd frame holding a sparse stream: its declared size must lie in [low, high]
+    (the mask alone, up to the mask and every element) before it is decompressed."""
+    zstd = zstandard()
+    try:
+        declared = zstd.frame_content_size(data)
+    except zstd.ZstdError:
+        raise FormatError(f"{where}: a stored frame is not a zstd frame") from None
+    if not low <= declared <= high:
+        raise FormatError(
+            f"{where}: a zstd frame declares {declared} decoded bytes where the manifest "
+            f"allows {low} to {high}; the file is malformed (or a decompression bomb)"
+        )
+    return _decode_frame(data, declared, where)
 
 
 def jobs(
@@ -245,7 +301,8 @@ def jobs(
 def run_jobs(work: list[Job]) -> None:
     """Run decoding jobs, on threads when there are several; the first error is raised
     (after every job has finished, so no thread still writes into a buffer)."""
-    zstandard()  # the install hint before any thread starts
+    if any(job.codec != codecs.BITMASK for job in work):
+        zstandard()  # the install hint before any thread starts
     if len(work) < 2 or threads() < 2:
         for job in work:
             job.run()
