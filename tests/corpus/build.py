@@ -604,6 +604,42 @@ def _compressed(base: bytes) -> Iterator[Case]:
     }
     for name, (frames, fragment) in decoding.items():
         yield Case(name, relaid(base, "embed.weight", frames), FormatError, fragment, Check.DECODE)
+    # Sparse codecs (pruned weights): 24 elements, so a 3-byte bitmask, then the values.
+    sparse = {
+        "sparse_mask_marks_more_than_it_holds": (
+            "embed.weight",
+            "bitmask",
+            [b"\xff\xff\xff" + bytes(40)],
+            "bitmask marks 24 elements but it holds 40 bytes",
+        ),
+        "sparse_mask_sets_bits_past_the_chunk": (
+            "fc.weight",  # float64 (2, 3): six elements, two spare bits in the mask
+            "bitmask",
+            [bytes([0b01000001]) + bytes(8)],
+            "sets bits past the chunk",
+        ),
+        "sparse_zstd_frame_claims_more": (
+            "embed.weight",
+            "bitmask-zstd",
+            [frame_claiming(1 << 30)],
+            "allows 3 to 99",
+        ),
+        "sparse_zstd_frame_not_zstd": (
+            "embed.weight",
+            "bitmask-zstd",
+            [b"\x00" * 20],
+            "is not a zstd frame",
+        ),
+    }
+    for name, (tensor, codec, frames, fragment) in sparse.items():
+        data = relaid(base, tensor, frames, codec=codec)
+        yield Case(name, data, FormatError, fragment, Check.DECODE)
+    yield Case(
+        "sparse_frame_over_bound",
+        edit_block("embed.weight", codec="bitmask", frames=[129]),
+        FormatError,
+        "it must be an integer in [3, 99]",
+    )
     # Authentic frames of other bytes: the decoded digest is what catches them.
     yield Case(
         "decoded_digest_mismatch",

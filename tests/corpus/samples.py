@@ -100,15 +100,18 @@ SAMPLES: dict[str, Callable[[], Any]] = {
     # Format 1.1: the weight matrices quantized to int8 with per-row scales (lossy: the
     # sidecar records the dequantized values the file loads as).
     "weights_int8": weights,
+    # Format 1.1: half of each weight matrix pruned, stored sparse (codec "bitmask").
+    "weights_pruned": weights,
 }
 # amber.save options of the fixtures that need some.
 SAVE_OPTIONS: dict[str, dict[str, Any]] = {
     "weights_zstd": {"compress": "zstd-bytegroup"},
     "torch_state_zstd": {"compress": "zstd-bytegroup"},
     "weights_int8": {"quantize": "int8"},
+    "weights_pruned": {"prune": 0.5},
 }
 # Fixtures that do not load as the sample they were saved from (quantized).
-LOSSY = frozenset({"weights_int8"})
+LOSSY = frozenset({"weights_int8", "weights_pruned"})
 # The format version each fixture declares.
 VERSIONS: dict[str, str] = {name: "1.1" if name in SAVE_OPTIONS else "1.0" for name in SAMPLES}
 
