@@ -135,3 +135,20 @@ def test_quantized_version_loads_dequantized(tmp_path: Path) -> None:
         for name in model:
             assert np.array_equal(loaded[name], expected[name]), (name, options)
     assert "no problems" in str(store.check())
+
+
+def test_pruned_and_quantized_version(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s")
+    model = weights()
+    options = {
+        "prune": amber.Prune(fraction=0.5, include=["w?"]),
+        "quantize": amber.Quantize("int8", include=["w?"]),
+    }
+    store.save(model, "p", compress="auto", **options)
+    stored = entries(store, "p", 1)
+    assert stored["w1"].compression.codec == "bitmask-zstd"
+    assert stored["w1"].quantization.scheme == "int8"
+    expected = amber.load(amber.save(model, tmp_path / "p.amber", **options).path)
+    loaded = store.load("p")
+    assert same(loaded, expected)
+    assert (loaded["w1"] == 0).mean() == pytest.approx(0.5, abs=1e-3)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from amber.container import dtypes, zstd_codec
+from amber.container import codecs, dtypes, zstd_codec
 from amber.container.codecs import DEFAULT_FRAME_BYTES, Compression
 from amber.container.codecs import parse as parse_compression
 from amber.container.digest import hasher
@@ -137,13 +137,16 @@ def put_tensors(
     items: Iterable[TensorItem],
     compress: str | None = None,
     quantized: Mapping[str, Quantization] | None = None,
+    sparse: Iterable[str] = (),
 ) -> tuple[list[StoredTensor], str | None, int]:
     """Store every tensor; returns their records, the pack's hex digest (None without small
     tensors), and the number of payload bytes actually written (not deduplicated).
     ``compress`` as for ``amber.save``; the small tensors of the pack stay raw.
     ``quantized``: the quantization blocks of tensors holding quantized values (kept in
-    the version's record; a pack holds such a tensor's stored values as they are)."""
+    the version's record; a pack holds such a tensor's stored values as they are).
+    ``sparse``: pruned tensors, stored with the bitmask codecs (outside the pack)."""
     quantized = quantized or {}
+    sparse = frozenset(sparse)
     stored: list[StoredTensor] = []
     small: list[tuple[str, Any, str]] = []
     position: dict[str, int] = {}
@@ -161,6 +164,8 @@ def put_tensors(
         digest = h.hexdigest()
         key = object_key(digest)
         codec = None if compress is None else zstd_codec.choose(array, dtype_name, compress)
+        if name in sparse:
+            codec = codecs.BITMASK if compress is None else codecs.BITMASK_ZSTD
         compression = None
         # touch: an existing object is refreshed so that a concurrent gc keeps it. A raw
         # object of the same decoded bytes is used even when compressing (dedup).

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from amber import quantization
+from amber import pruning, quantization
 from amber.container.writer import check_compress
 from amber.errors import (
     AliasConflict,
@@ -415,11 +415,13 @@ class Store:
         input_example: Any = None,
         compress: str | None = None,
         quantize: Any = None,
+        prune: Any = None,
     ) -> ModelVersion:
         """Save ``model`` as the next version of ``name``; returns the new version.
 
-        ``compress`` and ``quantize`` as for ``amber.save`` (docs/compression.md): tensors
-        a version already holds raw are shared, not compressed again.
+        ``compress``, ``quantize`` and ``prune`` as for ``amber.save``
+        (docs/compression.md): tensors a version already holds raw are shared, not
+        compressed again.
 
         ``parent`` (lineage) defaults to the latest version of ``name``; pass a spec
         (``"churn@4"``, ``"other@2"``) or None. ``signature`` is inferred from
@@ -432,6 +434,7 @@ class Store:
         check_name(name)
         check_compress(compress)
         spec = quantization.as_spec(quantize)
+        pruning_spec = pruning.as_spec(prune)
         numbers = self._numbers(name)
         if not numbers:
             self._check_case(name)
@@ -449,10 +452,12 @@ class Store:
             except (TypeError, ValueError) as exc:
                 raise InvalidArgumentError(f"signature must be plain JSON: {exc}") from None
         encoder, manifest = encode(model, user_metadata)
-        tensors, blocks = encoder.tensors, None
+        tensors, blocks, sparse = encoder.tensors, None, set()
+        if pruning_spec is not None:
+            tensors, sparse = pruning.plan(model, tensors, pruning_spec)
         if spec is not None:
-            tensors, blocks = quantization.plan(model, encoder.tensors, spec)
-        stored, pack, _ = put_tensors(self.backend, tensors, compress, blocks)
+            tensors, blocks = quantization.plan(model, tensors, spec)
+        stored, pack, _ = put_tensors(self.backend, tensors, compress, blocks, sparse)
         body = {
             "format": records.FORMAT,
             "format_version": records.VERSION,
@@ -473,7 +478,7 @@ class Store:
         }
         needed = objects_of(stored, pack)
         record = self._commit(
-            name, body, needed, lambda: _restore(self.backend, tensors, compress, blocks)
+            name, body, needed, lambda: _restore(self.backend, tensors, compress, blocks, sparse)
         )
         return self._version(record)
 
@@ -946,10 +951,12 @@ def _opened(store: str | os.PathLike[str] | Store) -> Iterator[Store]:
         yield opened
 
 
-def _restore(backend: Backend, tensors: Any, compress: str | None, blocks: Any) -> None:
+def _restore(
+    backend: Backend, tensors: Any, compress: str | None, blocks: Any, sparse: Any
+) -> None:
     """Write again the objects of a save after a concurrent gc removed some: raw objects
     (a compressed save may refer to raw objects it found), then, when compressing, the
     compressed ones; objects no record needs are collected by the next gc."""
     put_tensors(backend, tensors, None, blocks)
-    if compress is not None:
-        put_tensors(backend, tensors, compress, blocks)
+    if compress is not None or sparse:
+        put_tensors(backend, tensors, compress, blocks, sparse)
