@@ -8,6 +8,7 @@ import typer
 
 from amber._version import __version__
 from amber.cli import (
+    compress_cmd,
     convert_cmd,
     inspect_cmd,
     predict_cmd,
@@ -56,6 +57,7 @@ store_admin_cmds.register(app)
 register_remote(app)
 serve_cmd.register(app)
 predict_cmd.register(app)
+compress_cmd.register(app)
 
 
 def main() -> None:
