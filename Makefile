@@ -47,6 +47,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.scanners
 	$(BIN)/python -m benchmarks.serve
 	$(BIN)/python -m benchmarks.batch
+	$(BIN)/python -m benchmarks.compression
 
 # Long fuzzing runs (the test suite runs short derandomized ones). `make fuzz` runs every
 # fuzzer below, FUZZ_SECONDS each, and fails when any of them found something.

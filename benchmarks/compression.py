@@ -137,17 +137,24 @@ class _Entry:
     compression: Any
 
 
-def amber_files(weights: dict[str, np.ndarray], mode: str | None, repeat: int, data: Path) -> Row:
+def amber_files(
+    weights: dict[str, np.ndarray], mode: str | None, repeat: int, data: Path, **options: Any
+) -> Row:
+    """A durable amber.save and a fully verified amber.load (``options``: quantize=...).
+    Raw files are memory-mapped: their load row also reads every page, as decoding does."""
     import amber
 
     path = data / "amber.amber"
-    row = Row(f"amber.save/load {mode or 'raw'}", raw_bytes(weights))
-    row.compress, _ = timed(lambda: amber.save(weights, path, compress=mode), repeat)
+    label = "+".join(filter(None, [options.get("quantize"), mode])) or "raw"
+    row = Row(f"amber.save/load {label}", raw_bytes(weights))
+    row.compress, _ = timed(lambda: amber.save(weights, path, compress=mode, **options), repeat)
     row.stored = path.stat().st_size
-    row.decompress, loaded = timed(lambda: amber.load(path, mmap=mode is not None), repeat)
-    if mode is None:  # raw: touch every byte, as decoding does
+    row.decompress, loaded = timed(lambda: amber.load(path), repeat)
+    if mode is None and not options:  # raw: touch every byte, as decoding does
         row.decompress, _ = timed(
-            lambda: [float(a.reshape(-1)[:: 4096 // a.itemsize].sum()) for a in amber.load(path).values()],
+            lambda: [
+                float(a.reshape(-1)[:: 4096 // a.itemsize].sum()) for a in amber.load(path).values()
+            ],
             repeat,
         )
     del loaded
@@ -254,6 +261,11 @@ def run(size_mb: int, repeat: int, data: Path) -> str:
             weights = {k: v.astype(ml_dtypes.bfloat16) for k, v in fp32.items()}
         rows = [amber_codec(weights, mode, repeat) for mode in ("auto", "zstd-bytegroup", "zstd")]
         rows += [amber_files(weights, mode, repeat, data) for mode in ("auto", None)]
+        if label == "float32":  # lossy: size and load time of the quantized file
+            rows += [
+                amber_files(weights, None, repeat, data, quantize=scheme)
+                for scheme in ("int8", "int4")
+            ]
         rows.append(peer(lambda w=weights: joblib_row(w, repeat, data), "joblib compress=3"))
         rows.append(peer(lambda w=weights: savez_row(w, repeat, data), "np.savez_compressed"))
         rows.append(

@@ -120,3 +120,15 @@ def test_boosters_benchmark_runs() -> None:
         assert heading in result.stdout
     for row in ("native", "amber", "pickle"):
         assert f"  {row} " in result.stdout
+
+
+def test_compression_benchmark_prints_its_tables(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "benchmarks.compression", "--size-mb", "4", "--repeat", "1"]
+    result = subprocess.run(
+        [*argv, "--data-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for row in ("amber codec auto", "amber.save/load int8", "joblib compress=3", "bfloat16 ("):
+        assert row in result.stdout, row
+    assert "ratio >= 1.15:" in result.stdout
+    assert list(tmp_path.iterdir()) == []  # the scratch folder is removed
