@@ -152,3 +152,17 @@ def test_pruned_and_quantized_version(tmp_path: Path) -> None:
     loaded = store.load("p")
     assert same(loaded, expected)
     assert (loaded["w1"] == 0).mean() == pytest.approx(0.5, abs=1e-3)
+
+
+def test_export_and_import_keep_quantized_tensors(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s")
+    model = {"enc.weight": np.random.default_rng(0).standard_normal((128, 64)).astype(np.float32)}
+    store.save(model, "q", quantize="int4", compress="auto")
+    exported = store.export("q", tmp_path / "q.amber")
+    assert amber.inspect(exported).format_version == "1.1"
+    assert {t.name: t.quantization for t in amber.inspect(exported).tensors}["enc.weight"] == "int4"
+    other = Store(tmp_path / "other")
+    other.import_file(exported)
+    expected = store.load("q")
+    assert same(amber.load(exported), expected)
+    assert same(other.load("q"), expected)

@@ -57,16 +57,21 @@ def export_version(store: Store, spec: str, path: Path) -> Path:
     record = store.resolve(spec)
     reader = VersionReader(record, store.files, verify="full")
     try:
+        # Quantized tensors keep their stored values and blocks (format 1.1); compressed
+        # ones are written decoded.
         items = [
-            (t.entry.name, reader.array(t.entry.name, bits=True), t.entry.dtype)
+            (t.entry.name, reader.array(t.entry.name, bits=True, dequantize=False), t.entry.dtype)
             for t in record.tensors
         ]
+        blocks = {
+            t.entry.name: t.entry.quantization for t in record.tensors if t.entry.quantization
+        }
         history = {key: record.raw.get(key) for key in HISTORY}
         history["tags"] = store._tags(record)
         history["aliases"] = sorted(
             a for a, v in store._aliases_of(record.name).items() if v == record.version
         )
-        write(path, items, {**record.manifest, "store": history})
+        write(path, items, {**record.manifest, "store": history}, quantized=blocks)
     finally:
         reader.close()
     return path
@@ -134,13 +139,18 @@ def import_file(store: Store, path: Path, name: str | None) -> ModelVersion:
             )
         check_name(target)
         items = [
-            (e.name, reader.array(e.name, bits=True), e.dtype) for e in reader.entries.values()
+            (e.name, reader.array(e.name, bits=True, dequantize=False), e.dtype)
+            for e in reader.entries.values()
         ]
-        stored, pack, _ = put_tensors(store.backend, items)
+        blocks = {e.name: e.quantization for e in reader.entries.values() if e.quantization}
+        stored, pack, _ = put_tensors(store.backend, items, None, blocks)
         kept = {k: manifest[k] for k in records.MANIFEST_KEYS if k in manifest}
         body = _body(store, target, kept, stored, pack, history)
         record = store._commit(
-            target, body, objects_of(stored, pack), lambda: put_tensors(store.backend, items)
+            target,
+            body,
+            objects_of(stored, pack),
+            lambda: put_tensors(store.backend, items, None, blocks),
         )
     return store._version(record)
 
