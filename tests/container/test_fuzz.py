@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import amber
 from amber.errors import AmberError
 from tests.corpus import samples
-from tests.corpus.build import HEADER_SIZE, edit_manifest, manifest_of
+from tests.corpus.build import HEADER_SIZE, edit_manifest, manifest_of, relaid, zstd_frame
 from tests.corpus.probe import read_every_way
 
 FUZZ = settings(max_examples=300, deadline=None)
@@ -182,3 +182,40 @@ def test_resealed_manifest_never_escapes(scratch: Path, name: str, data: st.Data
     with written(scratch, data.draw(resealed(VALID[name]))) as path:
         outcomes = read_every_way(path)
     event(type(outcomes["load"]).__name__)
+
+
+# -- compressed payloads: authentic (re-hashed) frames of any content --------------------------
+
+
+@st.composite
+def hostile_frame(draw: st.DrawFn) -> bytes:
+    """Random bytes, or a real zstd frame of random content and size, maybe damaged."""
+    if draw(st.booleans()):
+        return draw(st.binary(min_size=1, max_size=80))
+    content = draw(st.binary(max_size=64) | st.integers(0, 4096).map(bytes))
+    frame = zstd_frame(content, content_size=draw(st.booleans()))
+    cut = draw(st.integers(0, 3))
+    if cut and len(frame) > cut:
+        frame = frame[:-cut]
+    if draw(st.booleans()):
+        at = draw(st.integers(0, len(frame) - 1))
+        frame = frame[:at] + bytes([frame[at] ^ 0xFF]) + frame[at + 1 :]
+    return frame
+
+
+COMPRESSED = VALID["weights_zstd"]
+
+
+@FUZZ
+@given(
+    frames=st.lists(hostile_frame(), min_size=1, max_size=4),
+    codec=st.sampled_from(["zstd-bytegroup", "zstd", "bitmask", "bitmask-zstd"]),
+)
+def test_hostile_frames_never_escape(scratch: Path, frames: list[bytes], codec: str) -> None:
+    # Every digest is recomputed, so only the codec's own checks stand between these
+    # bytes and the decoder: each read is exact or refused with an AmberError.
+    data = relaid(COMPRESSED, "embed.weight", frames, codec=codec)
+    with written(scratch, data) as path:
+        outcomes = read_every_way(path)
+    event(type(outcomes["load_unverified"]).__name__)
+    assert all(error is None or isinstance(error, AmberError) for error in outcomes.values())
