@@ -23,7 +23,7 @@ def mlp() -> tuple[object, np.ndarray, np.ndarray]:
 
     X, y = load_digits(return_X_y=True)
     X = X / 16
-    model = MLPClassifier((128,), max_iter=200, random_state=0).fit(X[:1200], y[:1200])
+    model = MLPClassifier((64,), max_iter=100, random_state=0).fit(X[:1200], y[:1200])
     return model, X[1200:], y[1200:]
 
 

@@ -234,20 +234,22 @@ def test_torch_cnn_accuracy(tmp_path: Path) -> None:
     X = (X / 16.0).reshape(-1, 1, 8, 8).astype(np.float32)
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0)
     torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads only contend on a shared machine
     model = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 16, 3, padding=1),
+        torch.nn.Conv2d(1, 8, 3, padding=1),
         torch.nn.ReLU(),
-        torch.nn.Conv2d(16, 32, 3, padding=1),
+        torch.nn.Conv2d(8, 16, 3, padding=1),
         torch.nn.ReLU(),
         torch.nn.MaxPool2d(2),
         torch.nn.Flatten(),
-        torch.nn.Linear(32 * 4 * 4, 64),
+        torch.nn.Linear(16 * 4 * 4, 64),
         torch.nn.ReLU(),
         torch.nn.Linear(64, 10),
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     inputs, targets = torch.from_numpy(X_train), torch.from_numpy(y_train)
-    for _ in range(15):
+    for _ in range(10):
         for start in range(0, len(inputs), 64):
             optimizer.zero_grad()
             loss = torch.nn.functional.cross_entropy(
@@ -262,9 +264,12 @@ def test_torch_cnn_accuracy(tmp_path: Path) -> None:
             predicted = m(torch.from_numpy(X_test)).argmax(dim=1).numpy()
         return float((predicted == y_test).mean())
 
-    for scheme in ("int8", "int4"):
-        before, after = _accuracy_drop(tmp_path, model, score, scheme)
-        _report("digits CNN (torch)", scheme, before, after)
-        if scheme == "int8":
-            assert before > 0.9
-            assert before - after <= 0.005, (before, after)
+    try:
+        for scheme in ("int8", "int4"):
+            before, after = _accuracy_drop(tmp_path, model, score, scheme)
+            _report("digits CNN (torch)", scheme, before, after)
+            if scheme == "int8":
+                assert before > 0.9
+                assert before - after <= 0.005, (before, after)
+    finally:
+        torch.set_num_threads(threads)
