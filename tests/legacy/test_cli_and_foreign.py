@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import joblib
@@ -85,6 +88,30 @@ def test_scan_of_a_missing_or_odd_file_is_refused(tmp_path: Path) -> None:
     assert scan_file(tmp_path / "dir.pkl").verdict == REFUSED
     (tmp_path / "text.pkl").write_text("hello")
     assert scan_file(tmp_path / "text.pkl").verdict == REFUSED
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    # Opening a FIFO blocks until a writer comes: every reader of a named file must refuse
+    # it instead. Run in a child so that a regression fails on the timeout instead of hanging.
+    fifo = tmp_path / "model.pkl"
+    os.mkfifo(fifo)
+    code = (
+        "import sys, amber\n"
+        "from amber.errors import ReadError\n"
+        "from amber.legacy.scan import scan_file\n"
+        f"path = {str(fifo)!r}\n"
+        "assert scan_file(path).verdict == 'REFUSED'\n"
+        "for call in (lambda: amber.convert(path, path + '.amber'), lambda: amber.load(path)):\n"
+        "    try:\n"
+        "        call()\n"
+        "    except ReadError as exc:\n"
+        "        assert 'not a regular file' in str(exc), exc\n"
+        "    else:\n"
+        "        sys.exit('a FIFO was accepted')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], timeout=60, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert not (tmp_path / "model.pkl.amber").exists()
 
 
 def test_convert_cli(files: dict[str, Path], tmp_path: Path) -> None:

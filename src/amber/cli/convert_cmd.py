@@ -1,4 +1,5 @@
-"""`amber convert IN OUT`: convert between amber and safetensors files."""
+"""`amber convert IN OUT`: convert model files to and from amber (safetensors, ONNX, Keras,
+and pickle-family files read without running them)."""
 
 from __future__ import annotations
 
@@ -33,10 +34,14 @@ def _fail(exc: AmberError) -> NoReturn:
 def convert(
     src: Path = typer.Argument(
         ...,
-        help="The input file (by content): .amber, .safetensors, or a pickle, joblib, "
-        "torch.save or numpy file (read without running it).",
+        help="The input file (format told by its content): .amber, .safetensors, .onnx, "
+        ".keras, or a pickle, joblib, torch.save, .npy or .npz file (read without running it).",
     ),
-    dst: Path = typer.Argument(..., help="The output file; its suffix chooses the format."),
+    dst: Path = typer.Argument(
+        ...,
+        help="The output file; its suffix chooses the format: .amber, .safetensors, .onnx "
+        "or .keras.",
+    ),
     framework: Framework = typer.Option(
         Framework.numpy, "--framework", help="Tensor type stored in an .amber output."
     ),
@@ -45,13 +50,14 @@ def convert(
         [], "--trusted", help="A class you reviewed, for pickle inputs (dotted); repeatable."
     ),
 ) -> None:
-    """Convert SRC into DST: amber -> safetensors (for files holding a flat dict of names
-    to tensors), safetensors -> amber, or pickle/joblib/torch.save/numpy -> amber (nothing
-    in SRC is run; every name is audited; see `amber scan`).
+    """Convert SRC into DST. To amber: from safetensors, ONNX, .keras (config audited, never
+    Keras's loader) and pickle/joblib/torch.save/numpy files (nothing in SRC is run; every
+    name is audited; see `amber scan`). From amber: to safetensors (a flat dict of names to
+    tensors), ONNX (a stored ModelProto) or .keras (a stored Keras model).
 
-    Exit 0 on success, 1 when SRC was read but could not be converted (damaged, not a flat
-    dict of tensors, DST exists without --force, write failed), 2 when SRC is not a
-    readable amber or safetensors file or for a usage error (DST suffix, same format).
+    Exit 0 on success, 1 when SRC was read but could not be converted (damaged, content that
+    does not convert, DST exists without --force, write failed), 2 when SRC is not a file of
+    a format amber reads or for a usage error (DST suffix, a pair that does not convert).
     """
     from amber.interop import convert as run_convert
 

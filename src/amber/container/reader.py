@@ -52,9 +52,11 @@ def open_regular(path: Path, kind: str, *, follow_symlinks: bool = True) -> tupl
     """A read-only descriptor of the regular file ``path`` and its size; ReadError saying
     why not (``kind`` names what the file should be: "an amber file"). Without
     ``follow_symlinks`` a link at ``path`` itself is refused."""
-    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+    # O_NONBLOCK: opening a FIFO named by the caller must not wait for a writer (it is
+    # refused below as not a regular file); it changes nothing for regular files.
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
     if not follow_symlinks:
-        flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:

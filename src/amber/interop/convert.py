@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 from amber.container import dtypes
 from amber.container.format import HEADER_MAGIC
+from amber.container.reader import open_regular
 from amber.errors import InvalidArgumentError, ReadError, SerializationError, WriteError
 from amber.interop import keras_file, onnx_file
 from amber.interop import safetensors as st
@@ -49,20 +49,13 @@ class ConvertResult:
 
 def _head(path: Path, size: int) -> tuple[bytes, int]:
     """The first ``size`` bytes of ``path`` and its size; ReadError when it cannot be read."""
+    fd, total = open_regular(path, "a model file")
     try:
-        info = os.stat(path)
-        if stat.S_ISDIR(info.st_mode):
-            raise ReadError(21, f"{path} is a directory, not a model file")
-        if not stat.S_ISREG(info.st_mode):  # a FIFO or device could block or never end
-            raise ReadError(22, f"{path} is not a regular file")
-        with open(path, "rb") as f:
-            return f.read(size), info.st_size
-    except FileNotFoundError:
-        raise ReadError(2, f"no such file: {path}; check the path") from None
+        return os.pread(fd, size, 0), total
     except OSError as exc:
-        if isinstance(exc, ReadError):
-            raise
-        raise ReadError(exc.errno, f"cannot open {path}: {exc.strerror}") from None
+        raise ReadError(exc.errno, f"cannot read {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
 
 
 def _looks_like_safetensors(head: bytes, size: int) -> bool:

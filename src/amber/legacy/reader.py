@@ -4,7 +4,6 @@ tensors (``parse``), and the object, built by amber's decoder after its audit (`
 from __future__ import annotations
 
 import os
-import stat
 import struct
 import zipfile
 from collections.abc import Iterable
@@ -12,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from amber.container.reader import open_regular, pread_exact
 from amber.errors import AmberError, FormatError, ReadError
 from amber.legacy import formats
 from amber.legacy.joblib_file import DEFAULT_MAX_OUTPUT, array_hook, decompress
@@ -36,20 +36,19 @@ class Parsed:
 
 
 def read_bytes(path: Path) -> bytes:
+    """The whole file at ``path``; ReadError when it is missing, not a regular file, too
+    large, or cannot be read."""
+    fd, size = open_regular(path, "a model file")
     try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            raise ReadError(22, f"{path} is not a regular file")
-        if info.st_size > MAX_FILE_BYTES:
+        if size > MAX_FILE_BYTES:
             raise ReadError(27, f"{path} is larger than {MAX_FILE_BYTES} bytes")
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise ReadError(2, f"no such file: {path}; check the path") from None
+        return pread_exact(fd, size, 0, path)
     except OSError as exc:
         if isinstance(exc, ReadError):
             raise
-        raise ReadError(exc.errno, f"cannot open {path}: {exc.strerror}") from None
+        raise ReadError(exc.errno, f"cannot read {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
 
 
 def _whole_pickle(data: bytes, limits: Limits) -> Any:
