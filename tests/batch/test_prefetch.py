@@ -51,8 +51,7 @@ def test_stopping_early_closes_the_reader_on_its_thread() -> None:
     def items() -> Iterator[int]:
         reader_thread.append(threading.get_ident())
         try:
-            for i in range(10_000):
-                yield i
+            yield from range(10_000)
         finally:
             closed_on.append(threading.get_ident())
 
