@@ -128,3 +128,46 @@ def test_only_quick_models_run_on_the_event_loop(application: Any) -> None:
     model.cost = QUICK_SECONDS / 2
     model.timed(lambda: threading.Event().wait(QUICK_SECONDS * 20))
     assert not model.quick
+
+
+@pytest.mark.parametrize("version", [(3, 10), (3, 12)])
+def test_raw_body_reader_limits(monkeypatch: pytest.MonkeyPatch, version: tuple[int, int]) -> None:
+    """Both ways of reading (one timer on 3.11+, a timer per chunk before): the body, 413
+    past the limit (declared or counted), 408 when it stalls, a disconnect."""
+    import types
+
+    from amber.serve import http
+    from amber.serve.problems import RequestError
+
+    monkeypatch.setattr(http, "sys", types.SimpleNamespace(version_info=version))
+
+    def feeder(*messages: dict[str, Any], stall: bool = False) -> Any:
+        pending = list(messages)
+
+        async def receive() -> dict[str, Any]:
+            if pending:
+                return pending.pop(0)
+            if stall:
+                await asyncio.sleep(30)
+            return {"type": "http.disconnect"}
+
+        return receive
+
+    def part(body: bytes, more: bool) -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": more}
+
+    read = http.read_asgi_body
+    assert asyncio.run(read(feeder(part(b"ab", True), part(b"c", False)), None, 10, 5)) == b"abc"
+    with pytest.raises(RequestError) as caught:
+        asyncio.run(read(feeder(part(b"x", False)), b"11", 10, 5))
+    assert caught.value.status == 413
+    with pytest.raises(RequestError) as caught:
+        asyncio.run(read(feeder(part(b"123456", True), part(b"123456", False)), None, 10, 5))
+    assert caught.value.status == 413
+    with pytest.raises(RequestError) as caught:
+        asyncio.run(read(feeder(part(b"12", True), stall=True), None, 10, 0.2))
+    assert caught.value.status == 408
+    with pytest.raises(RequestError, match="not a number"):
+        asyncio.run(read(feeder(part(b"", False)), b"ten", 10, 5))
+    with pytest.raises(http.Disconnected):
+        asyncio.run(read(feeder(part(b"12", True)), None, 10, 5))
