@@ -133,6 +133,7 @@ def files(rows: int, repeat: int, work: Path) -> None:
             rate = rows / statistics.median(s for s, _ in samples)
             rss = statistics.median(m for _, m in samples)
             print(f"  {name:<8}{runner:<14}{rate:>12,.0f}{rate / base:>7.2f}x{rss:>13,.0f}")
+        print(f"  (load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
 
 
 # -- 2. Spark ----------------------------------------------------------------------------
@@ -344,7 +345,11 @@ def main(argv: list[str] | None = None) -> int:
         "--only", choices=["files", "spark", "mlflow"], help="run one part (mlflow: the peer)"
     )
     args = parser.parse_args(argv)
-    print(f"batch prediction (rows={args.rows:,}, repeat={args.repeat}, cores={os.cpu_count()})")
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        f"batch prediction (rows={args.rows:,}, repeat={args.repeat}, cores={os.cpu_count()}, "
+        f"load average {load})"
+    )
     with tempfile.TemporaryDirectory(prefix="amber-bench-batch-") as tmp:
         if args.only in (None, "files"):
             files(args.rows, args.repeat, Path(tmp))

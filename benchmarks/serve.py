@@ -9,6 +9,12 @@ when installed), the same models on the same machine, in one run.
 4. Memory: proportional set size (PSS) of all server processes, amber with 1 and 4 workers
    and MLflow with 4 workers, serving the large MLP.
 
+Load comes from ``wrk`` when it is on PATH (``apt-get install wrk``; ``--client``), else from
+Python threads with httpx. On a 2-CPU machine the Python client needs about as much CPU per
+request as the servers do, so it caps both and squeezes the ratios toward 1 (measured: 1.32x
+with httpx, 2.5x with wrk, same servers, same machine); wrk costs a few microseconds per
+request.
+
 Peers live in their own virtual environments: ``$MLFLOW_PYTHON`` (default
 /work/peers/mlflow-serve/bin/python) and ``$MLSERVER_BIN`` (default
 /work/peers/mlserver/bin/mlserver); a missing peer is reported as missing.
@@ -118,9 +124,9 @@ class Proc:
             pass
 
 
-def amber_server(store: Path, spec: str, workers: int) -> Proc:
+def amber_server(store: Path, spec: str, workers: int, *extra: str) -> Proc:
     port = free_port()
-    argv = [sys.executable, "-m", "amber.cli.main", "serve", spec, "--store", str(store)]
+    argv = [sys.executable, "-m", "amber.cli.main", "serve", spec, "--store", str(store), *extra]
     argv += ["--port", str(port), "--workers", str(workers), "--no-access-log", "--poll", "0"]
     argv += ["--log-level", "warning"]
     return Proc(argv, f"http://127.0.0.1:{port}")
@@ -175,6 +181,51 @@ def load(url: str, path: str, body: bytes, headers: dict, clients: int, seconds:
     lat = sorted(latencies)
     pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else float("nan")  # noqa: E731
     return {"rps": len(lat) / elapsed, "p50": pick(0.5), "p99": pick(0.99), "errors": errors[0]}
+
+
+def _wrk_ms(text: str) -> float:
+    units = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+    for unit in ("us", "ms", "s", "m"):
+        if text.endswith(unit) and text[: -len(unit)].replace(".", "", 1).isdigit():
+            return float(text[: -len(unit)]) * units[unit]
+    return float("nan")
+
+
+def load_wrk(url: str, path: str, body: bytes, headers: dict, clients: int, seconds: float) -> dict:
+    """The same measurement with wrk (one thread, ``clients`` connections): requests/s of
+    successful answers, p50 and p99 in ms, errors (non-2xx and socket errors)."""
+    import shutil
+
+    with tempfile.TemporaryDirectory(prefix="amber-wrk-") as tmp:
+        data = Path(tmp) / "body"
+        data.write_bytes(body)
+        lines = [
+            'wrk.method = "POST"',
+            f'local f = io.open("{data}", "rb"); wrk.body = f:read("*a"); f:close()',
+        ]
+        lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+        script = Path(tmp) / "post.lua"
+        script.write_text("\n".join(lines) + "\n")
+        argv = [shutil.which("wrk") or "wrk", "-t1", f"-c{clients}", f"-d{seconds:g}s"]
+        argv += ["--timeout", "60s"]  # as the Python client: a slow answer is not an error
+        argv += ["--latency", "-s", str(script), url + path]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60).stdout
+    stats: dict[str, float] = {"p50": float("nan"), "p99": float("nan")}
+    total = elapsed = errors = 0.0
+    for line in out.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] in ("50%", "99%"):
+            stats["p50" if words[0] == "50%" else "p99"] = _wrk_ms(words[1])
+        elif "requests in" in line:  # "12345 requests in 5.00s, 1.2MB read"
+            total = float(words[0])
+            elapsed = _wrk_ms(words[3].rstrip(",")) / 1000
+        elif line.startswith("Non-2xx"):
+            errors += float(words[-1])
+        elif line.lstrip().startswith("Socket errors"):
+            errors += sum(float(w.rstrip(",")) for w in words[3::2])
+    stats["rps"] = (total - errors) / elapsed if elapsed else float("nan")
+    stats["errors"] = errors
+    return stats
 
 
 def oip_json(X: np.ndarray) -> tuple[bytes, dict]:
@@ -303,12 +354,26 @@ def main() -> None:
     ap.add_argument("--torch-mb", type=int, default=100, help="size of the binary torch MLP")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument(
+        "--client",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="load generator: wrk (C, cheap) or Python threads; auto takes wrk when on PATH",
+    )
     args = ap.parse_args()
+    import shutil
+
+    client = args.client
+    if client == "auto":
+        client = "wrk" if shutil.which("wrk") else "python"
+    drive = load_wrk if client == "wrk" else load
     print(
         "amber serve benchmark; machine:",
         os.cpu_count(),
-        "CPUs;",
-        "shared machine" if os.environ.get("AMBER_BENCH_SHARED") else "",
+        "CPUs; load average at start:",
+        " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "; client:",
+        client,
     )
     with tempfile.TemporaryDirectory(prefix="amber-bench-serve-") as tmp:
         root = Path(tmp)
@@ -326,9 +391,9 @@ def main() -> None:
         ) -> None:
             try:
                 proc.wait_answer(path, body, headers)
-                load(proc.url, path, body, headers, args.clients, 1.0)  # warm-up
+                drive(proc.url, path, body, headers, args.clients, 1.0)  # warm-up
                 runs = [
-                    load(proc.url, path, body, headers, args.clients, args.seconds)
+                    drive(proc.url, path, body, headers, args.clients, args.seconds)
                     for _ in range(args.repeat)
                 ]
             finally:
@@ -360,6 +425,13 @@ def main() -> None:
                     f"{name} /invocations",
                     "amber",
                     amber_server(built["store"], name, args.workers),
+                    "/invocations",
+                    *mlflow_json(xs),
+                )
+                measure(
+                    f"{name} /invocations --batch",
+                    "amber",
+                    amber_server(built["store"], name, args.workers, "--batch", f"{name}=32,2"),
                     "/invocations",
                     *mlflow_json(xs),
                 )
@@ -451,19 +523,20 @@ def main() -> None:
                 )
 
         print(
-            "\nRatios (amber /invocations against mlflow /invocations, same model, same clients):"
+            "\nRatios (amber /invocations against mlflow /invocations, same model, same clients);"
+            " load average now:",
+            " ".join(f"{x:.2f}" for x in os.getloadavg()),
         )
         by = {(label, who): m for label, who, m in rows}
         for name in ("iris-mlp", "forest"):
-            a, m = (
-                by.get((f"{name} /invocations", "amber")),
-                by.get((f"{name} /invocations", "mlflow")),
-            )
-            if a and m:
-                print(
-                    f"  {name:10s} req/s {a['rps'] / m['rps']:.2f}x   "
-                    f"p99 {a['p99'] / m['p99']:.2f}x (lower is better)"
-                )
+            m = by.get((f"{name} /invocations", "mlflow"))
+            for variant in ("", " --batch"):
+                a = by.get((f"{name} /invocations{variant}", "amber"))
+                if a and m:
+                    print(
+                        f"  {name + variant:18s} req/s {a['rps'] / m['rps']:.2f}x   "
+                        f"p99 {a['p99'] / m['p99']:.2f}x (lower is better)"
+                    )
 
 
 if __name__ == "__main__":

@@ -62,5 +62,5 @@ def test_serve_package_imports_no_server_or_framework() -> None:
 
 def test_batch_and_spark_faces_import_no_framework() -> None:
     # amber.spark and amber.batch load pyarrow, pandas and pyspark only when they run.
-    loaded = _modules_after("import amber.spark, amber.batch, amber.cli.predict_cmd")
-    assert not (HEAVY | {"pyarrow", "pyspark", "py4j"}) & loaded
+    loaded = _modules_after("import amber.spark, amber.dask, amber.batch, amber.cli.predict_cmd")
+    assert not (HEAVY | {"pyarrow", "pyspark", "py4j", "dask"}) & loaded

@@ -103,6 +103,26 @@ def test_npy_to_csv_with_probabilities_and_small_batches(setup: dict[str, Any]) 
     )
 
 
+def test_predict_from_an_s3_store(setup: dict[str, Any], s3_url: str, tmp_path: Path) -> None:
+    with Store(s3_url) as remote:
+        remote.save(setup["pipe"], "churn", input_example=setup["frame"].head())
+        remote.set_alias("churn@1", "production")
+    out = tmp_path / "remote.parquet"
+    args = ["predict", "churn@production", str(setup["root"] / "customers.csv"), "-o", str(out)]
+    result = CliRunner().invoke(app, [*args, "--id", "id", "--store", s3_url])
+    assert result.exit_code == 0, result.stderr
+    assert "400 rows predicted with churn@1" in result.stdout
+    table = pq.read_table(out)
+    assert table.column("prediction").to_pylist() == setup["pipe"].predict(setup["frame"]).tolist()
+    # An unknown model in the bucket: one line, exit 2, nothing written.
+    result = CliRunner().invoke(
+        app, ["predict", "nope", str(setup["root"] / "x.npy"), "--store", s3_url]
+    )
+    assert result.exit_code == 2, result.stderr
+    assert "nope" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (setup["root"] / "x.predictions.parquet").exists()
+
+
 def test_default_output_name(setup: dict[str, Any], tmp_path: Path) -> None:
     src = tmp_path / "in.npy"
     np.save(src, setup["x"][:5])

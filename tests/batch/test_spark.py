@@ -17,6 +17,7 @@ import pytest
 from amber.errors import CorruptFileError, InvalidArgumentError
 from amber.store import Store
 from tests.batch import models
+from tests.store.s3_server import ACCESS
 
 pytest.importorskip("pyarrow", reason="amber.spark needs pyarrow (pip install 'amber[spark]')")
 pytest.importorskip("pyspark", reason="amber.spark needs pyspark (pip install 'amber[spark]')")
@@ -34,7 +35,13 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 @pytest.fixture(scope="module")
-def spark() -> Any:
+def executor_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The executors' AMBER_CACHE (a node's verified object cache for s3:// stores)."""
+    return tmp_path_factory.mktemp("executor-cache")
+
+
+@pytest.fixture(scope="module")
+def spark(executor_cache: Path) -> Any:
     os.environ["PYSPARK_PYTHON"] = sys.executable
     os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
     # Python workers import amber from this checkout, as the test process does.
@@ -51,6 +58,13 @@ def spark() -> Any:
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.python.worker.reuse", "true")
+        # How executors of an s3:// store authenticate: their own environment (on a
+        # cluster: instance roles, or secrets the cluster manager injects). The endpoint
+        # travels with the model reference; credentials never do.
+        .config("spark.executorEnv.AWS_ACCESS_KEY_ID", ACCESS["access_key_id"])
+        .config("spark.executorEnv.AWS_SECRET_ACCESS_KEY", ACCESS["secret_access_key"])
+        .config("spark.executorEnv.AWS_REGION", "us-east-1")
+        .config("spark.executorEnv.AMBER_CACHE", str(executor_cache))
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")
@@ -172,6 +186,36 @@ def test_alias_moved_during_job_keeps_the_resolved_version(spark: Any, store: St
     later = amber.spark.predict(df, "moving@production", store=store, features=cols)
     rows = bounded(spark, lambda: sorted_rows(later, "id"))
     np.testing.assert_allclose([r["prediction"] for r in rows], second.predict(x))
+
+
+def test_s3_store_matches_predict_and_keeps_the_resolved_version(
+    spark: Any, s3_url: str, executor_cache: Path
+) -> None:
+    from sklearn.ensemble import RandomForestRegressor
+
+    x, _ = models.features(width=4, seed=11)
+    first = RandomForestRegressor(n_estimators=8, random_state=0).fit(x, x[:, 0])
+    second = RandomForestRegressor(n_estimators=8, random_state=0).fit(x, -x[:, 1])
+    with Store(s3_url) as remote:
+        v1 = remote.save(first, "remote", input_example=x[:2])
+        v2 = remote.save(second, "remote", input_example=x[:2])
+        remote.set_alias(v1.spec, "production")
+    cols = ["a", "b", "c", "d"]
+    df = spark.createDataFrame([(i, *map(float, row)) for i, row in enumerate(x)], ["id", *cols])
+    # A store URL: the driver resolves it; executors open the bucket themselves.
+    out = amber.spark.predict(df.repartition(3), "remote@production", store=s3_url, features=cols)
+    with Store(s3_url) as remote:
+        remote.set_alias(v2.spec, "production")  # moved after resolving, before any task
+    rows = bounded(spark, lambda: sorted_rows(out, "id"))
+    np.testing.assert_array_equal([r["prediction"] for r in rows], first.predict(x))
+    # The executors loaded through the node's verified object cache, not a shipped file.
+    cached = {p.name for p in executor_cache.rglob("objects/*/*")}
+    with Store(s3_url) as remote:
+        stored = {key.rsplit("/", 1)[1] for key in remote.backend.list("objects/")}
+    assert cached and cached <= stored, (cached, stored)
+    later = amber.spark.predict(df, "remote@production", store=s3_url, features=cols)
+    rows = bounded(spark, lambda: sorted_rows(later, "id"))
+    np.testing.assert_array_equal([r["prediction"] for r in rows], second.predict(x))
 
 
 def _largest_object(root: Path) -> Path:

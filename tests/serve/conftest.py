@@ -10,6 +10,9 @@ pytest.importorskip("starlette", reason="amber[serve] (starlette) is not install
 pytest.importorskip("uvicorn", reason="amber[serve] (uvicorn) is not installed")
 
 from tests.serve.helpers import ALL_SPECS, fill_store, server
+from tests.store.s3_server import s3_server, s3_url  # the store tests' moto server, shared
+
+__all__ = ["s3_server", "s3_url"]
 
 
 @pytest.fixture(scope="package")

@@ -7,10 +7,14 @@ the version (``churn@7``), its content digest and how executors reach it, either
 - ``ship="file"``: the version exported (and fully verified) into one standalone ``.amber``
   file that the engine copies to every node (Spark: ``SparkContext.addFile``); the executor
   checks the copy's BLAKE3 digest against the driver's before loading it; or
-- ``ship="store"``: a store every node can reach (a shared folder; an object store once
-  that backend exists); the executor opens it, checks that ``churn@7`` still has the
-  driver's content digest, and loads it through the store's verified, content-addressed
-  cache.
+- ``ship="store"``: a store every node can reach (a shared folder, or an ``s3://`` store);
+  the executor opens it, checks that ``churn@7`` still has the driver's content digest,
+  and loads it through the store's verified, content-addressed cache (for ``s3://``: the
+  node's object cache under ``$AMBER_CACHE``, shared by the node's workers).
+
+No credentials travel: a reference names the store's URL and, for an S3-compatible server,
+its endpoint; executors authenticate with their own environment (``AWS_*`` variables, an
+instance role, a mounted web-identity token).
 
 Either way the executor loads with amber's audited loader (``amber.load`` / ``Store.load``)
 and keeps the model in a per-process cache keyed by digest, so a Python worker that runs
@@ -42,6 +46,7 @@ class ModelRef:
     method: str
     signature: dict[str, Any] | None
     store: str | None = None
+    endpoint: str | None = None  # the S3-compatible server of an s3:// store, never secret
     file: str | None = None
     file_digest: str | None = None
     trusted: tuple[Any, ...] = field(default=())
@@ -60,17 +65,17 @@ def _is_remote(url: str) -> bool:
     return "://" in url and not url.startswith("file://")
 
 
-def open_store(url: str | os.PathLike[str]) -> Any:
-    """The store at ``url``: a local path (or ``file://`` URL) today. Remote stores (S3)
-    open here once that backend exists, so executors reach them the same way."""
+def open_store(url: str | os.PathLike[str], *, endpoint: str | None = None) -> Any:
+    """The store at ``url``: a local path (or ``file://`` URL) that must already be a
+    store, or ``s3://bucket/prefix`` (``endpoint``: an S3-compatible server; credentials
+    come from this process's environment). Driver and executors open stores here."""
     from amber.store.store import Store
 
     text = os.fspath(url)
     if _is_remote(text):
-        raise InvalidArgumentError(
-            f"this amber build opens local store folders only, not {text.split('://')[0]}:// "
-            "URLs; use a folder every node can reach, or ship='file'"
-        )
+        return Store(text, endpoint=endpoint)  # unknown schemes are refused there
+    if endpoint is not None:
+        raise InvalidArgumentError("endpoint= applies to s3:// stores, not to a folder")
     path = Path(text.removeprefix("file://"))
     if not path.is_dir():
         raise StoreError(f"no store at {path}: give a folder that every node can read")
@@ -119,6 +124,7 @@ def resolve(
     try:
         version = handle.get(spec)  # one immutable version for the whole job
         url = _store_url(handle)
+        endpoint = getattr(handle.backend, "endpoint", None) if url and _is_remote(url) else None
         if ship == "auto":
             ship = "store" if url is not None and _is_remote(url) else "file"
         model = handle.load(version.spec, verify="full", trusted=trusted_t or None)
@@ -145,6 +151,7 @@ def resolve(
         method=method,
         signature=version.signature,
         store=url if ship == "store" else None,
+        endpoint=endpoint if ship == "store" else None,
         file=shipped.name if shipped is not None else None,
         file_digest=digest,
         trusted=trusted_t,
@@ -222,7 +229,7 @@ def _load(ref: ModelRef, locate: Any) -> Any:
         return amber.load(path, trusted=trusted)
     if ref.store is None:
         raise InvalidArgumentError(f"{ref.version}: the reference names no file and no store")
-    store = open_store(ref.store)
+    store = open_store(ref.store, endpoint=ref.endpoint)
     try:
         version = store.get(ref.version)
         if version.content_digest != ref.content_digest:

@@ -196,9 +196,14 @@ def predict_file(
         else:
             features = columns.check(plan, source.schema(), keep)
             types = {name: source.schema().field(name).type for name in features + keep}
+        from amber.batch.prefetch import Prefetch
+
         start = time.perf_counter()
-        with Sink(out, output_format) as sink:
-            for batch in _batches(source, batch_size, types):
+        with (
+            Sink(out, output_format) as sink,
+            Prefetch(_batches(source, batch_size, types)) as ahead,
+        ):
+            for batch in ahead:
                 rows = batch.shape[0] if source.format == "npy" else batch.num_rows
                 if source.format == "npy":
                     x = columns.array_input(plan, batch)

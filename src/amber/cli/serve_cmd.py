@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from amber.cli.store_common import STORE_OPTION, open_store, store_fail, store_root
+from amber.cli.store_common import (
+    STORE_OPTION,
+    is_remote,
+    open_store,
+    store_fail,
+    store_location,
+    store_root,
+)
 from amber.errors import AmberError, InvalidArgumentError
 
 
@@ -64,13 +71,18 @@ def serve(
     Aliases are followed: when churn@production moves, the new version is loaded, verified
     and warmed up in the background, then swapped in without dropping a request.
     """
-    open_store(store).close()  # a missing or foreign store is one clear line, exit 2
+    remote = is_remote(store_location(store))
+    if not (remote and workers > 1):
+        # A missing or foreign store is one clear line, exit 2. Not for an s3:// store
+        # served by forked workers: its client must not exist before the fork (run()
+        # checks the store in a separate process instead).
+        open_store(store).close()
     from amber.serve import run
 
     try:
         run(
             specs,
-            store=store_root(store),
+            store=store_location(store) if remote else store_root(store),
             host=host,
             port=port,
             workers=workers,

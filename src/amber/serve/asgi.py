@@ -6,8 +6,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ from amber.serve import mlflow, oip
 from amber.serve.batching import Batcher
 from amber.serve.follow import Follower, ServeSpec, Slot
 from amber.serve.guard import Guard
-from amber.serve.http import error_body, read_body
+from amber.serve.http import Disconnected, error_body, read_asgi_body, read_body
 from amber.serve.metrics import LATENCY_BUCKETS, Metrics
 from amber.serve.problems import ModelError, RequestError
 
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("amber.serve")
 VERSION_HEADER = "x-amber-model-version"
+INLINE_BODY = 1 << 16  # bodies up to this size may be handled on the event loop
+_INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
+Answer = tuple[int, bytes, dict[str, str]]
 
 
 @dataclass
@@ -47,12 +51,17 @@ class Options:
     batching: dict[str, tuple[int, float]] = field(default_factory=dict)
 
 
-def _error(exc: Exception) -> Response:
+def _problem(exc: Exception) -> tuple[int, bytes]:
     if isinstance(exc, RequestError):
-        return Response(error_body(str(exc)), exc.status, media_type="application/json")
+        return exc.status, error_body(str(exc))
     if isinstance(exc, ModelError):
-        return Response(error_body(f"the model raised {exc}"), 500, media_type="application/json")
+        return 500, error_body(f"the model raised {exc}")
     raise exc
+
+
+def _error(exc: Exception) -> Response:
+    status, body = _problem(exc)
+    return Response(body, status, media_type="application/json")
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -94,7 +103,9 @@ class Server:
     # -- helpers ---------------------------------------------------------------------------
 
     def _slot(self, request: Request) -> Slot:
-        name = request.path_params["model"]
+        return self._named(request.path_params["model"])
+
+    def _named(self, name: str) -> Slot:
         slot = self.follower.slots.get(name)
         if slot is None or slot.current is None:
             served = ", ".join(self.follower.slots)
@@ -102,9 +113,11 @@ class Server:
         return slot
 
     def _pinned(self, request: Request, slot: Slot) -> ServedModel:
+        return self._version_of(slot, request.path_params.get("version"))
+
+    def _version_of(self, slot: Slot, wanted: str | None) -> ServedModel:
         model = slot.current
         assert model is not None
-        wanted = request.path_params.get("version")
         if wanted is not None and wanted != str(model.version):
             raise RequestError(
                 f"{slot.spec.name} version {wanted[:20]!r} is not served; version "
@@ -199,43 +212,70 @@ class Server:
             return _error(exc)
         return JSONResponse({"name": slot.spec.name, "ready": True, "version": str(model.version)})
 
-    async def infer(self, request: Request) -> Response:
+    async def _run(self, model: ServedModel, body: bytes, func: Any, *args: Any) -> Any:
+        """``func(*args)`` timed against the model: on the event loop when such requests
+        have been quick and the body is small, else on a worker thread."""
+        if model.quick and len(body) <= INLINE_BODY:
+            return model.timed(func, *args)
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(model.timed, func, *args)
+
+    async def infer_answer(
+        self,
+        name: str,
+        version: str | None,
+        header: str | None,
+        ctype: str,
+        read: Callable[[], Awaitable[bytes]],
+    ) -> Answer:
+        """``POST /v2/models/{name}[/versions/{version}]/infer``: status, body, headers."""
         start = time.perf_counter()
-        name = request.path_params["model"]
         status = 500
         try:
-            slot = self._slot(request)
-            model = self._pinned(request, slot)  # in-flight requests finish on this version
-            header = request.headers.get(oip.HEADER_LENGTH)
-            ctype = request.headers.get("content-type", "application/json").split(";")[0].strip()
+            slot = self._named(name)
+            model = self._version_of(slot, version)  # in-flight requests finish on this one
+            ctype = ctype.split(";")[0].strip()
             if header is None and ctype.lower() not in ("application/json", ""):
                 raise RequestError(
                     f"unsupported content type {ctype[:60]!r}; send application/json, or the "
                     "binary extension with Inference-Header-Content-Length",
                     415,
                 )
-            body = await self._body(request)
-            from starlette.concurrency import run_in_threadpool
-
+            body = await read()
             if name in self.batchers:
+                from starlette.concurrency import run_in_threadpool
+
                 parsed = await run_in_threadpool(oip.parse, body, header)
                 outputs = await self._answer(name, model, parsed.inputs, parsed.parameters)
                 data, headers = await run_in_threadpool(
                     oip.respond, parsed, slot.spec.name, str(model.version), outputs
                 )
-            else:  # one trip to a worker thread: parse, predict, encode
-                data, headers = await run_in_threadpool(
-                    self._oip_direct, model, slot.spec.name, body, header
+            else:  # parse, predict, encode in one go
+                data, headers = await self._run(
+                    model, body, self._oip_direct, model, slot.spec.name, body, header
                 )
             headers[VERSION_HEADER] = str(model.version)
             status = 200
-            return Response(data, 200, headers=headers)
+            return 200, data, headers
         except (RequestError, ModelError) as exc:
-            response = _error(exc)
-            status = response.status_code
-            return response
+            status, data = _problem(exc)
+            return status, data, {"content-type": "application/json"}
+        except Disconnected:
+            status = 499  # the client closed the connection before its body arrived
+            raise
         finally:
             self._observe(name if name in self.follower.slots else "?", "infer", status, start)
+
+    async def infer(self, request: Request) -> Response:
+        status, data, headers = await self.infer_answer(
+            request.path_params["model"],
+            request.path_params.get("version"),
+            request.headers.get(oip.HEADER_LENGTH),
+            request.headers.get("content-type", "application/json"),
+            lambda: self._body(request),
+        )
+        return Response(data, status, headers=headers)
 
     async def repository_load(self, request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool
@@ -250,10 +290,12 @@ class Server:
 
     # -- MLflow scoring --------------------------------------------------------------------
 
-    async def invocations(self, request: Request) -> Response:
+    async def invocations_answer(
+        self, name: str | None, ctype: str, read: Callable[[], Awaitable[bytes]]
+    ) -> Answer:
+        """``POST /invocations[?model=NAME]``: status, body, headers."""
         start = time.perf_counter()
         status = 500
-        name = request.query_params.get("model")
         if name is None and len(self.follower.slots) == 1:
             name = next(iter(self.follower.slots))
         try:
@@ -261,33 +303,37 @@ class Server:
                 raise RequestError(
                     "several models are served: name one with /invocations?model=NAME"
                 )
-            request.path_params["model"] = name
-            slot = self._slot(request)
-            model = self._pinned(request, slot)
-            ctype = request.headers.get("content-type", "")
-            body = await self._body(request)
-            from starlette.concurrency import run_in_threadpool
-
+            slot = self._named(name)
+            model = self._version_of(slot, None)
+            body = await read()
             if slot.spec.name in self.batchers:
+                from starlette.concurrency import run_in_threadpool
+
                 inputs, params = await run_in_threadpool(mlflow.parse, body, ctype, model)
                 outputs = await self._answer(slot.spec.name, model, inputs, params)
                 data = await run_in_threadpool(mlflow.respond, outputs)
-            else:  # one trip to a worker thread
-                data = await run_in_threadpool(self._mlflow_direct, model, body, ctype)
+            else:
+                data = await self._run(model, body, self._mlflow_direct, model, body, ctype)
             status = 200
-            return Response(
-                data,
-                200,
-                media_type="application/json",
-                headers={VERSION_HEADER: str(model.version)},
-            )
+            headers = {"content-type": "application/json", VERSION_HEADER: str(model.version)}
+            return 200, data, headers
         except (RequestError, ModelError) as exc:
-            response = _error(exc)
-            status = response.status_code
-            return response
+            status, data = _problem(exc)
+            return status, data, {"content-type": "application/json"}
+        except Disconnected:
+            status = 499
+            raise
         finally:
             known = name if name in self.follower.slots else "?"
             self._observe(known, "invocations", status, start)
+
+    async def invocations(self, request: Request) -> Response:
+        status, data, headers = await self.invocations_answer(
+            request.query_params.get("model"),
+            request.headers.get("content-type", ""),
+            lambda: self._body(request),
+        )
+        return Response(data, status, headers=headers)
 
     async def ping(self, request: Request) -> Response:
         return Response("\n", 200, media_type="application/json")
@@ -320,6 +366,77 @@ class Server:
             Route("/version", self.version),
             Route("/metrics", self.render_metrics),
         ]
+
+
+class Fast:
+    """The two inference routes straight from the ASGI scope: ``POST /invocations`` and
+    ``POST /v2/models/{m}[/versions/{v}]/infer`` skip Starlette's route walk, request and
+    response objects and per-chunk body timers (together ~150 us of a ~450 us iris-MLP
+    request, measured). They run the same handlers as the Starlette routes, which still
+    answer everything else (other methods on these paths included, and every path when
+    the app is mounted under a prefix)."""
+
+    def __init__(self, server: Server, inner: Any) -> None:
+        self.server = server
+        self.inner = inner
+        self.state = inner.state
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            match = None if path == "/invocations" else _INFER_PATH.fullmatch(path)
+            if path == "/invocations" or match is not None:
+                await self._answer(scope, receive, send, match)
+                return
+        await self.inner(scope, receive, send)
+
+    async def _answer(self, scope: dict[str, Any], receive: Any, send: Any, match: Any) -> None:
+        headers = dict(scope["headers"])
+        options = self.server.options
+
+        def read() -> Awaitable[bytes]:
+            return read_asgi_body(
+                receive,
+                headers.get(b"content-length"),
+                options.max_body_bytes,
+                options.body_timeout,
+            )
+
+        try:
+            if match is None:
+                query = scope.get("query_string") or b""
+                name = None
+                if query:
+                    from urllib.parse import parse_qs
+
+                    given = parse_qs(query.decode("latin-1")).get("model")
+                    name = given[-1] if given else None
+                answer = await self.server.invocations_answer(
+                    name, headers.get(b"content-type", b"").decode("latin-1"), read
+                )
+            else:
+                header = headers.get(oip.HEADER_LENGTH.encode())
+                answer = await self.server.infer_answer(
+                    match.group(1),
+                    match.group(2),
+                    None if header is None else header.decode("latin-1"),
+                    headers.get(b"content-type", b"application/json").decode("latin-1"),
+                    read,
+                )
+        except Disconnected:
+            return  # nobody to answer
+        except Exception as exc:  # a bug: the same answer as Starlette's handler gives
+            log.error("internal error on %s: %s: %s", scope["path"][:200], type(exc).__name__, exc)
+            answer = (
+                500,
+                error_body("internal server error; the server log has the details"),
+                {"content-type": "application/json"},
+            )
+        status, body, extra = answer
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+        raw.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
 
 
 def _open_store(store: Any) -> tuple[Store, bool]:
@@ -380,4 +497,4 @@ def app(
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
     )
     inner.state.server = server
-    return Guard(inner, token=token, access_log=access_log)
+    return Guard(Fast(server, inner), token=token, access_log=access_log)

@@ -4,7 +4,9 @@ that answers, input checks against the signature, and the call itself."""
 from __future__ import annotations
 
 import sys
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from amber.serve.arrays import cast, check_finite
 from amber.serve.datatypes import datatype_of
@@ -20,6 +22,11 @@ METHODS = (
     "forward",
 )
 TENSOR_INPUT = "input"
+T = TypeVar("T")
+# A handled request (parse, check, call, encode) this fast on average may run on the event
+# loop itself: a trip to a worker thread and back costs more than such a call (about
+# 70-90 us measured with the iris MLP), and one process serves one call at a time anyway.
+QUICK_SECONDS = 0.002
 STRING_DTYPES = ("object", "str", "string", "category")
 
 
@@ -100,6 +107,7 @@ class ServedModel:
                 f"has: {', '.join(self.methods) or 'none'}"
             )
         self.example = example
+        self.cost: float | None = None  # moving average of timed() calls, seconds
         self.allow_nan = self._allow_nan()
         inputs = self.signature.get("inputs") or {}
         self.kind = inputs.get("type")  # ndarray, tensor, dataframe or None
@@ -251,6 +259,21 @@ class ServedModel:
         method = self.pick(parameters)
         return self.call(self.prepare(inputs), method)
 
+    @property
+    def quick(self) -> bool:
+        """Whether handling a request has been fast enough to run on the event loop."""
+        return self.cost is not None and self.cost < QUICK_SECONDS
+
+    def timed(self, func: Callable[..., T], *args: Any) -> T:
+        """``func(*args)``, its duration folded into ``cost`` (so that a model that turns
+        slow, or a slow request, moves calls back to the worker threads)."""
+        start = time.perf_counter()
+        try:
+            return func(*args)
+        finally:
+            took = time.perf_counter() - start
+            self.cost = took if self.cost is None else 0.8 * self.cost + 0.2 * took
+
     # -- warm-up ---------------------------------------------------------------------------
 
     def warm_up_inputs(self) -> dict[str, Any] | None:
@@ -277,7 +300,7 @@ class ServedModel:
         inputs = self.warm_up_inputs()
         if inputs is None:
             return False
-        outputs = self.infer(inputs, {})
+        outputs = self.timed(self.infer, inputs, {})  # a first estimate of the cost
         if not self.output_meta:
             self.output_meta = [
                 {

@@ -64,11 +64,19 @@ def run(
     from functools import partial
 
     from amber.serve.asgi import app
-    from amber.serve.workers import preload, serve_forked
+    from amber.serve.workers import is_remote, preload, preload_isolated, serve_forked
 
     specs = [models] if isinstance(models, str) else list(models)
+    if store is not None and not isinstance(store, (str, os.PathLike)):
+        raise InvalidArgumentError(
+            "several workers need the store's location (a folder or URL), not an open "
+            "Store: each worker opens its own"
+        )
     store_path = None if store is None else os.fspath(store)
-    preload(store_path, specs)
+    if is_remote(store_path):
+        preload_isolated(store_path, specs)  # this process never opens the store
+    else:
+        preload(store_path, specs)
     build = partial(app, specs, store=store_path, **options)
     uvicorn_options = {k: v for k, v in common.items() if k not in ("host", "port")}
     serve_forked(build, host, port, workers, uvicorn_options)

@@ -2,9 +2,12 @@
 
 A watcher's ``token()`` is compared with the last one seen; only when it differs does the
 follower resolve the spec again and, if the version moved, load the new one. Any backend
-plugs in through ``Backend.stat`` on the alias's key (the store's documented layout,
-``refs/NAME/ALIAS``): on the local backend a ``stat`` of one small file, on an object store a
-HEAD request (a conditional GET's cheaper cousin).
+plugs in through ``Backend.get`` on the alias's key (the store's documented layout,
+``refs/NAME/ALIAS``): the alias document itself, a hundred-odd bytes, which every move
+rewrites with a new version and time. On the local backend that is one small read, on an
+object store one GET. Not ``Backend.stat``: an object store's modification time has
+one-second resolution (two moves within a second to documents of equal size would look
+unchanged), and its stat costs a HEAD plus a read of the gc marker.
 """
 
 from __future__ import annotations
@@ -22,15 +25,14 @@ class Watcher(Protocol):
 
 
 class AliasWatcher:
-    """An alias's ref: its size and modification time (every move rewrites it)."""
+    """An alias's ref document (every move rewrites it)."""
 
     def __init__(self, store: Store, name: str, alias: str) -> None:
         self._backend = store.backend
         self._key = f"refs/{name}/{alias}"
 
     def token(self) -> Hashable:
-        st = self._backend.stat(self._key)
-        return None if st is None else (st.size, st.mtime)
+        return self._backend.get(self._key)
 
 
 class LatestWatcher:

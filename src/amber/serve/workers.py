@@ -8,6 +8,13 @@ itself, and the loads are memory maps of the store's verified files, shared thro
 page cache. So weights and framework cost one copy per machine. The parent hashes and
 loads nothing before forking (no thread pool exists yet), and restarts a worker that dies.
 Needs ``os.fork`` (Linux, macOS).
+
+An ``s3://`` store's client (obstore) cannot cross a fork: its runtime's threads are not
+copied into the child. The parent of workers serving such a store therefore never opens it:
+``preload_isolated`` checks the store and loads each version once in a spawned process
+(which also fills the node's verified object cache, so the workers do not each download the
+objects), and the parent only imports the modules that load needed. Each worker opens its
+own client after the fork.
 """
 
 from __future__ import annotations
@@ -15,8 +22,10 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import signal
 import socket
+import sys
 import time
 from typing import Any
 
@@ -64,6 +73,73 @@ def preload(store_path: Any, specs: list[str]) -> list[str]:
             importlib.import_module(name)
             done.append(name)
         except ImportError:  # the worker's load will say what is missing
+            pass
+    return done
+
+
+# Top-level packages whose modules a spawned preload may name for the parent to import.
+SHAREABLE = frozenset({*FRAMEWORKS.values(), "numpy", "joblib", "threadpoolctl"})
+PRELOAD_TIMEOUT = 900.0  # seconds for the spawned check (it may download a large model)
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
+
+
+def is_remote(store_path: Any) -> bool:
+    """Whether the store (a path, a URL, or None for ``$AMBER_STORE``) is a URL other than
+    ``file://``: a client of its own that must be opened after forking."""
+    location = store_path if store_path is not None else os.environ.get("AMBER_STORE", "")
+    match = _SCHEME.match(str(location))
+    return match is not None and match.group(1).lower() != "file"
+
+
+def _inspect(store_path: Any, specs: list[str]) -> tuple[Any, ...]:
+    """In a spawned process: resolve every spec, load each version once (filling the
+    object cache), and name the modules the workers will need. Errors come back as
+    (class name, message) so that the parent raises the same amber error."""
+    from amber.serve.follow import ServeSpec
+    from amber.store import Store
+
+    before = set(sys.modules)
+    modules: list[str] = []
+    try:
+        with Store(store_path) as store:
+            for text in specs:
+                spec = ServeSpec.parse(text)
+                packages = (store.get(spec.store_spec).environment or {}).get("packages") or {}
+                modules += [FRAMEWORKS[p] for p in packages if p in FRAMEWORKS]
+                if "torch" not in packages:
+                    try:
+                        store.load(spec.store_spec, verify="off")
+                    except Exception:  # the worker's own load reports it properly
+                        pass
+    except AmberError as exc:
+        return ("error", type(exc).__name__, str(exc))
+    loaded = sorted(m for m in set(sys.modules) - before if m.split(".")[0] in SHAREABLE)
+    return ("ok", modules + loaded)
+
+
+def preload_isolated(store_path: Any, specs: list[str]) -> list[str]:
+    """``preload`` for a remote store, whose client must not exist in the parent of forked
+    workers: the store is opened in a spawned process, and only imports happen here."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import amber.errors as amber_errors
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        outcome = pool.submit(_inspect, store_path, list(specs)).result(PRELOAD_TIMEOUT)
+    if outcome[0] == "error":
+        cls = getattr(amber_errors, outcome[1], None)
+        if not (isinstance(cls, type) and issubclass(cls, AmberError)):
+            cls = AmberError
+        raise cls(outcome[2])
+    done = []
+    for name in dict.fromkeys(["numpy", "amber.api", "amber.serve.asgi", *outcome[1]]):
+        if name.split(".")[0] not in SHAREABLE and not name.startswith("amber."):
+            continue
+        try:
+            importlib.import_module(name)
+            done.append(name)
+        except ImportError:
             pass
     return done
 
