@@ -115,80 +115,115 @@ def _one_parent(children: Any, count: int) -> None:
 
 
 def _check_tree(tree: Any) -> None:
-    """Child links must point forward inside the tree (no out-of-bounds read, no cycle),
-    each node one parent, features inside the fitted feature count, values shaped for the
-    node count, and ``max_depth`` between the depth and the node count (``decision_path``
-    sizes its output by it). Uses the tree's array properties, which view its memory
-    (``__getstate__`` would copy it)."""
+    """One tree: ``_check_trees`` over a list of one."""
+    _check_trees([tree])
+
+
+def _check_trees(trees: list[Any]) -> None:
+    """Every tree of a load at once, in one numpy pass over their concatenated node arrays
+    (a forest's 200 trees cost one check, not 200). For each tree: child links must point
+    forward inside the tree (no out-of-bounds read, no cycle), each node one parent,
+    features inside the fitted feature count, values shaped for the node count, and
+    ``max_depth`` between the depth and the node count (``decision_path`` sizes its output
+    by it). Uses the trees' array properties, which view their memory (``__getstate__``
+    would copy it)."""
     import numpy as np
 
-    count = int(tree.node_count)
-    if count < 1:
+    counts = np.array([int(tree.node_count) for tree in trees], dtype=np.int64)
+    if counts.min() < 1:
         raise ValueError("the tree has no nodes (prediction reads the root)")
-    left, right = tree.children_left, tree.children_right
-    if left.shape != (count,) or right.shape != (count,):
-        raise ValueError("child arrays do not match the node count")
+    lefts = [tree.children_left for tree in trees]
+    rights = [tree.children_right for tree in trees]
+    for tree, count, left, right in zip(trees, counts.tolist(), lefts, rights, strict=True):
+        if left.shape != (count,) or right.shape != (count,):
+            raise ValueError("child arrays do not match the node count")
+        if tree.value.shape[0] != count:
+            raise ValueError("values do not match the node count")
+    left = np.concatenate(lefts).astype(np.int64, copy=False)
+    right = np.concatenate(rights).astype(np.int64, copy=False)
     leaf = left == -1
     if not np.array_equal(leaf, right == -1):
         raise ValueError("a node has one child")
     inner = ~leaf
-    index = np.arange(count)[inner]
+    starts = np.cumsum(counts) - counts  # where each tree's nodes begin
+    owner = np.repeat(np.arange(len(trees)), counts)[inner]  # the tree of each inner node
+    index = np.flatnonzero(inner) - starts[owner]  # each inner node's index in its tree
+    bound = counts[owner]
     for child in (left[inner], right[inner]):
-        if np.any((child <= index) | (child >= count)):
+        if np.any((child <= index) | (child >= bound)):
             raise ValueError("a child index points outside the tree or backwards")
-    children = np.concatenate([left[inner], right[inner]])
-    if children.size != count - 1:  # with one parent each: every node but the root
+    # With one parent each, every node but the root is a child: 2 per inner node.
+    if np.any(2 * np.bincount(owner, minlength=len(trees)) != counts - 1):
         raise ValueError("the nodes do not form one tree")
-    _one_parent(children, count)
-    feature = tree.feature[inner]
-    if np.any((feature < 0) | (feature >= tree.n_features)):
+    # Links stay inside their own tree, so one count over all trees finds a second parent.
+    _one_parent(np.concatenate([left[inner], right[inner]]) + np.tile(starts[owner], 2), 0)
+    features = np.array([tree.n_features for tree in trees], dtype=np.int64)
+    feature = np.concatenate([tree.feature for tree in trees])[inner]
+    if np.any((feature < 0) | (feature >= features[owner])):
         raise ValueError("a split uses a feature index outside the fitted features")
-    if tree.value.shape[0] != count:
-        raise ValueError("values do not match the node count")
-    # decision_path allocates n_samples * (1 + max_depth) entries: at least the depth,
-    # and no more than the nodes (a huge value overflows the size it computes).
-    if hasattr(tree, "compute_node_depths"):  # compiled, and safe once links are checked
-        depth = int(tree.compute_node_depths().max()) - 1
-    else:
-        depth = _tree_depth(left, right, inner)
-    if not depth <= tree.max_depth < count:
-        raise ValueError("max_depth is not the depth of the tree")
+    for tree, count in zip(trees, counts.tolist(), strict=True):
+        # decision_path allocates n_samples * (1 + max_depth) entries: at least the depth,
+        # and no more than the nodes (a huge value overflows the size it computes).
+        if hasattr(tree, "compute_node_depths"):  # compiled, and safe once links are checked
+            depth = int(tree.compute_node_depths().max()) - 1
+        else:
+            one = tree.children_left
+            depth = _tree_depth(one, tree.children_right, one != -1)
+        if not depth <= tree.max_depth < count:
+            raise ValueError("max_depth is not the depth of the tree")
 
 
 def _check_tree_predictor(predictor: Any) -> None:
-    """A histogram tree: at least a root, links forward and inside, one parent per node,
-    split features non-negative (the owner bounds them), categorical bitsets of 8 words
-    (the width the compiled lookup assumes) with every bitset index inside both arrays."""
+    """One histogram tree: ``_check_tree_predictors`` over a list of one."""
+    _check_tree_predictors([predictor])
+
+
+def _check_tree_predictors(predictors: list[Any]) -> None:
+    """Every histogram tree of a load at once (one numpy pass over their concatenated
+    nodes). Each: at least a root, links forward and inside, one parent per node, split
+    features non-negative (the owner bounds them), categorical bitsets of 8 words (the
+    width the compiled lookup assumes) with every bitset index inside both arrays."""
     import numpy as np
 
-    nodes = _array(_state(predictor).get("nodes"), "nodes", 1)
-    if nodes.dtype.names is None or not {"is_leaf", "left", "right", "feature_idx"} <= set(
-        nodes.dtype.names
-    ):
-        raise ValueError("nodes are not predictor records")
-    count = len(nodes)
-    if count < 1:
-        raise ValueError("the tree has no nodes (prediction reads the root)")
-    inner = nodes["is_leaf"] == 0
-    index = np.flatnonzero(inner)
-    left = nodes["left"][index].astype(np.int64)
-    right = nodes["right"][index].astype(np.int64)
+    tables, bitsets = [], []
+    for predictor in predictors:
+        nodes = _array(_state(predictor).get("nodes"), "nodes", 1)
+        if nodes.dtype.names is None or not {"is_leaf", "left", "right", "feature_idx"} <= set(
+            nodes.dtype.names
+        ):
+            raise ValueError("nodes are not predictor records")
+        if len(nodes) < 1:
+            raise ValueError("the tree has no nodes (prediction reads the root)")
+        sizes = []
+        for name in ("binned_left_cat_bitsets", "raw_left_cat_bitsets"):
+            bits = _array(_state(predictor).get(name), name, 2)
+            if bits.shape[1] != 8 or bits.dtype != np.uint32:
+                raise ValueError(f"{name} must be uint32 bitsets of 8 words")
+            sizes.append(len(bits))
+        tables.append(nodes)
+        bitsets.append(min(sizes))
+    counts = np.array([len(nodes) for nodes in tables], dtype=np.int64)
+
+    def field(name: str) -> Any:
+        return np.concatenate([nodes[name] for nodes in tables])
+
+    inner = field("is_leaf") == 0
+    starts = np.cumsum(counts) - counts
+    owner = np.repeat(np.arange(len(tables)), counts)[inner]
+    index = np.flatnonzero(inner) - starts[owner]
+    left = field("left")[inner].astype(np.int64)
+    right = field("right")[inner].astype(np.int64)
     # Children come after their parent and inside the array: forward links, no cycles.
-    if index.size and (
-        (left <= index).any() or (right <= index).any() or max(left.max(), right.max()) >= count
-    ):
+    bound = counts[owner]
+    if np.any((left <= index) | (right <= index) | (left >= bound) | (right >= bound)):
         raise ValueError("a child index points outside the tree or backwards")
-    _one_parent(np.concatenate([left, right]), count)
-    if index.size and nodes["feature_idx"][index].min() < 0:
+    _one_parent(np.concatenate([left, right]) + np.tile(starts[owner], 2), 0)
+    if index.size and field("feature_idx")[inner].min() < 0:
         raise ValueError("a split uses a negative feature index")
-    bitsets = []
-    for name in ("binned_left_cat_bitsets", "raw_left_cat_bitsets"):
-        bits = _array(_state(predictor).get(name), name, 2)
-        if bits.shape[1] != 8 or bits.dtype != np.uint32:
-            raise ValueError(f"{name} must be uint32 bitsets of 8 words")
-        bitsets.append(len(bits))
-    categorical = index[nodes["is_categorical"][index] != 0]
-    if categorical.size and nodes["bitset_idx"][categorical].max() >= min(bitsets):
+    categorical = field("is_categorical")[inner] != 0
+    if categorical.any() and np.any(
+        field("bitset_idx")[inner][categorical] >= np.array(bitsets)[owner[categorical]]
+    ):
         raise ValueError("a categorical split points outside the bitsets")
 
 
@@ -781,16 +816,34 @@ def _check_one_hot(model: Any) -> None:
 # -- registration --------------------------------------------------------------------------------
 
 
-def _register(module: str, names: Iterable[str], check: Callable[[Any], None]) -> None:
+def _register(
+    module: str,
+    names: Iterable[str],
+    check: Callable[[Any], None],
+    batch: Callable[[list[Any]], None] | None = None,
+) -> None:
     for name in names:
-        register_validator(f"{module}:{name}", check)
+        register_validator(f"{module}:{name}", check, batch=batch)
 
 
-register_validator("sklearn.tree._tree:Tree", _check_tree)
+def _each(check: Callable[[Any], None]) -> Callable[[list[Any]], None]:
+    """A batch check that checks each object in turn (an owner read only for shapes, so it
+    may wait with its members' batch)."""
+
+    def check_all(objects: list[Any]) -> None:
+        for obj in objects:
+            check(obj)
+
+    return check_all
+
+
+register_validator("sklearn.tree._tree:Tree", _check_tree, batch=_check_trees)
 register_validator("sklearn.neighbors._kd_tree:KDTree", _check_binary_tree)
 register_validator("sklearn.neighbors._ball_tree:BallTree", _check_binary_tree)
 register_validator(
-    "sklearn.ensemble._hist_gradient_boosting.predictor:TreePredictor", _check_tree_predictor
+    "sklearn.ensemble._hist_gradient_boosting.predictor:TreePredictor",
+    _check_tree_predictor,
+    batch=_check_tree_predictors,
 )
 _register(
     "sklearn.tree._classes",
@@ -801,6 +854,7 @@ _register(
         "ExtraTreeRegressor",
     ),
     _check_decision_tree,
+    batch=_each(_check_decision_tree),
 )
 _register(
     "sklearn.ensemble._forest",

@@ -23,6 +23,7 @@ from amber.graph import nodes as k
 from amber.graph import schema as typed
 from amber.graph import torch_nodes
 from amber.graph.constructors import (
+    BATCH_VALIDATORS,
     CALL_ARGUMENTS,
     CONSTRUCTORS,
     NEW_MODE_MODULES,
@@ -282,7 +283,9 @@ class Decoder:
         self._late = False
         # Every check made, to run again when a container was reached before it was filled.
         self._checks: list[tuple[QualName, type, Any, str, str]] = []
-        self._built: list[tuple[QualName, Any]] = []
+        self._validated_objects: list[tuple[QualName, Any]] = []
+        # Objects whose class has a batch validator, by class, waiting for ``_flush``.
+        self._pending: dict[str, tuple[QualName, list[Any]]] = {}
         self._tensor = tensor
         self._tensor_names = tensor_names
         self._resolved = resolved or {}
@@ -303,8 +306,9 @@ class Decoder:
             self._late = False
             for name, cls, value, at, part in self._checks:
                 self._recheck(name, cls, value, at, part)
-            for name, obj in self._built:
+            for name, obj in self._validated_objects:
                 self._validated(name, obj, again=True)
+        self._flush()
         # What the caller receives: any trusted object or function, but partials, class
         # objects and defaultdict factories still follow the rules.
         typed.check_value(value, typed.ROOT, where)
@@ -801,17 +805,34 @@ class Decoder:
         return obj
 
     def _validated(self, name: QualName, obj: Any, *, again: bool = False) -> Any:
-        check = VALIDATORS.get(str(name))
-        if check is not None:
-            if not again:
-                self._built.append((name, obj))
-            try:
-                check(obj)
-            except Exception as exc:  # a malformed object fails its check in any way
-                raise FormatError(
-                    f"{name.dotted} in the file is inconsistent and was refused: {exc}"
-                ) from None
+        key = str(name)
+        check = VALIDATORS.get(key)
+        if check is None:
+            return obj
+        if not again:
+            self._validated_objects.append((name, obj))
+        if key in BATCH_VALIDATORS:
+            self._pending.setdefault(key, (name, []))[1].append(obj)
+            return obj
+        self._flush()  # members (batched) are checked before their owner
+        self._run_check(name, check, obj)
         return obj
+
+    def _flush(self) -> None:
+        """Run the batch checks of the objects collected so far, classes in the order
+        their first object was built (members before owners)."""
+        while self._pending:
+            key = next(iter(self._pending))
+            name, objects = self._pending.pop(key)
+            self._run_check(name, BATCH_VALIDATORS[key], objects)
+
+    def _run_check(self, name: QualName, check: Callable[[Any], None], value: Any) -> None:
+        try:
+            check(value)
+        except Exception as exc:  # a malformed object fails its check in any way
+            raise FormatError(
+                f"{name.dotted} in the file is inconsistent and was refused: {exc}"
+            ) from None
 
     def _build(self, name: QualName, step: Callable[[], Any]) -> Any:
         """Run one construction step of a trusted class; its failures become FormatError."""
@@ -843,7 +864,7 @@ class PartialDecoder(Decoder):
     def __init__(self, root: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._declared: dict[int, Any] = {}  # id -> its declaring node
-        self._built: set[int] = set()  # ids built on demand
+        self._built_ids: set[int] = set()  # ids built on demand
         stack = [root]
         while stack:
             node = stack.pop()
@@ -854,7 +875,7 @@ class PartialDecoder(Decoder):
             stack.extend(child for child, _ in _child_nodes(node))
 
     def _decode(self, node: Any, where: str) -> Any:
-        if type(node) is dict and node.get("k") != k.REF and node.get("id") in self._built:
+        if type(node) is dict and node.get("k") != k.REF and node.get("id") in self._built_ids:
             return self._by_id[node["id"]]
         return super()._decode(node, where)
 
@@ -862,7 +883,7 @@ class PartialDecoder(Decoder):
         node_id = node.get("id")
         if type(node_id) is int and node_id not in self._by_id and node_id in self._declared:
             self._decode(self._declared.pop(node_id), f"{where}<id {node_id}>")
-            self._built.add(node_id)
+            self._built_ids.add(node_id)
         return super()._ref(node, where)
 
 
