@@ -119,47 +119,87 @@ def _check_tree(tree: Any) -> None:
     _check_trees([tree])
 
 
+# Trees checked together in one numpy pass: up to this many nodes (their link arrays stay in
+# the CPU's cache; one pass over a whole forest's nodes is slower than 200 small ones).
+_CHUNK_NODES = 1 << 15
+_LINKS = ("left_child", "right_child", "feature")
+
+
 def _check_trees(trees: list[Any]) -> None:
-    """Every tree of a load at once, in one numpy pass over their concatenated node arrays
-    (a forest's 200 trees cost one check, not 200). For each tree: child links must point
-    forward inside the tree (no out-of-bounds read, no cycle), each node one parent,
-    features inside the fitted feature count, values shaped for the node count, and
-    ``max_depth`` between the depth and the node count (``decision_path`` sizes its output
-    by it). Uses the trees' array properties, which view their memory (``__getstate__``
-    would copy it)."""
+    """Every tree of a load, several at a time (see ``_check_tree_chunk``)."""
+    chunk: list[Any] = []
+    nodes = 0
+    for tree in trees:
+        if chunk and nodes + int(tree.node_count) > _CHUNK_NODES:
+            _check_tree_chunk(chunk)
+            chunk, nodes = [], 0
+        chunk.append(tree)
+        nodes += max(0, int(tree.node_count))
+    if chunk:
+        _check_tree_chunk(chunk)
+
+
+def _links(tree: Any, count: int) -> Any:
+    """The (count, 3) int64 links of a tree: left child, right child, feature; read from its
+    node records in one pass when they have the layout scikit-learn gives them."""
+    import numpy as np
+
+    left = tree.children_left
+    nodes = left.base  # the node records the property views
+    fields = getattr(getattr(nodes, "dtype", None), "fields", None) or {}
+    if (
+        isinstance(nodes, np.ndarray)
+        and nodes.shape == (count,)
+        and nodes.flags.c_contiguous
+        and nodes.dtype.itemsize % 8 == 0
+        and [fields.get(name) for name in _LINKS]
+        == [(np.dtype(np.int64), offset) for offset in (0, 8, 16)]
+    ):
+        return nodes.view(np.int64).reshape(count, -1)[:, :3]
+    return np.stack([left, tree.children_right, tree.feature], axis=1).astype(np.int64)
+
+
+def _check_tree_chunk(trees: list[Any]) -> None:
+    """Trees checked in one numpy pass over their concatenated links. For each tree: child
+    links must point forward inside the tree (no out-of-bounds read, no cycle), each node
+    one parent, features inside the fitted feature count, values shaped for the node count,
+    and ``max_depth`` between the depth and the node count (``decision_path`` sizes its
+    output by it). Uses the trees' array properties, which view their memory
+    (``__getstate__`` would copy it)."""
     import numpy as np
 
     counts = np.array([int(tree.node_count) for tree in trees], dtype=np.int64)
     if counts.min() < 1:
         raise ValueError("the tree has no nodes (prediction reads the root)")
-    lefts = [tree.children_left for tree in trees]
-    rights = [tree.children_right for tree in trees]
-    for tree, count, left, right in zip(trees, counts.tolist(), lefts, rights, strict=True):
-        if left.shape != (count,) or right.shape != (count,):
+    blocks = []
+    for tree, count in zip(trees, counts.tolist(), strict=True):
+        if tree.children_left.shape != (count,) or tree.children_right.shape != (count,):
             raise ValueError("child arrays do not match the node count")
         if tree.value.shape[0] != count:
             raise ValueError("values do not match the node count")
-    left = np.concatenate(lefts).astype(np.int64, copy=False)
-    right = np.concatenate(rights).astype(np.int64, copy=False)
+        blocks.append(_links(tree, count))
+    links = np.concatenate(blocks)
+    left, right, feature = links[:, 0], links[:, 1], links[:, 2]
     leaf = left == -1
     if not np.array_equal(leaf, right == -1):
         raise ValueError("a node has one child")
-    inner = ~leaf
+    inner = np.flatnonzero(~leaf)
     starts = np.cumsum(counts) - counts  # where each tree's nodes begin
     owner = np.repeat(np.arange(len(trees)), counts)[inner]  # the tree of each inner node
-    index = np.flatnonzero(inner) - starts[owner]  # each inner node's index in its tree
+    start = starts[owner]
+    index = inner - start  # each inner node's index in its own tree
     bound = counts[owner]
-    for child in (left[inner], right[inner]):
-        if np.any((child <= index) | (child >= bound)):
-            raise ValueError("a child index points outside the tree or backwards")
+    lefts, rights = left[inner], right[inner]
+    if np.any((lefts <= index) | (lefts >= bound) | (rights <= index) | (rights >= bound)):
+        raise ValueError("a child index points outside the tree or backwards")
     # With one parent each, every node but the root is a child: 2 per inner node.
     if np.any(2 * np.bincount(owner, minlength=len(trees)) != counts - 1):
         raise ValueError("the nodes do not form one tree")
     # Links stay inside their own tree, so one count over all trees finds a second parent.
-    _one_parent(np.concatenate([left[inner], right[inner]]) + np.tile(starts[owner], 2), 0)
-    features = np.array([tree.n_features for tree in trees], dtype=np.int64)
-    feature = np.concatenate([tree.feature for tree in trees])[inner]
-    if np.any((feature < 0) | (feature >= features[owner])):
+    _one_parent(np.concatenate([lefts + start, rights + start]), 0)
+    features = np.array([tree.n_features for tree in trees], dtype=np.int64)[owner]
+    split = feature[inner]
+    if np.any((split < 0) | (split >= features)):
         raise ValueError("a split uses a feature index outside the fitted features")
     for tree, count in zip(trees, counts.tolist(), strict=True):
         # decision_path allocates n_samples * (1 + max_depth) entries: at least the depth,
