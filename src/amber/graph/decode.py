@@ -148,40 +148,97 @@ class Scan:
             raise FormatError(self.problems[0])
 
 
+_CONTAINERS = (dict, list)
+_SEQUENCE_KINDS = frozenset({k.LIST, k.TUPLE, k.SET, k.FROZENSET, k.OBJARRAY, k.COMPLEX})
+
+
 def scan(root: Any, root_depth: int = 2) -> Scan:
     """Check every node's kind and the JSON depth (the manifest object is level 1, the root
-    node level ``root_depth``), and collect every class and function name; imports nothing."""
+    node level ``root_depth``), and collect every class and function name; imports nothing.
+
+    The hot loop of every load (a forest has tens of thousands of nodes): the children of
+    each kind are pushed inline, as ``_child_nodes`` lists them, and each distinct name
+    (with its construction mode) is judged once."""
     found = Scan()
+    judged: set[tuple[Kind, str, Any]] = set()  # (role, name text, mode) already judged
     stack = [(root, root_depth)]
+    pop, push = stack.pop, stack.append
+    allowed = _ALLOWED_KEYS
     while stack:
-        node, depth = stack.pop()
-        if type(node) is list:
-            raise FormatError("object graph: a node must be a scalar or an object, not a list")
+        node, depth = pop()
         if type(node) is not dict:
+            if type(node) is list:
+                raise FormatError("object graph: a node must be a scalar or an object, not a list")
             continue
         if depth > MAX_JSON_DEPTH:
             raise FormatError(
                 f"object graph is nested deeper than the limit of {MAX_JSON_DEPTH} JSON levels"
             )
-        kind = _check_kind(node)
-        if kind == k.TYPE:
-            found.names.append(("type", QualName.parse(node.get("name"))))
-        elif kind == k.FUNC:
-            found.names.append(("function", QualName.parse(node.get("name"))))
+        kind = node.get("k")
+        keys = allowed.get(kind) if type(kind) is str else None
+        if keys is None or not keys.issuperset(node):
+            _check_kind(node)  # raises, naming the unknown kind or keys
+        if kind in _SEQUENCE_KINDS:
+            values = node.get("v")
+            if type(values) is list:
+                down = depth + 2
+                for child in values:
+                    if type(child) in _CONTAINERS:
+                        push((child, down))
+        elif kind == k.DICT:
+            values = node.get("v")
+            if type(values) is dict:
+                down = depth + 2
+                for child in values.values():
+                    if type(child) in _CONTAINERS:
+                        push((child, down))
+            _push_pairs(node.get("items"), depth + 3, push)
         elif kind == k.OBJECT:
-            name = QualName.parse(node.get("type"))
-            problem = _mode_problem(name, node.get("mode"))
-            if problem:
-                found.problems.append(problem)
-            found.names.append(("type", name))
+            text, mode = node.get("type"), node.get("mode")
+            if type(text) is not str or type(mode) is not str or ("type", text, mode) not in judged:
+                name = QualName.parse(text)
+                problem = _mode_problem(name, mode)
+                if problem:
+                    found.problems.append(problem)
+                found.names.append(("type", name))
+                if type(mode) is str:
+                    judged.add(("type", text, mode))
+            down = depth + 2
+            for field in ("args", "listitems"):
+                values = node.get(field)
+                if type(values) is list:
+                    for child in values:
+                        if type(child) in _CONTAINERS:
+                            push((child, down))
+            if "state" in node and type(node["state"]) in _CONTAINERS:
+                push((node["state"], depth + 1))
+            _push_pairs(node.get("dictitems"), depth + 3, push)
+        elif kind == k.NDARRAY:
+            dtype = node.get("dtype")
+            if type(dtype) is dict and "k" in dtype:
+                push((dtype, depth + 1))
+        elif kind == k.TYPE or kind == k.FUNC:
+            role: Kind = "type" if kind == k.TYPE else "function"
+            text = node.get("name")
+            if type(text) is not str or (role, text, None) not in judged:
+                found.names.append((role, QualName.parse(text)))
+                judged.add((role, text, None))
+        elif kind == k.NPSCALAR:
+            if "array" in node and type(node["array"]) in _CONTAINERS:
+                push((node["array"], depth + 1))
         elif kind == k.TORCH:
             found.names.append(("type", torch_nodes.check_node(node)))
-        stack.extend(
-            (child, depth + offset)
-            for child, offset in _child_nodes(node)
-            if type(child) is dict or type(child) is list
-        )
     return found
+
+
+def _push_pairs(pairs: Any, depth: int, push: Callable[[Any], None]) -> None:
+    """The keys and values of a ``[[key, value], ...]`` field (see ``_pairs``)."""
+    if type(pairs) is list:
+        for pair in pairs:
+            if type(pair) is list:
+                for child in pair:
+                    if type(child) in _CONTAINERS:
+                        push((child, depth))
 
 
 def decode(
