@@ -175,7 +175,7 @@ def test_batched_tree_check_refuses_exactly_what_the_per_tree_check_refused() ->
     assert verdicts.count(True) >= 4 and verdicts.count(False) >= 30  # both kinds tested
     good = [tree for (_, tree), ok in zip(cases, verdicts, strict=True) if ok]
     _check_trees(good)  # intact trees pass together
-    for (label, tree), ok in zip(cases, verdicts, strict=True):
+    for (_, tree), ok in zip(cases, verdicts, strict=True):
         if not ok:  # one bad tree among good ones, anywhere in the batch, is found
             for place in (0, len(good) // 2, len(good)):
                 batch = [*good[:place], tree, *good[place:]]
