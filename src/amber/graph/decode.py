@@ -351,6 +351,10 @@ class Decoder:
         self._bits = bits or tensor
         self._device = device
         self._torch_loader: torch_nodes.TorchLoader | None = None
+        # The method that builds each node kind (``_list`` for "list"...), looked up once.
+        self._kinds: dict[str, Callable[[dict[str, Any], str], Any]] = {
+            kind: getattr(self, "_" + kind) for kind in _ALLOWED_KEYS
+        }
 
     def decode(self, node: Any) -> Any:
         return self._checked_root(self._decode(node, "root"), "root")
@@ -413,7 +417,7 @@ class Decoder:
                 where, f"a node must be a scalar or an object, not {type(node).__name__}"
             )
         # scan() has checked every node's kind and keys before decoding starts.
-        return getattr(self, "_" + node["k"])(node, where)
+        return self._kinds[node["k"]](node, where)
 
     def _register(
         self, node: dict[str, Any], obj: Any, where: str, *, filling: bool = False

@@ -638,9 +638,42 @@ def check_given(
         check_state(name, cls, schema, value, where, attributes=False, reset=reset)
 
 
+# Key sets found to pass the key checks, by class and exact keys, with the schema they passed
+# (a forest checks the same 25 keys 600 times per load). Only verdicts that the keys alone
+# decide are kept (no special names, nothing shadowing a method): what a file's values
+# hold never decides an entry, so no file can make another file's state skip a check.
+_GOOD_KEYS: dict[tuple[type, tuple[Any, ...]], Schema] = {}
+_GOOD_KEYS_MAX = 4096
+
+
 def _check_attributes(name: str, cls: type, schema: Schema, state: dict, where: str) -> None:
     """The attribute checks, with set operations first (a forest checks some 600 states of
     25 attributes per load) and a value walked only when it is not a number or an array."""
+    keys = state.keys()
+    slots, default = schema.attributes, schema.default
+    memo = (cls, tuple(keys))
+    if _GOOD_KEYS.get(memo) is not schema:
+        _check_keys(name, cls, schema, state, where)
+        if (
+            len(_GOOD_KEYS) < _GOOD_KEYS_MAX
+            and not keys & SCHEMAS.behaviour(cls)
+            and all(type(key) is str and key[:2] != "__" for key in keys)
+        ):
+            _GOOD_KEYS[memo] = schema
+    ndarray = _ndarray_type()
+    for key, value in state.items():
+        kind = type(value)
+        if kind in _FAST or (kind is ndarray and not value.dtype.hasobject):
+            slot = slots.get(key, default)
+            if slot is not None and slot.strings is None:
+                continue
+        check_value(value, slots.get(key, default), f"{where}.{key}")
+
+
+def _check_keys(name: str, cls: type, schema: Schema, state: dict, where: str) -> None:
+    """What the keys of a state dict may be: no special names, no method or property of the
+    class (data under a method's name only for classes the caller trusts), no attribute
+    outside the schema."""
     keys = state.keys()
     slots, default = schema.attributes, schema.default
     odd = special_keys(state)
@@ -664,14 +697,6 @@ def _check_attributes(name: str, cls: type, schema: Schema, state: dict, where: 
                 f"object graph node at {where}: {name.replace(':', '.')} has no attribute "
                 f"{sorted(unknown)[0]!r} in amber's state schema; the file was refused"
             )
-    ndarray = _ndarray_type()
-    for key, value in state.items():
-        kind = type(value)
-        if kind in _FAST or (kind is ndarray and not value.dtype.hasobject):
-            slot = slots.get(key, default)
-            if slot is not None and slot.strings is None:
-                continue
-        check_value(value, slots.get(key, default), f"{where}.{key}")
 
 
 def _inert_data(value: Any) -> bool:
