@@ -64,3 +64,54 @@ def test_batch_and_spark_faces_import_no_framework() -> None:
     # amber.spark and amber.batch load pyarrow, pandas and pyspark only when they run.
     loaded = _modules_after("import amber.spark, amber.dask, amber.batch, amber.cli.predict_cmd")
     assert not (HEAVY | {"pyarrow", "pyspark", "py4j", "dask"}) & loaded
+
+
+def _after_command(argv: list[str]) -> set[str]:
+    """Full module names loaded by running ``amber <argv>`` the way the console script does."""
+    probe = (
+        "import sys, json\nfrom amber.cli.main import build, modules_for\n"
+        f"argv = ['amber', *{argv!r}]\n"
+        "try:\n    build(modules_for(argv))(argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    return set(json.loads(out.strip().splitlines()[-1]))
+
+
+def test_cli_inspect_imports_only_its_command(tmp_path: Path) -> None:
+    import amber
+
+    path = tmp_path / "d.amber"
+    amber.save({"a": [1, 2.5, "x"]}, path)
+    loaded = _after_command(["inspect", str(path)])
+    assert not HEAVY & {name.split(".")[0] for name in loaded}
+    assert "amber.cli.inspect_cmd" in loaded
+    others = {"serve_cmd", "predict_cmd", "store_cmds", "store_admin_cmds", "remote_cmds"}
+    assert not {f"amber.cli.{name}" for name in others} & loaded
+    assert not {"amber.store", "amber.serve", "amber.batch", "sqlite3"} & loaded
+
+
+def test_cli_ls_imports_no_framework(tmp_path: Path) -> None:
+    loaded = _after_command(["ls", "--store", str(tmp_path / "none")])
+    assert not HEAVY & {name.split(".")[0] for name in loaded}
+    assert "amber.cli.serve_cmd" not in loaded and "amber.cli.inspect_cmd" not in loaded
+
+
+def test_cli_command_table_lists_what_each_module_registers() -> None:
+    import importlib
+
+    import typer
+
+    from amber.cli.main import COMMANDS, MODULES
+
+    found: dict[str, str] = {}
+    for module in MODULES:
+        app = typer.Typer()
+        importlib.import_module(f"amber.cli.{module}").register(app)
+        for command in app.registered_commands:
+            found[command.name or command.callback.__name__] = module
+        for group in app.registered_groups:
+            found[group.typer_instance.info.name] = module
+    assert found == COMMANDS

@@ -132,3 +132,36 @@ def test_compression_benchmark_prints_its_tables(tmp_path: Path) -> None:
         assert row in result.stdout, row
     assert "ratio >= 1.15:" in result.stdout
     assert list(tmp_path.iterdir()) == []  # the scratch folder is removed
+def test_loads_report_prints_every_table_and_target() -> None:
+    # The report of `python -m benchmarks.loads` (a full run takes minutes: the figures
+    # here are made up, only the tables and verdicts are checked).
+    from benchmarks.loads import _ratios, allocator, report
+
+    results = {
+        "load average": "1.00 1.00 1.00",
+        "sklearn": {
+            "iris MLP": {
+                "warm amber ms": 1.2,
+                "warm pickle ms": 1.0,
+                "cold amber ms": 3.0,
+                "cold pickle ms": 1.0,
+            }
+        },
+        "boosters": {"XGBoost (200 trees)": {"amber ms": 12.0, "native ms": 10.0}},
+        "fresh process": {"python -c pass": 20.0, "pickle": 300.0, "amber": 340.0},
+        "cli": {"python -c pass": 20.0, "amber --help": 150.0, "amber inspect FILE": 110.0},
+        "verified": {"amber ms": 130.0, "blake3 ms": 100.0, "bytes": 2**30},
+    }
+    _ratios(results)
+    before = json.loads(json.dumps(results))
+    before["sklearn ratios"]["iris MLP"]["warm"] = 2.5
+    text = "\n".join(report(results, before))
+    assert "PASS  iris MLP, warm: 1.20x pickle" in text
+    assert "FAIL  iris MLP, cold: 3.00x pickle" in text
+    assert "(2.50)" in text  # the earlier run's figure next to this one's
+    assert "PASS  XGBoost (200 trees): 1.20x native" in text
+    assert "PASS  fresh process: +40.0 ms" in text
+    assert "FAIL  amber --help: 150 ms" in text and "PASS  amber inspect FILE: 110 ms" in text
+    assert "PASS  verified load: 1.30x blake3" in text
+    with allocator("cold") as fixed:
+        assert fixed in (True, False)  # False only where glibc's mallopt is missing

@@ -276,3 +276,20 @@ def _write(obj: Any, tmp_path: Path) -> Path:
     path = tmp_path / "obj.amber"
     amber.save(obj, path)
     return path
+
+
+# -- key checks remembered across loads never skip a value check -----------------------------
+
+
+def test_remembered_key_sets_still_check_every_value(tmp_path: Path) -> None:
+    # A benign file loads first (its key set is remembered as passing the key checks); a
+    # file with the same keys but a planted value, or a special key, is still refused.
+    data = saved(LogisticRegression(), tmp_path)
+    amber.load(tmp_path / "benign.amber")
+    path = planted(data, lambda root: state(root).update(C=FUNC_MAX), tmp_path)
+    refused(path, "root<LogisticRegression>.C: the function builtins.max may not be placed here")
+    special = planted(data, lambda root: state(root).update(__class__=1), tmp_path)
+    refused(special, "special attribute '__class__'")
+    for _ in range(2):  # refused every time: a refused key set is never remembered
+        shadow = planted(data, lambda root: state(root).update(predict=1), tmp_path)
+        refused(shadow, "'predict', which is a method or property of the class")

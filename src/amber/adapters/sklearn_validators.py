@@ -115,80 +115,155 @@ def _one_parent(children: Any, count: int) -> None:
 
 
 def _check_tree(tree: Any) -> None:
-    """Child links must point forward inside the tree (no out-of-bounds read, no cycle),
-    each node one parent, features inside the fitted feature count, values shaped for the
-    node count, and ``max_depth`` between the depth and the node count (``decision_path``
-    sizes its output by it). Uses the tree's array properties, which view its memory
+    """One tree: ``_check_trees`` over a list of one."""
+    _check_trees([tree])
+
+
+# Trees checked together in one numpy pass: up to this many nodes (their link arrays stay in
+# the CPU's cache; one pass over a whole forest's nodes is slower than 200 small ones).
+_CHUNK_NODES = 1 << 15
+_LINKS = ("left_child", "right_child", "feature")
+
+
+def _check_trees(trees: list[Any]) -> None:
+    """Every tree of a load, several at a time (see ``_check_tree_chunk``)."""
+    chunk: list[Any] = []
+    nodes = 0
+    for tree in trees:
+        if chunk and nodes + int(tree.node_count) > _CHUNK_NODES:
+            _check_tree_chunk(chunk)
+            chunk, nodes = [], 0
+        chunk.append(tree)
+        nodes += max(0, int(tree.node_count))
+    if chunk:
+        _check_tree_chunk(chunk)
+
+
+def _links(tree: Any, count: int) -> Any:
+    """The (count, 3) int64 links of a tree: left child, right child, feature; read from its
+    node records in one pass when they have the layout scikit-learn gives them."""
+    import numpy as np
+
+    left = tree.children_left
+    nodes = left.base  # the node records the property views
+    fields = getattr(getattr(nodes, "dtype", None), "fields", None) or {}
+    if (
+        isinstance(nodes, np.ndarray)
+        and nodes.shape == (count,)
+        and nodes.flags.c_contiguous
+        and nodes.dtype.itemsize % 8 == 0
+        and [fields.get(name) for name in _LINKS]
+        == [(np.dtype(np.int64), offset) for offset in (0, 8, 16)]
+    ):
+        return nodes.view(np.int64).reshape(count, -1)[:, :3]
+    return np.stack([left, tree.children_right, tree.feature], axis=1).astype(np.int64)
+
+
+def _check_tree_chunk(trees: list[Any]) -> None:
+    """Trees checked in one numpy pass over their concatenated links. For each tree: child
+    links must point forward inside the tree (no out-of-bounds read, no cycle), each node
+    one parent, features inside the fitted feature count, values shaped for the node count,
+    and ``max_depth`` between the depth and the node count (``decision_path`` sizes its
+    output by it). Uses the trees' array properties, which view their memory
     (``__getstate__`` would copy it)."""
     import numpy as np
 
-    count = int(tree.node_count)
-    if count < 1:
+    counts = np.array([int(tree.node_count) for tree in trees], dtype=np.int64)
+    if counts.min() < 1:
         raise ValueError("the tree has no nodes (prediction reads the root)")
-    left, right = tree.children_left, tree.children_right
-    if left.shape != (count,) or right.shape != (count,):
-        raise ValueError("child arrays do not match the node count")
+    blocks = []
+    for tree, count in zip(trees, counts.tolist(), strict=True):
+        if tree.children_left.shape != (count,) or tree.children_right.shape != (count,):
+            raise ValueError("child arrays do not match the node count")
+        if tree.value.shape[0] != count:
+            raise ValueError("values do not match the node count")
+        blocks.append(_links(tree, count))
+    links = np.concatenate(blocks)
+    left, right, feature = links[:, 0], links[:, 1], links[:, 2]
     leaf = left == -1
     if not np.array_equal(leaf, right == -1):
         raise ValueError("a node has one child")
-    inner = ~leaf
-    index = np.arange(count)[inner]
-    for child in (left[inner], right[inner]):
-        if np.any((child <= index) | (child >= count)):
-            raise ValueError("a child index points outside the tree or backwards")
-    children = np.concatenate([left[inner], right[inner]])
-    if children.size != count - 1:  # with one parent each: every node but the root
+    inner = np.flatnonzero(~leaf)
+    starts = np.cumsum(counts) - counts  # where each tree's nodes begin
+    owner = np.repeat(np.arange(len(trees)), counts)[inner]  # the tree of each inner node
+    start = starts[owner]
+    index = inner - start  # each inner node's index in its own tree
+    bound = counts[owner]
+    lefts, rights = left[inner], right[inner]
+    if np.any((lefts <= index) | (lefts >= bound) | (rights <= index) | (rights >= bound)):
+        raise ValueError("a child index points outside the tree or backwards")
+    # With one parent each, every node but the root is a child: 2 per inner node.
+    if np.any(2 * np.bincount(owner, minlength=len(trees)) != counts - 1):
         raise ValueError("the nodes do not form one tree")
-    _one_parent(children, count)
-    feature = tree.feature[inner]
-    if np.any((feature < 0) | (feature >= tree.n_features)):
+    # Links stay inside their own tree, so one count over all trees finds a second parent.
+    _one_parent(np.concatenate([lefts + start, rights + start]), 0)
+    features = np.array([tree.n_features for tree in trees], dtype=np.int64)[owner]
+    split = feature[inner]
+    if np.any((split < 0) | (split >= features)):
         raise ValueError("a split uses a feature index outside the fitted features")
-    if tree.value.shape[0] != count:
-        raise ValueError("values do not match the node count")
-    # decision_path allocates n_samples * (1 + max_depth) entries: at least the depth,
-    # and no more than the nodes (a huge value overflows the size it computes).
-    if hasattr(tree, "compute_node_depths"):  # compiled, and safe once links are checked
-        depth = int(tree.compute_node_depths().max()) - 1
-    else:
-        depth = _tree_depth(left, right, inner)
-    if not depth <= tree.max_depth < count:
-        raise ValueError("max_depth is not the depth of the tree")
+    for tree, count in zip(trees, counts.tolist(), strict=True):
+        # decision_path allocates n_samples * (1 + max_depth) entries: at least the depth,
+        # and no more than the nodes (a huge value overflows the size it computes).
+        if hasattr(tree, "compute_node_depths"):  # compiled, and safe once links are checked
+            depth = int(tree.compute_node_depths().max()) - 1
+        else:
+            one = tree.children_left
+            depth = _tree_depth(one, tree.children_right, one != -1)
+        if not depth <= tree.max_depth < count:
+            raise ValueError("max_depth is not the depth of the tree")
 
 
 def _check_tree_predictor(predictor: Any) -> None:
-    """A histogram tree: at least a root, links forward and inside, one parent per node,
-    split features non-negative (the owner bounds them), categorical bitsets of 8 words
-    (the width the compiled lookup assumes) with every bitset index inside both arrays."""
+    """One histogram tree: ``_check_tree_predictors`` over a list of one."""
+    _check_tree_predictors([predictor])
+
+
+def _check_tree_predictors(predictors: list[Any]) -> None:
+    """Every histogram tree of a load at once (one numpy pass over their concatenated
+    nodes). Each: at least a root, links forward and inside, one parent per node, split
+    features non-negative (the owner bounds them), categorical bitsets of 8 words (the
+    width the compiled lookup assumes) with every bitset index inside both arrays."""
     import numpy as np
 
-    nodes = _array(_state(predictor).get("nodes"), "nodes", 1)
-    if nodes.dtype.names is None or not {"is_leaf", "left", "right", "feature_idx"} <= set(
-        nodes.dtype.names
-    ):
-        raise ValueError("nodes are not predictor records")
-    count = len(nodes)
-    if count < 1:
-        raise ValueError("the tree has no nodes (prediction reads the root)")
-    inner = nodes["is_leaf"] == 0
-    index = np.flatnonzero(inner)
-    left = nodes["left"][index].astype(np.int64)
-    right = nodes["right"][index].astype(np.int64)
+    tables, bitsets = [], []
+    for predictor in predictors:
+        nodes = _array(_state(predictor).get("nodes"), "nodes", 1)
+        if nodes.dtype.names is None or not {"is_leaf", "left", "right", "feature_idx"} <= set(
+            nodes.dtype.names
+        ):
+            raise ValueError("nodes are not predictor records")
+        if len(nodes) < 1:
+            raise ValueError("the tree has no nodes (prediction reads the root)")
+        sizes = []
+        for name in ("binned_left_cat_bitsets", "raw_left_cat_bitsets"):
+            bits = _array(_state(predictor).get(name), name, 2)
+            if bits.shape[1] != 8 or bits.dtype != np.uint32:
+                raise ValueError(f"{name} must be uint32 bitsets of 8 words")
+            sizes.append(len(bits))
+        tables.append(nodes)
+        bitsets.append(min(sizes))
+    counts = np.array([len(nodes) for nodes in tables], dtype=np.int64)
+
+    def field(name: str) -> Any:
+        return np.concatenate([nodes[name] for nodes in tables])
+
+    inner = field("is_leaf") == 0
+    starts = np.cumsum(counts) - counts
+    owner = np.repeat(np.arange(len(tables)), counts)[inner]
+    index = np.flatnonzero(inner) - starts[owner]
+    left = field("left")[inner].astype(np.int64)
+    right = field("right")[inner].astype(np.int64)
     # Children come after their parent and inside the array: forward links, no cycles.
-    if index.size and (
-        (left <= index).any() or (right <= index).any() or max(left.max(), right.max()) >= count
-    ):
+    bound = counts[owner]
+    if np.any((left <= index) | (right <= index) | (left >= bound) | (right >= bound)):
         raise ValueError("a child index points outside the tree or backwards")
-    _one_parent(np.concatenate([left, right]), count)
-    if index.size and nodes["feature_idx"][index].min() < 0:
+    _one_parent(np.concatenate([left, right]) + np.tile(starts[owner], 2), 0)
+    if index.size and field("feature_idx")[inner].min() < 0:
         raise ValueError("a split uses a negative feature index")
-    bitsets = []
-    for name in ("binned_left_cat_bitsets", "raw_left_cat_bitsets"):
-        bits = _array(_state(predictor).get(name), name, 2)
-        if bits.shape[1] != 8 or bits.dtype != np.uint32:
-            raise ValueError(f"{name} must be uint32 bitsets of 8 words")
-        bitsets.append(len(bits))
-    categorical = index[nodes["is_categorical"][index] != 0]
-    if categorical.size and nodes["bitset_idx"][categorical].max() >= min(bitsets):
+    categorical = field("is_categorical")[inner] != 0
+    if categorical.any() and np.any(
+        field("bitset_idx")[inner][categorical] >= np.array(bitsets)[owner[categorical]]
+    ):
         raise ValueError("a categorical split points outside the bitsets")
 
 
@@ -781,16 +856,34 @@ def _check_one_hot(model: Any) -> None:
 # -- registration --------------------------------------------------------------------------------
 
 
-def _register(module: str, names: Iterable[str], check: Callable[[Any], None]) -> None:
+def _register(
+    module: str,
+    names: Iterable[str],
+    check: Callable[[Any], None],
+    batch: Callable[[list[Any]], None] | None = None,
+) -> None:
     for name in names:
-        register_validator(f"{module}:{name}", check)
+        register_validator(f"{module}:{name}", check, batch=batch)
 
 
-register_validator("sklearn.tree._tree:Tree", _check_tree)
+def _each(check: Callable[[Any], None]) -> Callable[[list[Any]], None]:
+    """A batch check that checks each object in turn (an owner read only for shapes, so it
+    may wait with its members' batch)."""
+
+    def check_all(objects: list[Any]) -> None:
+        for obj in objects:
+            check(obj)
+
+    return check_all
+
+
+register_validator("sklearn.tree._tree:Tree", _check_tree, batch=_check_trees)
 register_validator("sklearn.neighbors._kd_tree:KDTree", _check_binary_tree)
 register_validator("sklearn.neighbors._ball_tree:BallTree", _check_binary_tree)
 register_validator(
-    "sklearn.ensemble._hist_gradient_boosting.predictor:TreePredictor", _check_tree_predictor
+    "sklearn.ensemble._hist_gradient_boosting.predictor:TreePredictor",
+    _check_tree_predictor,
+    batch=_check_tree_predictors,
 )
 _register(
     "sklearn.tree._classes",
@@ -801,6 +894,7 @@ _register(
         "ExtraTreeRegressor",
     ),
     _check_decision_tree,
+    batch=_each(_check_decision_tree),
 )
 _register(
     "sklearn.ensemble._forest",

@@ -135,8 +135,21 @@ def _container(buf: bytes, pos: int, is_object: bool, depth: int) -> tuple[Any, 
             raise _bad("it is truncated")
         if count is None and buf[pos] == closing:
             return out, pos + 1
-        if is_object:
-            key, pos = _text(buf, pos)
+        if is_object:  # a key: an integer length, then UTF-8 (``_text``, inlined: hot)
+            st = _INTEGERS.get(buf[pos])
+            if st is None:
+                raise _bad(f"expected an integer, found marker {chr(buf[pos])!r}")
+            start = pos + 1 + st.size
+            if start > size:
+                raise _bad("it is truncated")
+            n = st.unpack_from(buf, pos + 1)[0]
+            if n < 0 or n > size - start:
+                raise _bad("a length is larger than the data left")
+            pos = start + n
+            try:
+                key = buf[start:pos].decode("utf-8")
+            except UnicodeDecodeError:
+                raise _bad("a string is not UTF-8") from None
             if key in out:
                 raise _bad(f"key {key[:40]!r} appears twice")
         if typed is None:

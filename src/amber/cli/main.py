@@ -1,33 +1,39 @@
-"""Entry point: the typer app, one module per command group, errors as one line."""
+"""Entry point: the typer app, one module per command group, errors as one line.
+
+A command's module (and what it imports: rich tables, the store, the server) is imported
+only when that command runs: ``amber inspect FILE`` registers ``inspect`` alone. Help,
+completion and unknown commands register every command.
+"""
 
 from __future__ import annotations
 
+import functools
+import importlib
+import os
 import sys
 
 import typer
 
 from amber._version import __version__
-from amber.cli import (
-    compress_cmd,
-    convert_cmd,
-    inspect_cmd,
-    predict_cmd,
-    scan_cmd,
-    serve_cmd,
-    store_admin_cmds,
-    store_cmds,
-    verify_cmd,
-)
 from amber.cli.output import sanitized_warnings
-from amber.cli.remote_cmds import register as register_remote
 
-app = typer.Typer(
-    name="amber",
-    help="Save ML models and load them back safely, fast, verifiably and with versions.",
-    no_args_is_help=True,
-    add_completion=True,  # --install-completion and --show-completion
-    pretty_exceptions_enable=False,
-)
+# Every command and command group, by the module that registers it (a test checks that
+# this table lists exactly what the modules register).
+COMMANDS: dict[str, str] = {
+    "inspect": "inspect_cmd",
+    "verify": "verify_cmd",
+    "convert": "convert_cmd",
+    "scan": "scan_cmd",
+    **dict.fromkeys(
+        ("ls", "versions", "search", "show", "diff", "alias", "tag", "rm"), "store_cmds"
+    ),
+    **dict.fromkeys(("export", "import", "gc", "check", "store"), "store_admin_cmds"),
+    **dict.fromkeys(("push", "pull", "copy", "cache"), "remote_cmds"),
+    "serve": "serve_cmd",
+    "predict": "predict_cmd",
+    "compress": "compress_cmd",
+}
+MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
 
 def _version(value: bool) -> None:
@@ -36,7 +42,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     ctx: typer.Context,
     version: bool = typer.Option(
@@ -48,21 +53,46 @@ def _root(
     ctx.with_resource(sanitized_warnings())
 
 
-inspect_cmd.register(app)
-verify_cmd.register(app)
-convert_cmd.register(app)
-scan_cmd.register(app)
-store_cmds.register(app)
-store_admin_cmds.register(app)
-register_remote(app)
-serve_cmd.register(app)
-predict_cmd.register(app)
-compress_cmd.register(app)
+def build(modules: tuple[str, ...] = MODULES) -> typer.Typer:
+    """The app with the commands of ``modules`` (``amber.cli.<module>``) registered."""
+    app = typer.Typer(
+        name="amber",
+        help="Save ML models and load them back safely, fast, verifiably and with versions.",
+        no_args_is_help=True,
+        add_completion=True,  # --install-completion and --show-completion
+        pretty_exceptions_enable=False,
+    )
+    app.callback()(_root)
+    for module in modules:
+        importlib.import_module(f"amber.cli.{module}").register(app)
+    return app
+
+
+def modules_for(argv: list[str]) -> tuple[str, ...]:
+    """The command modules a command line needs: the one of its command, or all (help, no
+    command, an option before the command, an unknown name, shell completion)."""
+    if any(key.endswith("_COMPLETE") for key in os.environ):
+        return MODULES
+    if len(argv) > 1 and argv[1] in COMMANDS:
+        return (COMMANDS[argv[1]],)
+    return MODULES
+
+
+@functools.cache
+def _whole_app() -> typer.Typer:
+    return build()
+
+
+def __getattr__(name: str) -> typer.Typer:
+    # ``amber.cli.main.app``: the whole app, built on first use (tests, documentation tools).
+    if name == "app":
+        return _whole_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
     """Console script: run the app; amber errors become one line on stderr."""
-    sys.exit(app(standalone_mode=True))
+    sys.exit(build(modules_for(sys.argv))(standalone_mode=True))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,12 @@ NEW_MODE_MODULES: set[str] = set()
 # able to make them read or write out of bounds. Each raises ValueError when the object is
 # inconsistent.
 VALIDATORS: dict[str, Callable[[Any], None]] = {}
+# The same checks over every instance of the class one load builds, at once (one numpy
+# pass over a forest's 200 trees). The decoder collects such objects and runs their batch
+# before any other validator runs and before the load returns, so owners are still
+# checked after their members. Only for classes that no construction step uses (their
+# owners' own checks read only shapes and counts).
+BATCH_VALIDATORS: dict[str, Callable[[list[Any]], None]] = {}
 
 
 # For library-trusted classes rebuilt by calling them: which decoded arguments a call may
@@ -63,9 +69,17 @@ def register_call(name: str, check: Callable[[tuple], bool]) -> None:
     CALL_ARGUMENTS[name] = check
 
 
-def register_validator(name: str, check: Callable[[Any], None]) -> None:
-    """Register a consistency check for the class named ``module:qualname``."""
+def register_validator(
+    name: str,
+    check: Callable[[Any], None],
+    *,
+    batch: Callable[[list[Any]], None] | None = None,
+) -> None:
+    """Register a consistency check for the class named ``module:qualname``; ``batch``:
+    the same check over a list of instances (see ``BATCH_VALIDATORS``)."""
     VALIDATORS[name] = check
+    if batch is not None:
+        BATCH_VALIDATORS[name] = batch
 
 
 def register(name: str, constructor: Constructor) -> None:

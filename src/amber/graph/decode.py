@@ -23,6 +23,7 @@ from amber.graph import nodes as k
 from amber.graph import schema as typed
 from amber.graph import torch_nodes
 from amber.graph.constructors import (
+    BATCH_VALIDATORS,
     CALL_ARGUMENTS,
     CONSTRUCTORS,
     NEW_MODE_MODULES,
@@ -147,40 +148,97 @@ class Scan:
             raise FormatError(self.problems[0])
 
 
+_CONTAINERS = (dict, list)
+_SEQUENCE_KINDS = frozenset({k.LIST, k.TUPLE, k.SET, k.FROZENSET, k.OBJARRAY, k.COMPLEX})
+
+
 def scan(root: Any, root_depth: int = 2) -> Scan:
     """Check every node's kind and the JSON depth (the manifest object is level 1, the root
-    node level ``root_depth``), and collect every class and function name; imports nothing."""
+    node level ``root_depth``), and collect every class and function name; imports nothing.
+
+    The hot loop of every load (a forest has tens of thousands of nodes): the children of
+    each kind are pushed inline, as ``_child_nodes`` lists them, and each distinct name
+    (with its construction mode) is judged once."""
     found = Scan()
+    judged: set[tuple[Kind, str, Any]] = set()  # (role, name text, mode) already judged
     stack = [(root, root_depth)]
+    pop, push = stack.pop, stack.append
+    allowed = _ALLOWED_KEYS
     while stack:
-        node, depth = stack.pop()
-        if type(node) is list:
-            raise FormatError("object graph: a node must be a scalar or an object, not a list")
+        node, depth = pop()
         if type(node) is not dict:
+            if type(node) is list:
+                raise FormatError("object graph: a node must be a scalar or an object, not a list")
             continue
         if depth > MAX_JSON_DEPTH:
             raise FormatError(
                 f"object graph is nested deeper than the limit of {MAX_JSON_DEPTH} JSON levels"
             )
-        kind = _check_kind(node)
-        if kind == k.TYPE:
-            found.names.append(("type", QualName.parse(node.get("name"))))
-        elif kind == k.FUNC:
-            found.names.append(("function", QualName.parse(node.get("name"))))
+        kind = node.get("k")
+        keys = allowed.get(kind) if type(kind) is str else None
+        if keys is None or not keys.issuperset(node):
+            _check_kind(node)  # raises, naming the unknown kind or keys
+        if kind in _SEQUENCE_KINDS:
+            values = node.get("v")
+            if type(values) is list:
+                down = depth + 2
+                for child in values:
+                    if type(child) in _CONTAINERS:
+                        push((child, down))
+        elif kind == k.DICT:
+            values = node.get("v")
+            if type(values) is dict:
+                down = depth + 2
+                for child in values.values():
+                    if type(child) in _CONTAINERS:
+                        push((child, down))
+            _push_pairs(node.get("items"), depth + 3, push)
         elif kind == k.OBJECT:
-            name = QualName.parse(node.get("type"))
-            problem = _mode_problem(name, node.get("mode"))
-            if problem:
-                found.problems.append(problem)
-            found.names.append(("type", name))
+            text, mode = node.get("type"), node.get("mode")
+            if type(text) is not str or type(mode) is not str or ("type", text, mode) not in judged:
+                name = QualName.parse(text)
+                problem = _mode_problem(name, mode)
+                if problem:
+                    found.problems.append(problem)
+                found.names.append(("type", name))
+                if type(mode) is str:
+                    judged.add(("type", text, mode))
+            down = depth + 2
+            for field in ("args", "listitems"):
+                values = node.get(field)
+                if type(values) is list:
+                    for child in values:
+                        if type(child) in _CONTAINERS:
+                            push((child, down))
+            if "state" in node and type(node["state"]) in _CONTAINERS:
+                push((node["state"], depth + 1))
+            _push_pairs(node.get("dictitems"), depth + 3, push)
+        elif kind == k.NDARRAY:
+            dtype = node.get("dtype")
+            if type(dtype) is dict and "k" in dtype:
+                push((dtype, depth + 1))
+        elif kind == k.TYPE or kind == k.FUNC:
+            role: Kind = "type" if kind == k.TYPE else "function"
+            text = node.get("name")
+            if type(text) is not str or (role, text, None) not in judged:
+                found.names.append((role, QualName.parse(text)))
+                judged.add((role, text, None))
+        elif kind == k.NPSCALAR:
+            if "array" in node and type(node["array"]) in _CONTAINERS:
+                push((node["array"], depth + 1))
         elif kind == k.TORCH:
             found.names.append(("type", torch_nodes.check_node(node)))
-        stack.extend(
-            (child, depth + offset)
-            for child, offset in _child_nodes(node)
-            if type(child) is dict or type(child) is list
-        )
     return found
+
+
+def _push_pairs(pairs: Any, depth: int, push: Callable[[Any], None]) -> None:
+    """The keys and values of a ``[[key, value], ...]`` field (see ``_pairs``)."""
+    if type(pairs) is list:
+        for pair in pairs:
+            if type(pair) is list:
+                for child in pair:
+                    if type(child) in _CONTAINERS:
+                        push((child, depth))
 
 
 def decode(
@@ -282,7 +340,9 @@ class Decoder:
         self._late = False
         # Every check made, to run again when a container was reached before it was filled.
         self._checks: list[tuple[QualName, type, Any, str, str]] = []
-        self._built: list[tuple[QualName, Any]] = []
+        self._validated_objects: list[tuple[QualName, Any]] = []
+        # Objects whose class has a batch validator, by class, waiting for ``_flush``.
+        self._pending: dict[str, tuple[QualName, list[Any]]] = {}
         self._tensor = tensor
         self._tensor_names = tensor_names
         self._resolved = resolved or {}
@@ -291,6 +351,10 @@ class Decoder:
         self._bits = bits or tensor
         self._device = device
         self._torch_loader: torch_nodes.TorchLoader | None = None
+        # The method that builds each node kind (``_list`` for "list"...), looked up once.
+        self._kinds: dict[str, Callable[[dict[str, Any], str], Any]] = {
+            kind: getattr(self, "_" + kind) for kind in _ALLOWED_KEYS
+        }
 
     def decode(self, node: Any) -> Any:
         return self._checked_root(self._decode(node, "root"), "root")
@@ -303,8 +367,9 @@ class Decoder:
             self._late = False
             for name, cls, value, at, part in self._checks:
                 self._recheck(name, cls, value, at, part)
-            for name, obj in self._built:
+            for name, obj in self._validated_objects:
                 self._validated(name, obj, again=True)
+        self._flush()
         # What the caller receives: any trusted object or function, but partials, class
         # objects and defaultdict factories still follow the rules.
         typed.check_value(value, typed.ROOT, where)
@@ -352,7 +417,7 @@ class Decoder:
                 where, f"a node must be a scalar or an object, not {type(node).__name__}"
             )
         # scan() has checked every node's kind and keys before decoding starts.
-        return getattr(self, "_" + node["k"])(node, where)
+        return self._kinds[node["k"]](node, where)
 
     def _register(
         self, node: dict[str, Any], obj: Any, where: str, *, filling: bool = False
@@ -801,17 +866,34 @@ class Decoder:
         return obj
 
     def _validated(self, name: QualName, obj: Any, *, again: bool = False) -> Any:
-        check = VALIDATORS.get(str(name))
-        if check is not None:
-            if not again:
-                self._built.append((name, obj))
-            try:
-                check(obj)
-            except Exception as exc:  # a malformed object fails its check in any way
-                raise FormatError(
-                    f"{name.dotted} in the file is inconsistent and was refused: {exc}"
-                ) from None
+        key = str(name)
+        check = VALIDATORS.get(key)
+        if check is None:
+            return obj
+        if not again:
+            self._validated_objects.append((name, obj))
+        if key in BATCH_VALIDATORS:
+            self._pending.setdefault(key, (name, []))[1].append(obj)
+            return obj
+        self._flush()  # members (batched) are checked before their owner
+        self._run_check(name, check, obj)
         return obj
+
+    def _flush(self) -> None:
+        """Run the batch checks of the objects collected so far, classes in the order
+        their first object was built (members before owners)."""
+        while self._pending:
+            key = next(iter(self._pending))
+            name, objects = self._pending.pop(key)
+            self._run_check(name, BATCH_VALIDATORS[key], objects)
+
+    def _run_check(self, name: QualName, check: Callable[[Any], None], value: Any) -> None:
+        try:
+            check(value)
+        except Exception as exc:  # a malformed object fails its check in any way
+            raise FormatError(
+                f"{name.dotted} in the file is inconsistent and was refused: {exc}"
+            ) from None
 
     def _build(self, name: QualName, step: Callable[[], Any]) -> Any:
         """Run one construction step of a trusted class; its failures become FormatError."""
@@ -843,7 +925,7 @@ class PartialDecoder(Decoder):
     def __init__(self, root: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._declared: dict[int, Any] = {}  # id -> its declaring node
-        self._built: set[int] = set()  # ids built on demand
+        self._built_ids: set[int] = set()  # ids built on demand
         stack = [root]
         while stack:
             node = stack.pop()
@@ -854,7 +936,7 @@ class PartialDecoder(Decoder):
             stack.extend(child for child, _ in _child_nodes(node))
 
     def _decode(self, node: Any, where: str) -> Any:
-        if type(node) is dict and node.get("k") != k.REF and node.get("id") in self._built:
+        if type(node) is dict and node.get("k") != k.REF and node.get("id") in self._built_ids:
             return self._by_id[node["id"]]
         return super()._decode(node, where)
 
@@ -862,7 +944,7 @@ class PartialDecoder(Decoder):
         node_id = node.get("id")
         if type(node_id) is int and node_id not in self._by_id and node_id in self._declared:
             self._decode(self._declared.pop(node_id), f"{where}<id {node_id}>")
-            self._built.add(node_id)
+            self._built_ids.add(node_id)
         return super()._ref(node, where)
 
 

@@ -324,6 +324,8 @@ def _walk(value: Any, slot: Slot, where: str, seen: set[int]) -> None:
         if id(value) in seen:
             return
         seen.add(id(value))
+        if _all_inert(value, slot):  # a list of 1,000 floats: one pass in C, no loop here
+            return
         for i, item in enumerate(value):
             if not _inert(item, slot):  # the location is spelled only where it is needed
                 _walk(item, slot, f"{where}[{i}]", seen)
@@ -334,6 +336,8 @@ def _walk(value: Any, slot: Slot, where: str, seen: set[int]) -> None:
         seen.add(id(value))
         if cls is defaultdict:
             check_default_factory(value.default_factory, where)
+        if _all_inert(value, slot) and _all_inert(value.values(), slot):
+            return
         for key, item in value.items():
             if not _inert(key, slot):
                 _walk(key, slot, f"{where} key", seen)
@@ -397,6 +401,15 @@ def _inert(value: Any, slot: Slot) -> bool:
     if kind in _SCALARS:
         return kind is not str or slot.strings is None
     return SCHEMAS.category(kind) == "data"
+
+
+def _all_inert(values: Any, slot: Slot) -> bool:
+    """Whether every item is inert (``_inert``), judged once per distinct item type."""
+    return all(
+        (kind in _SCALARS and (kind is not str or slot.strings is None))
+        or (kind not in _SCALARS and SCHEMAS.category(kind) == "data")
+        for kind in set(map(type, values))
+    )
 
 
 def _closed_string(value: Any, slot: Slot, where: str) -> None:
@@ -625,9 +638,42 @@ def check_given(
         check_state(name, cls, schema, value, where, attributes=False, reset=reset)
 
 
+# Key sets found to pass the key checks, by class and exact keys, with the schema they passed
+# (a forest checks the same 25 keys 600 times per load). Only verdicts that the keys alone
+# decide are kept (no special names, nothing shadowing a method): what a file's values
+# hold never decides an entry, so no file can make another file's state skip a check.
+_GOOD_KEYS: dict[tuple[type, tuple[Any, ...]], Schema] = {}
+_GOOD_KEYS_MAX = 4096
+
+
 def _check_attributes(name: str, cls: type, schema: Schema, state: dict, where: str) -> None:
     """The attribute checks, with set operations first (a forest checks some 600 states of
     25 attributes per load) and a value walked only when it is not a number or an array."""
+    keys = state.keys()
+    slots, default = schema.attributes, schema.default
+    memo = (cls, tuple(keys))
+    if _GOOD_KEYS.get(memo) is not schema:
+        _check_keys(name, cls, schema, state, where)
+        if (
+            len(_GOOD_KEYS) < _GOOD_KEYS_MAX
+            and not keys & SCHEMAS.behaviour(cls)
+            and all(type(key) is str and key[:2] != "__" for key in keys)
+        ):
+            _GOOD_KEYS[memo] = schema
+    ndarray = _ndarray_type()
+    for key, value in state.items():
+        kind = type(value)
+        if kind in _FAST or (kind is ndarray and not value.dtype.hasobject):
+            slot = slots.get(key, default)
+            if slot is not None and slot.strings is None:
+                continue
+        check_value(value, slots.get(key, default), f"{where}.{key}")
+
+
+def _check_keys(name: str, cls: type, schema: Schema, state: dict, where: str) -> None:
+    """What the keys of a state dict may be: no special names, no method or property of the
+    class (data under a method's name only for classes the caller trusts), no attribute
+    outside the schema."""
     keys = state.keys()
     slots, default = schema.attributes, schema.default
     odd = special_keys(state)
@@ -651,14 +697,6 @@ def _check_attributes(name: str, cls: type, schema: Schema, state: dict, where: 
                 f"object graph node at {where}: {name.replace(':', '.')} has no attribute "
                 f"{sorted(unknown)[0]!r} in amber's state schema; the file was refused"
             )
-    ndarray = _ndarray_type()
-    for key, value in state.items():
-        kind = type(value)
-        if kind in _FAST or (kind is ndarray and not value.dtype.hasobject):
-            slot = slots.get(key, default)
-            if slot is not None and slot.strings is None:
-                continue
-        check_value(value, slots.get(key, default), f"{where}.{key}")
 
 
 def _inert_data(value: Any) -> bool:
