@@ -19,6 +19,9 @@ def method_of(model: Any, method: str) -> Callable[[Any], Any]:
             f"{method!r} changes the model; give a prediction method (predict, predict_proba, "
             "decision_function, transform...)"
         )
+    from amber.adapters.predictors import predictor
+
+    model = predictor(model)  # a Keras or ONNX model answers through a predictor
     if is_torch_module(model) and method in ("predict", "forward"):
         return _torch_call(model)
     func = getattr(model, method, None)
