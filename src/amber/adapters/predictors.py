@@ -319,22 +319,25 @@ def session_signature(session: Any) -> dict[str, Any]:
     }
 
 
-_ORT_DTYPES = {f"tensor({k})": v for k, v in {
-    "float": "float32",
-    "double": "float64",
-    "float16": "float16",
-    "bfloat16": "bfloat16",
-    "int8": "int8",
-    "int16": "int16",
-    "int32": "int32",
-    "int64": "int64",
-    "uint8": "uint8",
-    "uint16": "uint16",
-    "uint32": "uint32",
-    "uint64": "uint64",
-    "bool": "bool",
-    "string": "object",
-}.items()}
+_ORT_DTYPES = {
+    f"tensor({k})": v
+    for k, v in {
+        "float": "float32",
+        "double": "float64",
+        "float16": "float16",
+        "bfloat16": "bfloat16",
+        "int8": "int8",
+        "int16": "int16",
+        "int32": "int32",
+        "int64": "int64",
+        "uint8": "uint8",
+        "uint16": "uint16",
+        "uint32": "uint32",
+        "uint64": "uint64",
+        "bool": "bool",
+        "string": "object",
+    }.items()
+}
 
 
 def load(store: Any, spec: str, *, trusted: Any = None) -> Any:

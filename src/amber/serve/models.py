@@ -148,7 +148,11 @@ class ServedModel:
             return [{"name": n, "datatype": datatype_of(d), "shape": [-1]} for n, d in self.columns]
         if self.kind == "tensors":
             return [
-                {"name": n, "datatype": datatype_of(d), "shape": [-1 if m is None else m for m in s]}
+                {
+                    "name": n,
+                    "datatype": datatype_of(d),
+                    "shape": [-1 if m is None else m for m in s],
+                }
                 for n, d, s in self.tensors
                 if s is not None
             ]
@@ -172,9 +176,7 @@ class ServedModel:
             )
         ((name, arr),) = inputs.items()
         if self.kind is not None and name not in (TENSOR_INPUT, self.input_name):
-            raise RequestError(
-                f"unknown input {name!r}; this model's input is {self.input_name!r}"
-            )
+            raise RequestError(f"unknown input {name!r}; this model's input is {self.input_name!r}")
         where = f"input {name!r}"
         if self.shape is not None:
             self._check_shape(arr, self.shape, where)

@@ -79,9 +79,7 @@ def compatible(a: dict[str, Any] | None, b: dict[str, Any] | None) -> tuple[bool
         for name in sorted(ta.keys() & tb.keys()):
             for key in ("dtype", "shape"):
                 if ta[name].get(key) != tb[name].get(key):
-                    notes.append(
-                        f"input {name!r} {key} {ta[name].get(key)} -> {tb[name].get(key)}"
-                    )
+                    notes.append(f"input {name!r} {key} {ta[name].get(key)} -> {tb[name].get(key)}")
     else:
         for key in ("dtype", "shape"):
             if ia.get(key) != ib.get(key):

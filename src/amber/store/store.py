@@ -580,9 +580,8 @@ class Store:
         """An onnxruntime ``InferenceSession`` for a version holding an ONNX model, its
         initializers handed over from the store's mapped files (like ``amber.onnx_session``)."""
         from amber.adapters.onnx import session_from_state
-        from amber.interop.onnx_file import session_state
-
         from amber.container.reader import check_verify_mode
+        from amber.interop.onnx_file import session_state
 
         check_verify_mode(verify)
         record = self.resolve(spec)
