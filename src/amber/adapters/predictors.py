@@ -226,7 +226,8 @@ class _Predictor:
 
 
 class KerasPredictor(_Predictor):
-    """A Keras model's ``predict_on_batch`` on named inputs (no progress bar)."""
+    """A Keras model called on one batch of named inputs in inference mode (what
+    ``predict_on_batch`` does, without its progress bar or copies)."""
 
     def __init__(self, model: Any) -> None:
         self.model = model
@@ -250,12 +251,29 @@ class KerasPredictor(_Predictor):
             args = named
         else:
             args = [named[n] for n in self.input_names]
-        result = self.model.predict_on_batch(args)
+        result = self._call(args)
         if isinstance(result, dict):
-            return {str(k): v for k, v in result.items()}
+            return {str(k): _to_numpy(v) for k, v in result.items()}
         if isinstance(result, (list, tuple)):
-            return self._answer(list(result))
-        return self._answer([result])
+            return self._answer([_to_numpy(v) for v in result])
+        return self._answer([_to_numpy(result)])
+
+    def _call(self, args: Any) -> Any:
+        """The model on one batch, in inference mode (no gradients kept on torch)."""
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(self.model, torch.nn.Module):
+            with torch.no_grad():
+                return self.model(args, training=False)
+        return self.model(args, training=False)
+
+
+def _to_numpy(value: Any) -> Any:
+    """A backend tensor as numpy (torch directly: Keras's own conversion warns on numpy 2)."""
+    if type(value).__module__.startswith("torch"):
+        return value.detach().cpu().numpy()
+    from keras import ops
+
+    return ops.convert_to_numpy(value)
 
 
 class OnnxPredictor(_Predictor):

@@ -65,6 +65,11 @@ def to_numpy(result: Any) -> Any:
     """A model's answer as a numpy array (torch tensors and pandas objects included)."""
     import numpy as np
 
+    if isinstance(result, dict):  # a Keras or ONNX model with several named outputs
+        raise InvalidArgumentError(
+            f"the model answers {len(result)} named outputs ({', '.join(map(str, result))}); "
+            "batch prediction writes one: serve the model, or save one with a single output"
+        )
     if type(result).__module__.startswith("torch"):
         result = result.detach().cpu().numpy()
     elif hasattr(result, "to_numpy"):
