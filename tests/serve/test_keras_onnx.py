@@ -17,8 +17,8 @@ os.environ.setdefault("KERAS_BACKEND", "torch")  # the backend the dev environme
 pytest.importorskip("keras", reason="the Keras models need keras (amber[keras])")
 pytest.importorskip("onnxruntime", reason="the ONNX models need onnxruntime (amber[onnx])")
 
-from tests.serve.helpers import server  # noqa: E402
-from tests.serve.keras_onnx_models import fill, onnx_run  # noqa: E402
+from tests.serve.helpers import server
+from tests.serve.keras_onnx_models import fill, onnx_run
 
 TIMEOUT = 30.0
 
