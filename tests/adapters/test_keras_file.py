@@ -361,7 +361,7 @@ def test_keras_own_npz_writer_is_refused(trained: tuple[Any, Path], tmp_path: Pa
 
     model, _ = trained
     saving_lib.save_model(model, tmp_path / "own.keras", weights_format="npz")
-    with pytest.raises(FormatError, match="model.weights.npz"):
+    with pytest.raises(FormatError, match=r"model\.weights\.npz.*Variable objects"):
         amber.convert(tmp_path / "own.keras", tmp_path / "m.amber")
     assert not (tmp_path / "m.amber").exists()
 
