@@ -206,6 +206,12 @@ def plain_h5(data: bytes, where: str) -> dict[str, Any]:
     return arrays
 
 
+_NPZ_HINT = (
+    "Keras 3.15's npz writer pickles backend Variable objects, which amber does not rebuild: "
+    "save the model with model.save() (HDF5 weights)"
+)
+
+
 def plain_npz(data: bytes, where: str) -> dict[str, Any]:
     """``{"layers/dense/vars/0": array}`` of a ``model.weights.npz``, read without executing
     anything (see the module's docstring for the two layouts accepted)."""
@@ -228,14 +234,12 @@ def plain_npz(data: bytes, where: str) -> dict[str, Any]:
         root = translator.node(value)
         members = build(Parsed(Path(where), "npz", root, translator.tensors))
     except AmberError as exc:
-        raise bad(f"it is not plain arrays ({str(exc)[:200]})") from None
+        raise bad(f"it is not plain arrays ({str(exc)[:200]}; {_NPZ_HINT})") from None
 
     def numeric(name: str, array: Any) -> Any:
         if type(array) is not np.ndarray or array.dtype.kind not in "biuf":
             raise bad(
-                f"{name[:120]!r} is a {type(array).__name__}, not a numeric array (Keras 3.15's "
-                "npz writer pickles backend Variable objects, which amber does not rebuild: "
-                "save the model with model.save(), or convert it where Keras runs)"
+                f"{name[:120]!r} is a {type(array).__name__}, not a numeric array ({_NPZ_HINT})"
             )
         if len(arrays) >= MAX_DATASETS:
             raise bad("it holds too many arrays")
