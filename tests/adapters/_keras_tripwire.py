@@ -3,7 +3,8 @@
     python -P tests/adapters/_keras_tripwire.py SPEC.json
 
 ``test_keras_file.py`` runs this in a fresh interpreter with the repository root on
-``sys.path``. It warms up with a benign ``.keras`` conversion and ``.amber`` load (so what
+``sys.path``. It warms up with benign ``.keras`` conversions (h5 and npz weights) and an ``.amber``
+load (so what
 a valid run imports is imported), then runs each case
 with the tripwire of ``tests/graph/_tripwire.py`` armed (opening any file but the
 case's own counts as an event) and prints one JSON report per
@@ -39,6 +40,7 @@ def main() -> None:
     warm = [
         {"key": "warm", "step": "convert", "path": spec["benign_keras"]},
         {"key": "warm2", "step": "load", "path": spec["benign_amber"]},
+        {"key": "warm3", "step": "convert", "path": spec["benign_npz_keras"]},
     ]
     for case in warm:
         step(case)

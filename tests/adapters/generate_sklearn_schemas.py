@@ -5,9 +5,11 @@
 What each attribute of each scikit-learn class may hold is recorded from real objects and
 from scikit-learn's own declarations:
 
-1. every round trip of the scikit-learn test suites (all estimators fitted and unfitted,
-   and the hand-built pipelines, searches, scorers...) runs with the decoder recording
-   what each attribute of each scikit-learn object holds instead of checking it;
+1. every round trip of the scikit-learn test suites (all estimators fitted on arrays, fitted
+   on pandas DataFrames where their data is a table -- which adds ``feature_names_in_``
+   and other DataFrame-only state -- and unfitted, and the hand-built pipelines, column
+   transformers, searches, scorers...) runs with the decoder recording what each
+   attribute of each scikit-learn object holds instead of checking it;
 2. default instances of every kernel and cross-validation splitter;
 3. each class's ``_parameter_constraints``: where scikit-learn accepts a callable, an
    estimator, a kernel or a splitter;

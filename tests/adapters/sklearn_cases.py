@@ -171,6 +171,23 @@ def _images() -> Data:
     return Data(np.random.RandomState(0).uniform(size=(3, 6, 5)))
 
 
+def as_frame(data: Data) -> Data | None:
+    """``data`` with ``X`` (and ``X_test``) as pandas DataFrames of named columns, as users
+    fit estimators (which then keep ``feature_names_in_`` and other DataFrame-only state);
+    None when ``X`` is not a 2-D array."""
+    import pandas as pd
+
+    if not isinstance(data.X, np.ndarray) or data.X.ndim != 2:
+        return None
+
+    def frame(X: Any) -> Any:
+        if X is None:
+            return None
+        return pd.DataFrame(X, columns=[f"col_{i}" for i in range(X.shape[1])])
+
+    return Data(frame(data.X), data.y, frame(data.X_test))
+
+
 SPECIAL_DATA: dict[str, Callable[[], Data]] = {
     "CategoricalNB": _small_integers,
     "CountVectorizer": _documents,
@@ -353,10 +370,23 @@ def method_outputs(estimator: BaseEstimator, X: Any) -> dict[str, Any]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                out[method] = getattr(estimator, method)(copy.deepcopy(X))
+                out[method] = _plain(getattr(estimator, method)(copy.deepcopy(X)))
             except Exception as exc:
                 out[method] = (type(exc), str(exc))
     return out
+
+
+def _plain(result: Any) -> Any:
+    """A DataFrame answer (estimators fitted on DataFrames may give one) as its column
+    names, dtypes and values, which the comparison walks; anything else as it is."""
+    if type(result).__module__.startswith("pandas") and hasattr(result, "columns"):
+        return (
+            "DataFrame",
+            [str(c) for c in result.columns],
+            [str(t) for t in result.dtypes],
+            result.to_numpy(),
+        )
+    return result
 
 
 def assert_round_trip(

@@ -94,7 +94,38 @@ def hostile_archives(good: dict[str, bytes], folder: Path, secret: Path) -> dict
 
     add("dotdot member", {**good, "../../escape.txt": b"x"})
     add("absolute member", {**good, "/etc/amber-escape": b"x"})
-    add("unexpected member", {**good, "assets/run.py": b"import os"})
+    add("unexpected member", {**good, "scripts/run.py": b"import os"})
+    add("asset dotdot", {**good, "assets/../../escape.txt": b"x"})
+    add(
+        "asset symlink",
+        {**good, "assets/vocab.txt": str(secret).encode()},
+        **{"assets/vocab.txt": {"external_attr": (0o120777 << 16)}},
+    )
+    add("asset folder with data", {**good, "assets/words/": b"x"})
+    big = folder / "asset over the cap.keras"
+    with zipfile.ZipFile(big, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in good.items():
+            archive.writestr(name, data)
+        archive.writestr("assets/vocab.txt", b"a\n" * ((64 << 20) // 2 + 1))
+    cases["asset over the cap"] = big
+    add("two weights files", {**good, "model.weights.npz": npz({"vars/0.npy": np.zeros(1)})})
+    h5_less = {k: v for k, v in good.items() if k != "model.weights.h5"}
+    evil = pickle_npy(b"\x80\x04cos\nsystem\n\x8c\x12echo amber-planted\x85R.")
+    add(
+        "npz pickle calling os.system",
+        {**h5_less, "model.weights.npz": npz({"layers/dense.npy": evil})},
+    )
+    add(
+        "npz pickle importing a planted module",
+        {
+            **h5_less,
+            "model.weights.npz": npz(
+                {"layers/dense.npy": pickle_npy(b"\x80\x04camber_planted_module\nEvil\n)R.")}
+            ),
+        },
+    )
+    add("npz strings", {**h5_less, "model.weights.npz": npz({"vars/0.npy": np.array(["a"])})})
+    add("npz not a zip", {**h5_less, "model.weights.npz": b"PK\x03\x04 nope"})
     add(
         "symlink member",
         {**good, "metadata.json": str(secret).encode()},
@@ -167,6 +198,29 @@ def hostile_archives(good: dict[str, bytes], folder: Path, secret: Path) -> dict
     return cases
 
 
+def npz(members: dict[str, Any]) -> bytes:
+    """An npz archive built by hand: arrays saved with np.save, or raw .npy bytes."""
+    import io
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, value in members.items():
+            if isinstance(value, bytes):
+                archive.writestr(name, value)
+                continue
+            member = io.BytesIO()
+            np.save(member, value, allow_pickle=False)
+            archive.writestr(name, member.getvalue())
+    return buffer.getvalue()
+
+
+def pickle_npy(payload: bytes) -> bytes:
+    """An object-dtype .npy member whose data is ``payload`` (a hand-written pickle)."""
+    header = "{'descr': '|O', 'fortran_order': False, 'shape': (), }"
+    header += " " * (63 - (10 + len(header)) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + payload
+
+
 def _external_storage(path: Path, secret: Path) -> None:
     with h5py.File(path, "w") as f:
         f.create_dataset(
@@ -232,6 +286,15 @@ def hostile(trained: tuple[Any, Path], tmp_path_factory: pytest.TempPathFactory)
             "dotdot member",
             "absolute member",
             "unexpected member",
+            "asset dotdot",
+            "asset symlink",
+            "asset folder with data",
+            "asset over the cap",
+            "two weights files",
+            "npz pickle calling os.system",
+            "npz pickle importing a planted module",
+            "npz strings",
+            "npz not a zip",
             "symlink member",
             "zip bomb",
             "missing config",
@@ -248,6 +311,59 @@ def test_hostile_archive_is_refused(hostile: Any, name: str, tmp_path: Path) -> 
         amber.convert(cases[name], tmp_path / "out.amber")
     assert not (tmp_path / "out.amber").exists()
     assert "amber_planted_module" not in sys.modules
+
+
+def _h5_arrays(path: Path) -> dict[str, Any]:
+    return plain_h5(members(path)["model.weights.h5"], "test")
+
+
+def _with_npz(path: Path, weights: bytes, target: Path, **extra: bytes) -> Path:
+    content = {k: v for k, v in members(path).items() if k != "model.weights.h5"}
+    return rezip(target, {**content, "model.weights.npz": weights, **extra})
+
+
+def test_npz_weights_plain_layout(trained: tuple[Any, Path], tmp_path: Path) -> None:
+    """Keras 3.15 has no public npz writer: the fixture is built by hand, each array under
+    its HDF5 dataset path, and the archive carries a plain asset beside it."""
+    model, path = trained
+    arrays = _h5_arrays(path)
+    weights = npz({f"{name}.npy": array for name, array in arrays.items()})
+    source = _with_npz(path, weights, tmp_path / "npz.keras", **{"assets/notes.txt": b"hi\n"})
+    amber.convert(source, tmp_path / "m.amber")
+    loaded = amber.load(tmp_path / "m.amber")
+    x, _ = fdata()
+    assert np.array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations)
+
+
+def test_npz_weights_keras_layout(trained: tuple[Any, Path], tmp_path: Path) -> None:
+    """Keras's own npz layout (one member per layer, a pickled dict of arrays), read by
+    amber's pickle reader: arrays only, nothing run."""
+    import io
+
+    model, path = trained
+    grouped: dict[str, dict[str, Any]] = {}
+    for name, array in _h5_arrays(path).items():
+        owner, _, index = name.rpartition("/vars/")
+        grouped.setdefault(owner or "__root__", {})[index] = array
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: np.array(v, dtype=object) for k, v in grouped.items()})
+    source = _with_npz(path, buffer.getvalue(), tmp_path / "layout.keras")
+    loaded = amber.convert(source, tmp_path / "m.amber") and amber.load(tmp_path / "m.amber")
+    x, _ = fdata()
+    assert np.array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_keras_own_npz_writer_is_refused(trained: tuple[Any, Path], tmp_path: Path) -> None:
+    """Keras 3.15's internal npz writer pickles backend Variable objects (its own loader,
+    with allow_pickle=False, cannot read them either): refused, saying why."""
+    from keras.src.saving import saving_lib
+
+    model, _ = trained
+    saving_lib.save_model(model, tmp_path / "own.keras", weights_format="npz")
+    with pytest.raises(FormatError, match=r"model\.weights\.npz.*Variable objects"):
+        amber.convert(tmp_path / "own.keras", tmp_path / "m.amber")
+    assert not (tmp_path / "m.amber").exists()
 
 
 def test_plain_h5_reads_plain_datasets() -> None:
@@ -274,6 +390,13 @@ def test_hostile_archives_under_the_tripwire(
     spec = {
         "benign_keras": str(trained[1]),
         "benign_amber": str(tmp_path / "benign.amber"),
+        "benign_npz_keras": str(
+            _with_npz(
+                trained[1],
+                npz({f"{k}.npy": v for k, v in _h5_arrays(trained[1]).items()}),
+                tmp_path / "benign-npz.keras",
+            )
+        ),
         "cases": [{"key": n, "step": "convert", "path": str(p)} for n, p in cases.items()],
     }
     (tmp_path / "spec.json").write_text(json.dumps(spec))

@@ -46,6 +46,7 @@ from tests.adapters.roundtrip import round_trip
 from tests.adapters.sklearn_cases import (
     Data,
     all_estimator_classes,
+    as_frame,
     assert_round_trip,
     data_for,
     fit,
@@ -86,6 +87,37 @@ def test_fitted_estimator_round_trips(name: str, tmp_path: Path) -> None:
     data = data_for(name, estimator)
     fit(estimator, data)
     assert_round_trip(estimator, data.test, tmp_path)
+
+
+def _frame_names() -> list[str]:
+    """Estimators whose data is a 2-D table (not documents, dicts, labels, 1-D or 3-D
+    arrays): each is fitted on a DataFrame too (the others never see one)."""
+    out = []
+    for name, cls in ESTIMATORS.items():
+        if name in NOT_COVERED:  # expected to fail on arrays already
+            continue
+        if as_frame(data_for(name, make_estimator(name, cls))) is not None:
+            out.append(name)
+    return out
+
+
+FRAME_ESTIMATORS = _frame_names()
+
+
+@pytest.mark.parametrize("name", FRAME_ESTIMATORS)
+def test_fitted_on_a_dataframe_round_trips(name: str, tmp_path: Path) -> None:
+    """Fitted on a DataFrame, an estimator keeps ``feature_names_in_`` (and, for column
+    transformers, column names): all of it comes back, and every method answers alike on
+    a DataFrame."""
+    estimator = make_estimator(name, ESTIMATORS[name])
+    data = as_frame(data_for(name, estimator))
+    assert data is not None
+    fit(estimator, data)
+    assert_round_trip(estimator, data.test, tmp_path)
+
+
+def test_most_estimators_are_fitted_on_a_dataframe() -> None:
+    assert len(FRAME_ESTIMATORS) >= 0.85 * len(ESTIMATORS), len(FRAME_ESTIMATORS)
 
 
 @pytest.mark.parametrize("name", _estimator_params(NOT_COVERED_UNFITTED))
@@ -188,6 +220,38 @@ def test_column_transformer_on_a_dataframe(selection: str, tmp_path: Path) -> No
     )
     loaded = assert_round_trip(_fitted(model, Data(frame, y)), frame, tmp_path)
     assert list(loaded.feature_names_in_) == list(frame.columns)
+
+
+def test_column_transformer_passthrough_on_a_mixed_dataframe(tmp_path: Path) -> None:
+    """The case users met: a ColumnTransformer passing the other columns through (its
+    remainder a FunctionTransformer fitted on a DataFrame slice), then a forest, on a frame
+    of floats, integers, booleans and strings."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.ensemble import RandomForestClassifier
+
+    X, y = iris()
+    frame = pd.DataFrame(X, columns=["sepal_l", "sepal_w", "petal_l", "petal_w"])
+    frame["count"] = np.arange(len(y)) % 7
+    frame["flag"] = np.arange(len(y)) % 2 == 0
+    frame["colour"] = np.array(["red", "blue", "green"], dtype=object)[np.arange(len(y)) % 3]
+    model = Pipeline(
+        [
+            ("log", FunctionTransformer(feature_names_out="one-to-one")),
+            (
+                "columns",
+                ColumnTransformer(
+                    [("colour", OneHotEncoder(), ["colour"]), ("petals", MinMaxScaler(), [2, 3])],
+                    remainder="passthrough",
+                ),
+            ),
+            ("forest", RandomForestClassifier(n_estimators=5, random_state=0)),
+        ]
+    )
+    loaded = assert_round_trip(_fitted(model, Data(frame, y)), frame, tmp_path)
+    assert list(loaded.feature_names_in_) == list(frame.columns)
+    assert_same(
+        model[:-1].get_feature_names_out(), loaded[:-1].get_feature_names_out(), "feature names"
+    )
 
 
 def test_function_transformer_with_numpy_ufuncs(tmp_path: Path) -> None:

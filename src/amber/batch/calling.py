@@ -19,6 +19,9 @@ def method_of(model: Any, method: str) -> Callable[[Any], Any]:
             f"{method!r} changes the model; give a prediction method (predict, predict_proba, "
             "decision_function, transform...)"
         )
+    from amber.adapters.predictors import predictor
+
+    model = predictor(model)  # a Keras or ONNX model answers through a predictor
     if is_torch_module(model) and method in ("predict", "forward"):
         return _torch_call(model)
     func = getattr(model, method, None)
@@ -62,6 +65,11 @@ def to_numpy(result: Any) -> Any:
     """A model's answer as a numpy array (torch tensors and pandas objects included)."""
     import numpy as np
 
+    if isinstance(result, dict):  # a Keras or ONNX model with several named outputs
+        raise InvalidArgumentError(
+            f"the model answers {len(result)} named outputs ({', '.join(map(str, result))}); "
+            "batch prediction writes one: serve the model, or save one with a single output"
+        )
     if type(result).__module__.startswith("torch"):
         result = result.detach().cpu().numpy()
     elif hasattr(result, "to_numpy"):

@@ -51,9 +51,15 @@ class Plan:
 
 def plan_for(signature: dict[str, Any] | None, model: Any) -> Plan:
     """The plan from a stored signature, else from what the model itself knows."""
+    if not signature:
+        from amber.adapters.predictors import signature_of
+
+        signature = signature_of(model)  # Keras and ONNX models declare their inputs
     inputs = (signature or {}).get("inputs") if isinstance(signature, dict) else None
     if isinstance(inputs, dict):
         kind = inputs.get("type")
+        if kind == "tensors" and isinstance(inputs.get("tensors"), list):
+            return _named_plan(inputs["tensors"])
         if kind == "dataframe" and isinstance(inputs.get("columns"), list):
             cols = tuple(
                 (str(c.get("name")), str(c.get("dtype", "")))
@@ -79,6 +85,22 @@ def plan_for(signature: dict[str, Any] | None, model: Any) -> Plan:
     if is_torch_module(model):
         return Plan("tensor", (), None, "float32")
     return Plan("ndarray", (), width if isinstance(width, int) else None, "float64")
+
+
+def _named_plan(tensors: list[Any]) -> Plan:
+    """Several named inputs (Keras, ONNX) read from a table: one column per input, each
+    input taking one value per row (shape ``[-1]`` or ``[-1, 1]``)."""
+    cols = []
+    for t in tensors:
+        shape = t.get("shape") if isinstance(t, dict) else None
+        if not isinstance(shape, list) or len(shape) not in (1, 2) or shape[1:] not in ([], [1]):
+            name = t.get("name") if isinstance(t, dict) else t
+            raise InvalidArgumentError(
+                f"input {name!r} takes shape {shape}; batch prediction feeds each named input "
+                "one column (one value per row): call the model yourself for other shapes"
+            )
+        cols.append((str(t["name"]), str(t.get("dtype", ""))))
+    return Plan("dataframe", tuple(cols))
 
 
 def is_torch_module(model: Any) -> bool:

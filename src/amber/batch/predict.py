@@ -60,7 +60,10 @@ def load_model(
     handle = store if not owned else open_store(store or os.environ.get("AMBER_STORE", ".amber"))
     try:
         version = handle.get(spec_or_model)  # one immutable version, even if an alias moves
-        model = handle.load(version.spec, trusted=trusted)
+        from amber.adapters.predictors import load as load_predictor
+
+        # Keras and ONNX models through a predictor (ONNX: a session over mapped files).
+        model = load_predictor(handle, version.spec, trusted=trusted)
     finally:
         if owned:
             handle.close()

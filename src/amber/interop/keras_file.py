@@ -5,15 +5,25 @@ configuration (any module, ``get_file``, turning safe mode off) and its HDF5 wei
 (external storage reading host files, CVE-2026-1669). Here:
 
 - the zip is read with amber's own checks: only the members a Keras model archive has
-  (``metadata.json``, ``config.json``, ``model.weights.h5``), no links, no encryption, no
-  duplicates, sizes and compression ratios capped, each member read to its declared size;
+  (``metadata.json``, ``config.json``, ``model.weights.h5`` or ``model.weights.npz``,
+  plain files under ``assets/``), no links, no encryption, no duplicates, sizes, counts
+  and compression ratios capped, each member read to its declared size;
 - ``config.json`` is parsed as plain JSON and audited against the allowlist
   (``adapters/keras_audit.py``) before Keras builds the model;
 - ``model.weights.h5`` is opened by h5py from memory and accepted only as groups of plain
   numeric datasets: no soft or external links, no external storage, no virtual datasets,
   no filters, no declared size beyond the file. Its arrays are copied into a fresh HDF5
   file amber writes, which Keras then reads (``model.load_weights``): Keras never opens a
-  byte of the archive it was given.
+  byte of the archive it was given;
+- ``model.weights.npz`` is read by amber's own npz and pickle readers (which never
+  execute anything): each member is a plain numeric array named by its HDF5 dataset path
+  (``layers/dense/vars/0.npy``), or Keras's layout, one member per layer holding a
+  pickled dict of numeric arrays (``layers/dense.npy``: ``{"0": kernel, "1": bias}``).
+  Anything else in it (Keras 3.15's own npz writer pickles backend ``Variable`` objects,
+  which its own loader cannot read back either) is refused;
+- ``assets/`` members are checked like the others and must be plain files within the
+  caps; no layer amber builds reads assets (the lookup and text-vectorization layers,
+  whose vocabularies live there, are not on the allowlist), so they are not used.
 """
 
 from __future__ import annotations
@@ -33,7 +43,11 @@ from amber.container.atomic import fsync_directory, write_error
 from amber.errors import FormatError, ReadError, SerializationError
 
 PathLike = str | os.PathLike[str]
-MEMBERS = frozenset({"metadata.json", "config.json", "model.weights.h5"})
+MEMBERS = frozenset({"metadata.json", "config.json", "model.weights.h5", "model.weights.npz"})
+WEIGHTS = ("model.weights.h5", "model.weights.npz")
+ASSETS = "assets/"
+MAX_ASSET_BYTES = 64 << 20
+MAX_ASSETS = 10_000
 MAX_MEMBER_BYTES = 16 << 30
 MAX_TEXT_BYTES = 64 << 20
 MAX_RATIO = 100  # Keras stores members uncompressed; deflate rarely passes 10:1 on weights
@@ -57,8 +71,8 @@ def _members(path: Path, archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]
             or (len(name) > 1 and name[1] == ":")
         ):
             raise _bad(path, f"member {name[:120]!r} has an absolute or escaping path")
-        if name not in MEMBERS:
-            raise _bad(path, f"unexpected member {name[:120]!r} (assets are not supported)")
+        if name not in MEMBERS and not name.startswith(ASSETS):
+            raise _bad(path, f"unexpected member {name[:120]!r}")
         if name in found:
             raise _bad(path, f"member {name!r} appears twice")
         kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the writer recorded none
@@ -68,7 +82,12 @@ def _members(path: Path, archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]
             raise _bad(path, f"member {name!r} is encrypted")
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             raise _bad(path, f"member {name!r} uses an unsupported compression")
-        cap = MAX_TEXT_BYTES if name.endswith(".json") else MAX_MEMBER_BYTES
+        if name.startswith(ASSETS):
+            cap = MAX_ASSET_BYTES
+            if name.endswith("/") and info.file_size:
+                raise _bad(path, f"member {name[:120]!r} is a folder holding data")
+        else:
+            cap = MAX_TEXT_BYTES if name.endswith(".json") else MAX_MEMBER_BYTES
         if info.file_size > cap:
             raise _bad(path, f"member {name!r} declares {info.file_size} bytes, over the cap")
         if info.file_size > MAX_RATIO * max(info.compress_size, 1) and info.file_size > 1 << 20:
@@ -78,9 +97,16 @@ def _members(path: Path, archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]
                 f"{info.compress_size}: a zip bomb",
             )
         found[name] = info
-    missing = {"config.json", "model.weights.h5"} - set(found)
-    if missing:
-        raise _bad(path, f"it lacks {', '.join(sorted(missing))}")
+    assets = [n for n in found if n.startswith(ASSETS)]
+    if len(assets) > MAX_ASSETS:
+        raise _bad(path, f"it holds more than {MAX_ASSETS} assets")
+    if sum(found[n].file_size for n in assets) > MAX_ASSET_BYTES:
+        raise _bad(path, f"its assets take more than {MAX_ASSET_BYTES} bytes")
+    if "config.json" not in found:
+        raise _bad(path, "it lacks config.json")
+    weights = [n for n in WEIGHTS if n in found]
+    if len(weights) != 1:
+        raise _bad(path, "it must hold one weights file, model.weights.h5 or model.weights.npz")
     return found
 
 
@@ -96,8 +122,10 @@ def _read(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     return data
 
 
-def read_archive(path: PathLike) -> tuple[dict[str, Any], bytes]:
-    """The audited configuration and the weights file's bytes of a .keras archive."""
+def read_archive(path: PathLike) -> tuple[dict[str, Any], bytes, str]:
+    """The audited configuration, the weights file's bytes and its name (``model.weights.h5``
+    or ``model.weights.npz``) of a .keras archive; assets are read to their declared size
+    (a damaged or lying member is refused) and set aside."""
     path = Path(path)
     try:
         archive = zipfile.ZipFile(path)
@@ -108,12 +136,16 @@ def read_archive(path: PathLike) -> tuple[dict[str, Any], bytes]:
     with archive:
         members = _members(path, archive)
         text = _read(path, archive, members["config.json"])
-        weights = _read(path, archive, members["model.weights.h5"])
+        kind = next(n for n in WEIGHTS if n in members)
+        weights = _read(path, archive, members[kind])
+        for name, info in members.items():
+            if name.startswith(ASSETS) and not name.endswith("/"):
+                _read(path, archive, info)
     try:
         config = parse_config(text.decode("utf-8"))
     except UnicodeDecodeError:
         raise _bad(path, "config.json is not UTF-8") from None
-    return config, weights
+    return config, weights, kind
 
 
 # -- HDF5, restricted to plain datasets -------------------------------------------------------
@@ -174,6 +206,62 @@ def plain_h5(data: bytes, where: str) -> dict[str, Any]:
     return arrays
 
 
+_NPZ_HINT = (
+    "Keras 3.15's npz writer pickles backend Variable objects, which amber does not rebuild: "
+    "save the model with model.save() (HDF5 weights)"
+)
+
+
+def plain_npz(data: bytes, where: str) -> dict[str, Any]:
+    """``{"layers/dense/vars/0": array}`` of a ``model.weights.npz``, read without executing
+    anything (see the module's docstring for the two layouts accepted)."""
+    import numpy as np
+
+    from amber.errors import AmberError
+    from amber.legacy.numpy_file import read_npz
+    from amber.legacy.pickle_vm import DEFAULT_LIMITS
+    from amber.legacy.reader import Parsed, build
+    from amber.legacy.translate import Translator
+
+    def bad(message: str) -> FormatError:
+        return FormatError(f"{where}: {message}; refusing the weights (nothing was read)")
+
+    if not data.startswith(b"PK"):
+        raise bad("it is not an npz (zip) file")
+    try:
+        value = read_npz(data, DEFAULT_LIMITS, MAX_MEMBER_BYTES)
+        translator = Translator()
+        root = translator.node(value)
+        members = build(Parsed(Path(where), "npz", root, translator.tensors))
+    except AmberError as exc:
+        raise bad(f"it is not plain arrays ({str(exc)[:200]}; {_NPZ_HINT})") from None
+
+    def numeric(name: str, array: Any) -> Any:
+        if type(array) is not np.ndarray or array.dtype.kind not in "biuf":
+            raise bad(
+                f"{name[:120]!r} is a {type(array).__name__}, not a numeric array ({_NPZ_HINT})"
+            )
+        if len(arrays) >= MAX_DATASETS:
+            raise bad("it holds too many arrays")
+        return array
+
+    arrays: dict[str, Any] = {}
+    for key, item in members.items():
+        if type(key) is not str or not key or ".." in key.split("/") or key.startswith("/"):
+            raise bad(f"member {str(key)[:120]!r} has an unusable name")
+        if type(item) is np.ndarray and item.dtype.hasobject and item.shape == ():
+            item = item.item()  # np.savez of a dict: the (already built) dict in a 0-d array
+        if isinstance(item, dict):  # Keras's layout: {"0": array, ...} of one saveable
+            prefix = "" if key == "__root__" else f"{key}/"
+            for index, array in item.items():
+                if type(index) is not str or not index.isdigit():
+                    raise bad(f"{key[:120]!r} holds a variable named {str(index)[:40]!r}")
+                arrays[f"{prefix}vars/{index}"] = numeric(f"{key}/{index}", array)
+        else:
+            arrays[key] = numeric(key, item)
+    return arrays
+
+
 def _write_h5(arrays: dict[str, Any], target: Path) -> None:
     import h5py
 
@@ -183,6 +271,15 @@ def _write_h5(arrays: dict[str, Any], target: Path) -> None:
             parent = out.require_group(group) if group else out
             parent.create_dataset(key, data=array)
         # Keras reads a group for every saveable object, even those without variables.
+
+
+def _prefixes(names: Any) -> list[str]:
+    """Every group a set of dataset paths lies in."""
+    out: set[str] = set()
+    for name in names:
+        parts = name.split("/")[:-1]
+        out.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+    return sorted(out)
 
 
 def _groups(data: bytes) -> list[str]:
@@ -199,9 +296,13 @@ def _groups(data: bytes) -> list[str]:
 def read_keras(path: PathLike) -> Any:
     """The Keras model of the .keras archive at ``path``, checked as described above."""
     path = Path(path)
-    config, weights = read_archive(path)
-    arrays = plain_h5(weights, f"{path}: model.weights.h5")
-    groups = _groups(weights)  # safe now: only hard links to groups and plain datasets
+    config, weights, kind = read_archive(path)
+    if kind == "model.weights.npz":
+        arrays = plain_npz(weights, f"{path}: {kind}")
+        groups = _prefixes(arrays)
+    else:
+        arrays = plain_h5(weights, f"{path}: {kind}")
+        groups = _groups(weights)  # safe now: only hard links to groups and plain datasets
     model = keras_adapter.build_model(config)
     optimizer = getattr(model, "optimizer", None)
     if (

@@ -159,20 +159,24 @@ def onnx_session(
     """
     check_verify_mode(verify)
     with ContainerReader(path, verify=verify, use_mmap=True) as reader:
-        root = reader.manifest.get("root")
-        if (
-            not isinstance(root, dict)
-            or root.get("k") != "object"
-            or root.get("type") != onnx_adapter.MODEL
-            or "state" not in root
-            or not isinstance(reader.manifest.get("amber"), dict)
-        ):
-            raise InvalidArgumentError(
-                f"{path} does not hold an ONNX model; load it with amber.load(path)"
-            )
-        # The state is plain data (bytes and arrays): decoding it trusts and imports nothing.
-        state = decode(root["state"], reader.array, reader.entries)
+        state = session_state(reader, str(path))
     return onnx_adapter.session_from_state(state, providers, sess_options)
+
+
+def session_state(reader: Any, where: str) -> Any:
+    """The stored state of the ONNX model ``reader`` holds (a container or a store
+    version): plain bytes and arrays, decoded without trusting or importing anything;
+    InvalidArgumentError when it holds another kind of object."""
+    root = reader.manifest.get("root")
+    if (
+        not isinstance(root, dict)
+        or root.get("k") != "object"
+        or root.get("type") != onnx_adapter.MODEL
+        or "state" not in root
+        or not isinstance(reader.manifest.get("amber"), dict)
+    ):
+        raise InvalidArgumentError(f"{where} does not hold an ONNX model; load it with amber.load")
+    return decode(root["state"], reader.array, reader.entries)
 
 
 def model_of(obj: Any, src: Path) -> Any:

@@ -32,11 +32,15 @@ class _Item:
 
 
 def _rows(x: Any) -> int:
+    if isinstance(x, dict):  # named input tensors, one row count (checked by prepare)
+        return int(next(iter(x.values())).shape[0])
     return int(x.shape[0])
 
 
 def _concat(parts: list[Any]) -> Any:
     first = parts[0]
+    if isinstance(first, dict):
+        return {name: _concat([p[name] for p in parts]) for name in first}
     if hasattr(first, "iloc"):  # a DataFrame
         import pandas as pd
 

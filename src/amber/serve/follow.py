@@ -62,7 +62,9 @@ def load_version(store: Store, name: str, version: int, method: str | None) -> S
     """Load ``name@version`` (every digest verified) and warm it up."""
     spec = f"{name}@{version}"
     info = store.get(spec)
-    model = store.load(spec, verify="full")
+    from amber.adapters.predictors import load as load_predictor
+
+    model = load_predictor(store, spec)  # ONNX: a session over the store's mapped files
     example = (info.metadata or {}).get("input_example")
     served = ServedModel(name, version, model, info.signature, method, example)
     served.warm_up()

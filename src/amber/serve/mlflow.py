@@ -47,6 +47,8 @@ def columns_from_rows(value: Any, model: ServedModel) -> dict[str, Any]:
             if list(r) != names and set(r) != set(names):
                 raise RequestError(f"record {i} has different keys than record 0")
         rows = [[r[n] for n in names] for r in value]
+        if model.kind == "tensors":  # records of named tensors: one array per name
+            return {str(n)[:256]: json_array([r[n] for r in value], f"input {n!r}") for n in names}
         if model.kind != "dataframe":
             return {TENSOR_INPUT: json_array(rows, "records")}
         return _columns(names, rows, model)

@@ -89,10 +89,13 @@ class ServedModel:
         method: str | None = None,
         example: Any = None,
     ) -> None:
+        from amber.adapters.predictors import input_specs, predictor, signature_of
+
+        model = predictor(model)  # Keras and ONNX models answer through a predictor
         self.name = name
         self.version = version
         self.model = model
-        self.signature = signature or {}
+        self.signature = signature or signature_of(model) or {}
         self.torch = is_torch_module(model)
         self.method = method or default_method(model)
         self.methods = [
@@ -116,8 +119,17 @@ class ServedModel:
         ]
         self.dtype = _signature_dtype(inputs["dtype"]) if "dtype" in inputs else None
         self.shape: list[int | None] | None = inputs.get("shape")
+        # Named input tensors (Keras, ONNX): (name, dtype, shape or None).
+        self.tensors: list[tuple[str, Any, list[int | None] | None]] = [
+            (str(t["name"]), _signature_dtype(str(t["dtype"])), t.get("shape"))
+            for t in input_specs(self.signature)
+            if "name" in t
+        ]
+        self.input_name = self.tensors[0][0] if len(self.tensors) == 1 else TENSOR_INPUT
         self.batchable = self.kind == "dataframe" or (
-            self.shape is not None and len(self.shape) >= 1 and self.shape[0] is None
+            all(s is not None and len(s) >= 1 and s[0] is None for _, _, s in self.tensors)
+            if self.kind == "tensors"
+            else self.shape is not None and len(self.shape) >= 1 and self.shape[0] is None
         )
         self.output_meta: list[dict[str, Any]] = self._declared_outputs()
 
@@ -142,9 +154,19 @@ class ServedModel:
     def input_meta(self) -> list[dict[str, Any]]:
         if self.kind == "dataframe":
             return [{"name": n, "datatype": datatype_of(d), "shape": [-1]} for n, d in self.columns]
+        if self.kind == "tensors":
+            return [
+                {
+                    "name": n,
+                    "datatype": datatype_of(d),
+                    "shape": [-1 if m is None else m for m in s],
+                }
+                for n, d, s in self.tensors
+                if s is not None
+            ]
         if self.dtype is not None and self.shape is not None:
             shape = [-1 if n is None else n for n in self.shape]
-            return [{"name": TENSOR_INPUT, "datatype": datatype_of(self.dtype), "shape": shape}]
+            return [{"name": self.input_name, "datatype": datatype_of(self.dtype), "shape": shape}]
         return []
 
     # -- inputs ----------------------------------------------------------------------------
@@ -153,14 +175,16 @@ class ServedModel:
         """The model's input from named arrays, checked against the signature."""
         if self.kind == "dataframe":
             return self._frame(inputs)
+        if self.kind == "tensors":
+            return self._named(inputs)
         if len(inputs) != 1:
             names = ", ".join(repr(n) for n in inputs)
             raise RequestError(
                 f"this model takes one input {TENSOR_INPUT!r}; got {len(inputs)}: {names}"
             )
         ((name, arr),) = inputs.items()
-        if self.kind is not None and name != TENSOR_INPUT:
-            raise RequestError(f"unknown input {name!r}; this model's input is {TENSOR_INPUT!r}")
+        if self.kind is not None and name not in (TENSOR_INPUT, self.input_name):
+            raise RequestError(f"unknown input {name!r}; this model's input is {self.input_name!r}")
         where = f"input {name!r}"
         if self.shape is not None:
             self._check_shape(arr, self.shape, where)
@@ -185,6 +209,29 @@ class ServedModel:
                 f"{where}: shape {list(arr.shape)} does not match the model's "
                 f"[{', '.join(want)}] (-1: any size)"
             )
+
+    def _named(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Several named tensors, each checked for shape and type, all with one row count."""
+        want = [n for n, _, _ in self.tensors]
+        missing = [n for n in want if n not in inputs]
+        extra = [n for n in inputs if n not in want]
+        if missing or extra:
+            parts = [f"missing input {n!r}" for n in missing]
+            parts += [f"unknown input {n!r}" for n in extra]
+            raise RequestError(f"{'; '.join(parts)}; this model's inputs are: {', '.join(want)}")
+        out, rows = {}, None
+        for name, dtype, shape in self.tensors:
+            arr, where = inputs[name], f"input {name!r}"
+            if shape is not None:
+                self._check_shape(arr, shape, where)
+            if self.batchable and rows is not None and arr.shape[0] != rows:
+                raise RequestError(f"{where}: {arr.shape[0]} rows; other inputs have {rows}")
+            rows = arr.shape[0] if arr.ndim else rows
+            arr = cast(arr, dtype, where)
+            if not self.allow_nan:
+                check_finite(arr, where)
+            out[name] = arr
+        return out
 
     def _tensor(self, arr: Any, where: str) -> Any:
         import numpy as np
@@ -290,9 +337,15 @@ class ServedModel:
             if any(d.kind == "O" for _, d in self.columns):
                 return None
             return {n: np.zeros(1, dtype=d) for n, d in self.columns}
+        if self.kind == "tensors":
+            if any(s is None or d.kind == "O" for _, d, s in self.tensors):
+                return None
+            return {
+                n: np.zeros([1 if m is None else m for m in s], dtype=d) for n, d, s in self.tensors
+            }
         if self.dtype is not None and self.shape is not None and self.dtype.kind != "O":
             shape = [1 if n is None else n for n in self.shape]
-            return {TENSOR_INPUT: np.zeros(shape, dtype=self.dtype)}
+            return {self.input_name: np.zeros(shape, dtype=self.dtype)}
         return None
 
     def warm_up(self) -> bool:

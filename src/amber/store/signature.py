@@ -29,6 +29,14 @@ def describe(value: Any) -> dict[str, Any] | None:
     return None
 
 
+def declared(model: Any) -> dict[str, Any] | None:
+    """The signature a model declares itself (Keras inputs, an ONNX graph's inputs and
+    outputs: names, dtypes, shapes); None for models that do not."""
+    from amber.adapters.predictors import signature_of
+
+    return signature_of(model)
+
+
 def infer(model: Any, example: Any) -> dict[str, Any]:
     """The signature of ``model`` for inputs like ``example``: the input's description and,
     when the model has ``predict``, the description of its output on the example."""
@@ -61,6 +69,17 @@ def compatible(a: dict[str, Any] | None, b: dict[str, Any] | None) -> tuple[bool
         for col in sorted(ca.keys() & cb.keys()):
             if ca[col] != cb[col]:
                 notes.append(f"column {col!r}: {ca[col]} -> {cb[col]}")
+    elif ia.get("type") == "tensors":
+        ta = {t.get("name"): t for t in ia.get("tensors", [])}
+        tb = {t.get("name"): t for t in ib.get("tensors", [])}
+        for name in sorted(ta.keys() - tb.keys()):
+            notes.append(f"input {name!r} no longer used")
+        for name in sorted(tb.keys() - ta.keys()):
+            notes.append(f"new required input {name!r}")
+        for name in sorted(ta.keys() & tb.keys()):
+            for key in ("dtype", "shape"):
+                if ta[name].get(key) != tb[name].get(key):
+                    notes.append(f"input {name!r} {key} {ta[name].get(key)} -> {tb[name].get(key)}")
     else:
         for key in ("dtype", "shape"):
             if ia.get(key) != ib.get(key):

@@ -426,10 +426,11 @@ class Store:
         ``parent`` (lineage) defaults to the latest version of ``name``; pass a spec
         (``"churn@4"``, ``"other@2"``) or None. ``signature`` is inferred from
         ``input_example`` when given (column names and dtypes of a DataFrame, dtype and
-        shape of an array, and the same for the model's ``predict`` output).
+        shape of an array, and the same for the model's ``predict`` output); a Keras or
+        ONNX model's is read from its declared inputs and outputs.
         """
         from amber.api import _check_metadata, encode
-        from amber.store.signature import infer
+        from amber.store.signature import declared, infer
 
         check_name(name)
         check_compress(compress)
@@ -444,6 +445,8 @@ class Store:
         if message is not None and not isinstance(message, str):
             raise InvalidArgumentError("message must be a string")
         lineage = self._parent(name, parent, numbers)
+        if signature is None:  # a Keras or ONNX model declares its inputs and outputs
+            signature = declared(model)
         if signature is None and input_example is not None:
             signature = infer(model, input_example)
         if signature is not None:
@@ -587,6 +590,24 @@ class Store:
             into=into,
             keys=keys,
         )
+
+    def onnx_session(
+        self, spec: str, *, verify: str = "full", providers: Any = None, sess_options: Any = None
+    ) -> Any:
+        """An onnxruntime ``InferenceSession`` for a version holding an ONNX model, its
+        initializers handed over from the store's mapped files (like ``amber.onnx_session``)."""
+        from amber.adapters.onnx import session_from_state
+        from amber.container.reader import check_verify_mode
+        from amber.interop.onnx_file import session_state
+
+        check_verify_mode(verify)
+        record = self.resolve(spec)
+        reader = VersionReader(record, self.files, verify=verify, use_mmap=True)  # type: ignore[arg-type]
+        try:
+            state = session_state(reader, f"{record.name}@{record.version}")
+        finally:
+            reader.close()
+        return session_from_state(state, providers, sess_options)
 
     def get(self, spec: str) -> ModelVersion:
         """A version's metadata, metrics, lineage... without loading it."""
