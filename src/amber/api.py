@@ -176,7 +176,9 @@ def _tensor_info(e: TensorEntry) -> TensorInfo:
     return TensorInfo(e.name, e.dtype, e.shape, e.nbytes, e.order, e.digest)
 
 
-def _check_metadata(metadata: Any) -> dict[str, Any]:
+def check_metadata(metadata: Any) -> dict[str, Any]:
+    """A private copy of user ``metadata`` (a JSON object); SerializationError if it is not
+    one. Shared with ``Store.save``."""
     if metadata is None:
         return {}
     if not isinstance(metadata, dict) or not all(isinstance(k, str) for k in metadata):
@@ -232,7 +234,7 @@ def save(
     """
     _check_save_arguments(obj, path)
     progress_module.check(progress)
-    user_metadata = _check_metadata(metadata)
+    user_metadata = check_metadata(metadata)
     encoder, extra = encode(obj, user_metadata)
     root = extra["root"]
     with progress_module.reporting(progress, f"saving {Path(path).name}") as report:
@@ -333,7 +335,7 @@ def load(
     unchanged), and returns the module. ``keys`` loads only these entries of a saved dict
     (a state dict), reading and checking only their tensors.
     """
-    _check_flags(mmap, writable)
+    check_flags(mmap, writable)
     return load_from(
         lambda mode: not_foreign(
             path, lambda: ContainerReader(path, verify=mode, use_mmap=mmap, writable=writable)
@@ -369,7 +371,8 @@ def load_from(
         return f.load(trusted=trusted, strict=strict, device=device, into=into, keys=key_list)
 
 
-def _check_flags(mmap: Any, writable: Any) -> None:
+def check_flags(mmap: Any, writable: Any) -> None:
+    """InvalidArgumentError unless ``mmap`` and ``writable`` are booleans."""
     if not isinstance(mmap, bool) or not isinstance(writable, bool):
         raise InvalidArgumentError("mmap and writable must be True or False")
 
@@ -420,7 +423,7 @@ class AmberFile:
         self, path: PathLike, *, verify: Verify = "lazy", mmap: bool = True, writable: bool = True
     ) -> None:
         check_verify_mode(verify)
-        _check_flags(mmap, writable)
+        check_flags(mmap, writable)
         self._reader: Any = not_foreign(
             path, lambda: ContainerReader(path, verify=verify, use_mmap=mmap, writable=writable)
         )

@@ -10,14 +10,20 @@ from amber.store import Store
 
 
 def _reads(store: Store) -> list[str]:
+    """The keys of every document the store reads from now on."""
     reads: list[str] = []
-    get = store.backend.get
+    get, read_range = store.backend.get, store.backend.read_range
 
     def counted(key: str) -> Any:
         reads.append(key)
         return get(key)
 
+    def counted_range(key: str, offset: int, length: int) -> Any:
+        reads.append(key)
+        return read_range(key, offset, length)
+
     store.backend.get = counted  # type: ignore[method-assign]
+    store.backend.read_range = counted_range  # type: ignore[method-assign]
     return reads
 
 

@@ -13,9 +13,12 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from amber.errors import StoreError
+
+if TYPE_CHECKING:
+    from amber.store.records import Record
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -60,6 +63,24 @@ COLUMNS = (
     "metrics",
     "tags",
 )
+
+
+def row_of(record: Record, tags: dict[str, str]) -> dict[str, Any]:
+    """The index row of a version: its record's fields and its current ``tags``."""
+    raw = record.raw
+    return {
+        "name": record.name,
+        "version": record.version,
+        "created_at": raw.get("created_at", ""),
+        "creator": raw.get("creator"),
+        "message": raw.get("message"),
+        "parent": raw.get("parent"),
+        "size": raw.get("size", 0),
+        "content_digest": raw.get("content_digest", ""),
+        "metadata": record.manifest.get("metadata") or {},
+        "metrics": raw.get("metrics") or {},
+        "tags": tags,
+    }
 
 
 def files_of(path: Path) -> list[Path]:

@@ -26,7 +26,7 @@ from amber.container import dtypes
 from amber.container.digest import hasher
 from amber.container.format import DIGEST_PREFIX
 from amber.container.manifest import TensorEntry
-from amber.container.writer import TensorItem, _check_array, iter_chunks, payload_order, write
+from amber.container.writer import TensorItem, check_array, iter_chunks, payload_order, write
 from amber.errors import CorruptFileError, ReadError, StoreError
 from amber.store.backend import Backend
 from amber.store.cache import ObjectCache
@@ -104,7 +104,7 @@ def _normalized(item: TensorItem) -> tuple[str, Any, str]:
     name, array, declared = item if len(item) == 3 else (*item, None)
     if callable(array):
         array = array()
-    return name, array, _check_array(name, array, declared)
+    return name, array, check_array(name, array, declared)
 
 
 def _scratch(backend: Backend) -> Path:

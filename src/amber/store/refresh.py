@@ -16,6 +16,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from amber.errors import AmberError
+from amber.store.index import row_of
 
 if TYPE_CHECKING:
     from amber.store.store import Store
@@ -53,7 +54,7 @@ def refresh(store: Store) -> int:
                 failed |= {f"versions/{name}/{number}", f"tags/{name}/{number}"}
         for name, alias in sorted(refs):
             try:
-                version = store._ref(name, alias)[1]
+                version = store.ledger.ref(name, alias)[1]
             except AmberError:
                 version = None  # a damaged ref: store.check() reports it
                 failed.add(f"refs/{name}/{alias}")
@@ -76,12 +77,12 @@ def forget(store: Store) -> None:
 def _reindex_version(store: Store, db: Any, name: str, number: int) -> bool:
     """Index ``name@number`` as storage has it (or drop it); False if it is damaged."""
     try:
-        record = store._record(name, number)
+        record = store.ledger.record(name, number)
     except AmberError:
         store.index.remove_version(db, name, number)  # store.check() reports it
         return False
     if record is None or record.deleted:
         store.index.remove_version(db, name, number)
         return True
-    store.index.add_version(db, store._index_row(record, store._tags(record)))
+    store.index.add_version(db, row_of(record, store.ledger.tags(record)))
     return True

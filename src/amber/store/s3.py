@@ -50,6 +50,7 @@ except ImportError:  # pragma: no cover - exercised by a test that hides obstore
 LOCKS = "locks"  # markers of touch and gc; never a key of the store
 _RESERVED = (LOCKS, "tmp", "cache")
 TOMBSTONE = b"\x00amber-s3: deleted by compare_and_swap\x00"
+MARKER_LIMIT = 4096  # a marker document is a few dozen bytes
 GC_LEASE = 30.0  # seconds after which a gc marker left by a dead collector is ignored
 _OBJECTS = "objects/"
 _CHUNK = 8 << 20  # multipart part size for objects
@@ -188,27 +189,39 @@ class S3Backend(Backend):
             return None
         return meta
 
-    def _read(self, key: str) -> tuple[bytes | None, str | None]:
-        """(content, ETag): (None, None) when absent, (None, etag) for a tombstone."""
+    def _fetch(self, key: str, start: int = 0, end: int | None = None) -> tuple[Any, bytes] | None:
+        """One GET of ``key`` (bytes ``start`` to ``end`` when given, fewer at the end of
+        the blob): (metadata of the whole blob, bytes), None when absent."""
         try:
-            result, data = _reading(lambda: _get(self._store, key))
+            return _reading(lambda: _get(self._store, key, start, end))
         except FileNotFoundError as exc:
             if _bucket_missing(exc):
                 raise self._error("read", key, exc, changed="nothing was changed") from None
-            return None, None
-        except Exception as exc:
-            raise self._error("read", key, exc, changed="nothing was changed") from None
-        etag = result.meta["e_tag"]
-        return (None if data == TOMBSTONE else data), etag
-
-    def _raw(self, key: str) -> bytes | None:
-        """The bytes at ``key`` as stored (a tombstone too), None if absent."""
-        try:
-            return _reading(lambda: _get(self._store, key))[1]
-        except FileNotFoundError:
             return None
         except Exception as exc:
             raise self._error("read", key, exc, changed="nothing was changed") from None
+
+    def _read(self, key: str, limit: int | None = None) -> tuple[bytes | None, str | None]:
+        """(content, ETag): (None, None) when absent, (None, etag) for a tombstone. With
+        ``limit``, at most ``limit + 1`` bytes are read (a longer blob is cut there)."""
+        found = self._fetch(key, 0, None if limit is None else limit + 1)
+        if found is None:
+            return None, None
+        meta, data = found
+        return (None if self._is_tombstone(key, meta, data) else data), meta["e_tag"]
+
+    def _is_tombstone(self, key: str, meta: Any, data: bytes, offset: int = 0) -> bool:
+        if meta["size"] != len(TOMBSTONE):
+            return False
+        if offset == 0 and len(data) == len(TOMBSTONE):
+            return data == TOMBSTONE
+        return self._raw(key) == TOMBSTONE
+
+    def _raw(self, key: str, limit: int | None = None) -> bytes | None:
+        """The bytes at ``key`` as stored (a tombstone too; at most ``limit + 1`` of them
+        with ``limit``), None if absent."""
+        found = self._fetch(key, 0, None if limit is None else limit + 1)
+        return None if found is None else found[1]
 
     def _write(self, key: str, etag: str | None, data: bytes) -> str | None:
         """PUT ``data`` only if the key holds ``etag`` (None: only if absent); the new ETag,
@@ -220,7 +233,7 @@ class S3Backend(Backend):
             # After a retry, the condition may have failed on our own first attempt, whose
             # answer was lost: the key then holds exactly our bytes. (Documents amber
             # writes carry times and writers, so another writer's are never identical.)
-            if _retried(exc) and self._raw(key) == data:
+            if _retried(exc) and self._raw(key, len(data)) == data:
                 return "retried"
             return None
         except Exception as exc:
@@ -232,7 +245,8 @@ class S3Backend(Backend):
     def _swap(self, key: str, expected: bytes | None, new: bytes, *, tries: int = 5) -> bool:
         """Replace the document at ``key`` by ``new`` if its content is ``expected``."""
         for _ in range(tries):
-            current, etag = self._read(key)
+            # Never more than the expected document is read: a longer one differs anyway.
+            current, etag = self._read(key, len(expected or TOMBSTONE))
             if current != expected:
                 return False
             if self._write(key, etag, new) is not None:
@@ -254,20 +268,15 @@ class S3Backend(Backend):
         self._key(key)
         if offset < 0 or length < 0:
             raise InvalidArgumentError("offset and length must be >= 0")
-        meta = self._head(key)
-        if meta is None:
+        if length == 0:
+            return None if self._head(key) is None else b""
+        # One GET: the blob's size and ETag come with the bytes (no HEAD first, which a
+        # concurrent swap could make disagree with them).
+        found = self._fetch(key, offset, offset + length)
+        if found is None:
             return None
-        end = min(offset + length, meta["size"])
-        if end <= offset:
-            return b""
-        try:
-            return _reading(
-                lambda: bytes(obstore.get_range(self._store, key, start=offset, end=end))
-            )
-        except FileNotFoundError:
-            return None
-        except Exception as exc:
-            raise self._error("read", key, exc, changed="nothing was changed") from None
+        meta, data = found
+        return None if self._is_tombstone(key, meta, data, offset) else data
 
     def put_if_absent(self, key: str, data: Data) -> bool:
         self._key(key)
@@ -279,7 +288,7 @@ class S3Backend(Backend):
                 raise InvalidArgumentError("this content is reserved by the S3 backend")
             if self._write(key, None, content) is not None:
                 return True
-            current, etag = self._read(key)
+            current, etag = self._read(key, len(TOMBSTONE))
             # A tombstone counts as absent: replace it, conditionally on its ETag.
             return (
                 current is None and etag is not None and self._write(key, etag, content) is not None
@@ -307,7 +316,7 @@ class S3Backend(Backend):
         if new == TOMBSTONE or expected == TOMBSTONE:
             raise InvalidArgumentError("this content is reserved by the S3 backend")
         if new is None:
-            current, _ = self._read(key)
+            current, _ = self._read(key, len(expected or TOMBSTONE))
             if current is None:
                 return expected is None
             return self._swap(key, expected, TOMBSTONE)
@@ -369,7 +378,7 @@ class S3Backend(Backend):
         if self._head(key) is None:
             return False
         self._remove(key)
-        marker, _ = self._read(_marker(key))
+        marker, _ = self._read(_marker(key), MARKER_LIMIT)
         if marker is not None:
             self._swap(_marker(key), marker, TOMBSTONE)
         return True
@@ -388,7 +397,7 @@ class S3Backend(Backend):
         """The marker's state (None: none or a tombstone) and its ETag (None: no marker
         document at all). Swaps of markers are conditional on that ETag, not on content:
         a marker that went absent -> claimed -> tombstone meanwhile must not look unchanged."""
-        raw, etag = self._read(_marker(key))
+        raw, etag = self._read(_marker(key), MARKER_LIMIT)
         if raw is None:
             return None, etag
         try:
@@ -469,9 +478,22 @@ def _retried(exc: BaseException) -> bool:
     return any(int(n) > 0 for n in re.findall(r"(?<![_a-z])retries: (\d+)", str(exc)))
 
 
-def _get(store: Any, key: str) -> tuple[Any, bytes]:
-    result = obstore.get(store, key)
-    return result, bytes(result.bytes())
+def _get(store: Any, key: str, start: int = 0, end: int | None = None) -> tuple[Any, bytes]:
+    """(metadata of the whole blob, its bytes from ``start`` to ``end``)."""
+    if start == 0 and end is None:
+        result = obstore.get(store, key)
+        return result.meta, bytes(result.bytes())
+    try:
+        if end is None:
+            result = obstore.get(store, key, options={"range": {"offset": start}})
+        else:
+            result = obstore.get(store, key, options={"range": (start, end)})
+    except Exception as exc:
+        if "Range Not Satisfiable" not in str(exc) and "InvalidRange" not in str(exc):
+            raise
+        # Range Not Satisfiable: the blob ends before ``start`` (or is empty).
+        return obstore.head(store, key), b""
+    return result.meta, bytes(result.bytes())
 
 
 def _reading(call: Callable[[], T]) -> T:

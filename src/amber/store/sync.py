@@ -12,7 +12,6 @@ copied again, so a second run after an interruption copies only what is missing.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -72,11 +71,7 @@ def source_records(source: Store, spec: str, *, every: bool) -> list[records.Rec
     parsed = parse_spec(spec)
     if parsed.version is not None or parsed.alias is not None:
         raise InvalidArgumentError(f"--all copies a whole model: give a name, not {spec!r}")
-    out = []
-    for number in source._numbers(parsed.name):
-        record = source._record(parsed.name, number)
-        if record is not None and not record.deleted:
-            out.append(record)
+    out = source.ledger.live_records(parsed.name)
     if not out:
         source.resolve(parsed.name)  # VersionNotFound with its hints
     return out
@@ -98,10 +93,8 @@ def copy_versions(
     report = CopyReport()
     present: dict[tuple[Any, Any], int] = {}
     name = chosen[0].name
-    for number in dest._numbers(name):
-        record = dest._record(name, number)
-        if record is not None and not record.deleted:
-            present[_identity(record.raw)] = number
+    for record in dest.ledger.live_records(name):
+        present[_identity(record.raw)] = record.version
     todo = [r for r in chosen if _identity(r.raw) not in present]
     report.skipped = [f"{r.name}@{r.version}" for r in chosen if r not in todo]
     needed = sorted(set().union(*(r.objects() for r in todo))) if todo else []
@@ -113,14 +106,14 @@ def copy_versions(
     }
     for record in sorted(todo, key=lambda r: r.version):
         body = dict(record.raw)
-        body["tags"] = source._tags(record)
+        body["tags"] = source.ledger.tags(record)
         parent = body.get("parent")
         body["parent"] = renamed.get(parent) if isinstance(parent, str) else None
         if body["parent"] is None and parent is not None:
             body["imported_parent"] = parent
         body["imported_from"] = f"{source.backend.describe()}#{record.name}@{record.version}"
         objects = record.objects()
-        committed = dest._commit(
+        committed = dest.ledger.commit(
             name,
             body,
             objects,
@@ -129,9 +122,7 @@ def copy_versions(
         spec_there = f"{name}@{committed.version}"
         renamed[f"{record.name}@{record.version}"] = spec_there
         if body["tags"]:
-            dest.backend.compare_and_swap(
-                f"tags/{name}/{committed.version}", None, json.dumps(body["tags"]).encode()
-            )
+            dest.ledger.swap_tags(name, committed.version, None, body["tags"])
         report.copied.append(spec_there)
     _copy_aliases(source, dest, name, renamed)
     return report
@@ -139,8 +130,8 @@ def copy_versions(
 
 def _copy_aliases(source: Store, dest: Store, name: str, renamed: dict[str, str]) -> None:
     """Aliases of copied versions are set where the destination has none of that name."""
-    existing = dest._aliases_of(name)
-    for alias, version in source._aliases_of(name).items():
+    existing = dest.ledger.aliases(name)
+    for alias, version in source.ledger.aliases(name).items():
         target = renamed.get(f"{name}@{version}")
         if target is not None and alias not in existing:
             try:
