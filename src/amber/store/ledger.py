@@ -23,12 +23,13 @@ other clients learn of it with one request.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import math
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -36,6 +37,7 @@ from amber.container.format import MAX_MANIFEST_BYTES
 from amber.errors import FormatError, InvalidArgumentError, StoreError
 from amber.store import records
 from amber.store.backend import Backend
+from amber.store.changes import Journal
 from amber.store.objects import object_key
 
 # A record holds a manifest (capped by the container format) plus the tensor list.
@@ -101,11 +103,23 @@ Committed = Callable[[records.Record, dict[str, str]], None]
 
 class Ledger:
     """The records, refs and tags of the store on ``backend``. ``committed(record, tags)``
-    is called after each new record is created (the store updates its index there)."""
+    is called after each new record is created (the store updates its index there).
+    ``journal``: announce every change in ``changes/`` for other clients' indexes."""
 
-    def __init__(self, backend: Backend, *, committed: Committed | None = None) -> None:
+    def __init__(
+        self, backend: Backend, *, committed: Committed | None = None, journal: bool = False
+    ) -> None:
         self.backend = backend
         self.committed = committed
+        self.journal = Journal(backend, creator()) if journal else None
+
+    @contextlib.contextmanager
+    def _changing(self, what: str) -> Iterator[None]:
+        if self.journal is None:
+            yield
+        else:
+            with self.journal.change(what):
+                yield
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -240,16 +254,19 @@ class Ledger:
             raise StoreError(f"objects of {name} keep disappearing (a concurrent gc?); retry")
         numbers = self.numbers(name)
         number = (numbers[-1] if numbers else 0) + 1
-        for _ in range(10_000):
-            body["version"] = number
-            raw = records.encode(body)
-            if self.backend.put_if_absent(records.version_key(name, number), raw):
-                record = records.decode(raw, name, number)
-                if self.committed is not None:
-                    self.committed(record, dict(body.get("tags") or {}))
-                return record
-            number += 1  # another writer took it
-        raise StoreError(f"could not allocate a version number for {name!r}")
+        with self._changing(f"versions/{name}"):
+            for _ in range(10_000):
+                body["version"] = number
+                raw = records.encode(body)
+                if self.backend.put_if_absent(records.version_key(name, number), raw):
+                    record = records.decode(raw, name, number)
+                    break
+                number += 1  # another writer took it
+            else:
+                raise StoreError(f"could not allocate a version number for {name!r}")
+        if self.committed is not None:
+            self.committed(record, dict(body.get("tags") or {}))
+        return record
 
     def swap_alias(
         self, name: str, alias: str, current: bytes | None, version: int | None
@@ -264,27 +281,33 @@ class Ledger:
                 "by": creator(),
             }
         ).encode()
-        return doc if self.backend.compare_and_swap(ref_key(name, alias), current, doc) else None
+        with self._changing(ref_key(name, alias)):
+            swapped = self.backend.compare_and_swap(ref_key(name, alias), current, doc)
+        return doc if swapped else None
 
     def restore_alias(self, name: str, alias: str, written: bytes, previous: bytes | None) -> bool:
         """Undo a swap (``written`` back to ``previous``) if nobody moved it since."""
-        return self.backend.compare_and_swap(ref_key(name, alias), written, previous)
+        with self._changing(ref_key(name, alias)):
+            return self.backend.compare_and_swap(ref_key(name, alias), written, previous)
 
     def remove_alias(self, name: str, alias: str, current: bytes) -> bool:
         """Remove ``alias`` if its document still is ``current``."""
-        return self.backend.compare_and_swap(ref_key(name, alias), current, None)
+        with self._changing(ref_key(name, alias)):
+            return self.backend.compare_and_swap(ref_key(name, alias), current, None)
 
     def swap_tags(
         self, name: str, version: int, current: bytes | None, tags: dict[str, str]
     ) -> bool:
         """Replace the tags document of ``name@version`` if it still is ``current``."""
-        return self.backend.compare_and_swap(
-            tags_key(name, version), current, json.dumps(tags).encode()
-        )
+        with self._changing(tags_key(name, version)):
+            return self.backend.compare_and_swap(
+                tags_key(name, version), current, json.dumps(tags).encode()
+            )
 
     def drop_tags(self, name: str, version: int) -> None:
         """Remove the tags document of a deleted version."""
-        self.backend.delete(tags_key(name, version))
+        with self._changing(tags_key(name, version)):
+            self.backend.delete(tags_key(name, version))
 
     def tombstone(self, record: records.Record) -> bool:
         """Replace a live record by a tombstone (its number stays allocated); False if the
@@ -302,7 +325,10 @@ class Ledger:
                 "by": creator(),
             }
         )
-        return current is not None and self.backend.compare_and_swap(key, current, tombstone)
+        if current is None:
+            return False
+        with self._changing(key):
+            return self.backend.compare_and_swap(key, current, tombstone)
 
     @staticmethod
     def _version_in(document: bytes | None) -> int | None:

@@ -12,6 +12,7 @@ from amber.container.digest import hasher
 from amber.container.reader import ContainerReader
 from amber.errors import AmberError, InvalidArgumentError, StoreError
 from amber.store import records
+from amber.store.changes import is_journal_key
 from amber.store.index import row_of
 from amber.store.names import check_alias, check_name
 from amber.store.objects import mismatch, object_key
@@ -182,6 +183,8 @@ _HEX = re.compile(r"[0-9a-f]{64}")
 def _is_store_key(key: str) -> bool:
     """Whether ``key`` has the shape of a key the store writes (objects/ab/abc..., a
     version record, an alias, a tag)."""
+    if is_journal_key(key):
+        return True
     parts = key.split("/")
     if len(parts) != 3:
         return False

@@ -157,7 +157,9 @@ class Store:
             self._scratch = tempfile.TemporaryDirectory(prefix="amber-store-cache-")
             cache = Path(self._scratch.name)
         self.backend = backend
-        self.ledger = Ledger(backend, committed=self._index_committed)
+        # Clients of a remote store keep their own index: changes are announced to them.
+        announce = getattr(backend, "list_etags", None) is not None
+        self.ledger = Ledger(backend, committed=self._index_committed, journal=announce)
         self._index_file = index_file
         self.files = ObjectFiles(backend, cache)
         try:
