@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from amber.errors import StoreError
+from amber.errors import StoreIndexError
 
 if TYPE_CHECKING:
     from amber.store.records import Record
@@ -110,7 +110,7 @@ class Index:
             assert self.path is not None
             for file in files_of(self.path):  # SQLite would follow a link planted there
                 if file.is_symlink():
-                    raise StoreError(
+                    raise StoreIndexError(
                         f"the store index file {file} is a symbolic link; amber follows no "
                         "links inside a store: delete it (the index is rebuilt from storage)"
                     )
@@ -120,7 +120,7 @@ class Index:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
             except (sqlite3.Error, OSError) as exc:
-                raise StoreError(
+                raise StoreIndexError(
                     f"cannot open the store index {self.path}: {exc}; delete it and run "
                     "`amber store reindex` to rebuild it"
                 ) from None
@@ -133,7 +133,7 @@ class Index:
         try:
             yield db
         except sqlite3.DatabaseError as exc:
-            raise StoreError(
+            raise StoreIndexError(
                 f"the store index {self.path or ':memory:'} failed ({exc}); run "
                 "`amber store reindex` (or Store.reindex()) to rebuild it from storage"
             ) from None

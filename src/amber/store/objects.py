@@ -183,6 +183,8 @@ class ObjectFiles:
     def __init__(self, backend: Backend, cache: Path | None) -> None:
         self.backend = backend
         self.cache = None if cache is None else ObjectCache(cache)
+        # Whether objects are the backend's own local files (any key answers alike).
+        self.local = backend.local_path(object_key("0" * 64)) is not None
         self.closed = False
 
     def close(self) -> None:
@@ -202,6 +204,22 @@ class ObjectFiles:
             return local
         assert self.cache is not None
         return self.cache.fetch(self.backend, key, digest_hex)
+
+    def freshly_verified(self, digest_hex: str) -> bool:
+        """Whether this store downloaded the object into its cache and checked its digest
+        as the bytes arrived (its file has not been read back since)."""
+        return self.cache is not None and not self.local and digest_hex in self.cache.fresh
+
+    def prefetch(self, objects: Iterable[tuple[str, int | None]]) -> None:
+        """Bring the objects ``(hex digest, size or None)`` into the cache together (their
+        parts downloaded in parallel) when the backend has no local files; else nothing."""
+        if self.closed:
+            raise StoreError("the store is closed; open it again")
+        if self.cache is None or self.local:
+            return
+        self.cache.fetch_many(
+            self.backend, [(object_key(h), h, size) for h, size in dict(objects).items()]
+        )
 
 
 def map_object(path: Path, nbytes: int, *, use_mmap: bool, writable: bool) -> Any:

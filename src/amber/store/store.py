@@ -27,6 +27,7 @@ from amber.errors import (
     AliasConflict,
     InvalidArgumentError,
     StoreError,
+    StoreIndexError,
     StoreIndexWarning,
     VersionNotFound,
 )
@@ -623,7 +624,7 @@ class Store:
 
         try:
             return reindex(self)
-        except StoreError:
+        except StoreIndexError:
             if self._index_file is None:
                 raise
             self.index.close()
@@ -638,7 +639,7 @@ class Store:
 
         try:
             return refresh(self)
-        except StoreError:
+        except StoreIndexError:
             if self._index_file is None:
                 raise
             self.reindex()  # a damaged index is moved aside and rebuilt

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from amber.errors import AmberError, InvalidArgumentError
+from amber.errors import AmberError, InvalidArgumentError, StoreError
 from amber.store import records
+from amber.store.cache import Download, fetch_verified
 from amber.store.names import parse_spec
 from amber.store.objects import object_key
 
@@ -149,26 +150,23 @@ def send_objects(
     workers: int,
 ) -> None:
     """Make every object of ``digests`` present in ``dest``: refreshed if there, else
-    streamed from ``source``, ``workers`` at a time."""
+    copied from ``source``, ``workers`` at a time."""
     missing = [h for h in digests if not dest.backend.touch(object_key(h))]
     report.objects_present += len(digests) - len(missing)
+    make_file = getattr(dest.backend, "temporary_file", None)
+    if missing and make_file is not None and not source.files.local:
+        # Remote to local: each object is downloaded once, straight into the
+        # destination's temporary file, verified as it arrives, then put in place.
+        _download_into(source, dest, missing, make_file, report, progress)
+        return
     files = {h: source.files.path(h) for h in missing}  # remote: downloaded, verified
     sizes = {h: f.stat().st_size for h, f in files.items()}
     total = sum(sizes.values())
-    lock = threading.Lock()
-    done = [0]
-
-    def sent(n: int) -> None:
-        with lock:
-            done[0] += n
-            if progress is not None:
-                progress(done[0], total)
+    sent = _counter(total, progress)
 
     def send(digest_hex: str) -> None:
         dest.backend.put_if_absent(object_key(digest_hex), _chunks(files[digest_hex], sent))
 
-    if progress is not None:
-        progress(0, total)
     if missing:
         pool = ThreadPoolExecutor(max(1, min(workers, len(missing))))
         try:
@@ -178,6 +176,48 @@ def send_objects(
             pool.shutdown(wait=True, cancel_futures=True)
     report.objects_sent += len(missing)
     report.bytes_sent += total
+
+
+def _download_into(
+    source: Store,
+    dest: Store,
+    missing: list[str],
+    make_file: Callable[[], Path],
+    report: CopyReport,
+    progress: Progress | None,
+) -> None:
+    downloads = [Download(object_key(h), h, None, make_file()) for h in missing]
+    for download in downloads:
+        stat = source.backend.stat(download.key)
+        if stat is None:
+            raise StoreError(f"object {download.digest_hex[:16]}... is missing from the store")
+        download.size = stat.size
+    total = sum(d.size or 0 for d in downloads)
+    sent = _counter(total, progress)
+
+    def install(done: Download) -> None:
+        # The file is fsynced; the destination moves it into place (create-only).
+        dest.backend.put_if_absent(done.key, done.path)
+        report.objects_sent += 1
+        report.bytes_sent += done.size or 0
+
+    fetch_verified(source.backend, downloads, install, durable=True, progress=sent)
+
+
+def _counter(total: int, progress: Progress | None) -> Callable[[int], None]:
+    """A thread-safe ``sent(n)`` that reports the running total to ``progress``."""
+    lock = threading.Lock()
+    done = [0]
+
+    def sent(n: int) -> None:
+        with lock:
+            done[0] += n
+            if progress is not None:
+                progress(done[0], total)
+
+    if progress is not None:
+        progress(0, total)
+    return sent
 
 
 def _chunks(path: Path, sent: Callable[[int], None]) -> Iterator[bytes]:
