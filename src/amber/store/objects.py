@@ -183,8 +183,7 @@ class ObjectFiles:
     def __init__(self, backend: Backend, cache: Path | None) -> None:
         self.backend = backend
         self.cache = None if cache is None else ObjectCache(cache)
-        # Whether objects are the backend's own local files (any key answers alike).
-        self.local = backend.local_path(object_key("0" * 64)) is not None
+        self.local = backend.has_local_files
         self.closed = False
 
     def close(self) -> None:
