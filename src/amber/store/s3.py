@@ -87,8 +87,9 @@ class S3Backend(Backend):
     server (MinIO, Ceph, R2, moto), else ``$AWS_ENDPOINT_URL``, else AWS. Credentials and
     region come from the usual environment variables (``AWS_ACCESS_KEY_ID``,
     ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION``...) or the instance's
-    role, or are given in ``options`` (obstore's S3 settings). Plain ``http://`` endpoints
-    are accepted on loopback only."""
+    role, or from the AWS CLI profile ``profile`` (default ``$AWS_PROFILE``), or are given
+    in ``options`` (obstore's S3 settings). Plain ``http://`` endpoints are accepted on
+    loopback only."""
 
     def __init__(
         self,
@@ -97,9 +98,24 @@ class S3Backend(Backend):
         *,
         endpoint: str | None = None,
         check_bucket: bool = True,
+        profile: str | None = None,
         **options: Any,
     ) -> None:
         require_obstore()
+        # An AWS CLI profile: given here, or $AWS_PROFILE when no keys are in the
+        # environment (the AWS SDKs' order). Options given here win over the profile's.
+        if profile is None and not os.environ.get("AWS_ACCESS_KEY_ID"):
+            profile = os.environ.get("AWS_PROFILE") or None
+        if profile is not None:
+            from amber.store.aws_profile import profile_options
+
+            settings = profile_options(profile)
+            if os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"):
+                settings.pop("region", None)  # the environment wins, as for the AWS CLI
+            if endpoint is None and "endpoint" in settings and not _env_endpoint():
+                endpoint = settings["endpoint"]
+            settings.pop("endpoint", None)
+            options = {**settings, **options}
         if not bucket or "/" in bucket:
             raise InvalidArgumentError(f"invalid bucket name {bucket!r}")
         prefix = prefix.strip("/")
@@ -151,6 +167,21 @@ class S3Backend(Backend):
     # -- errors ----------------------------------------------------------------------------
 
     def _error(self, action: str, key: str, exc: Exception, *, changed: str) -> StoreError:
+        code = _s3_code(exc)
+        if code in _BAD_CREDENTIALS:
+            return StoreError(
+                f"could not {action} {key} in {self.describe()}: the server refused the "
+                f"credentials ({code}), so this request changed nothing; check "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) for this endpoint"
+            )
+        if code == "AccessDenied" or _forbidden(exc):
+            return StoreError(
+                f"could not {action} {key} in {self.describe()}: access denied (HTTP 403), "
+                "so this request changed nothing; the credentials need permission on the "
+                "bucket: listing and reading (s3:ListBucket, s3:GetObject) for loads, writing "
+                "(s3:PutObject) for saves, aliases and tags, deleting (s3:DeleteObject) for "
+                "gc and rm"
+            )
         if isinstance(exc, (PermissionDeniedError, UnauthenticatedError)):
             hint = "check the credentials (AWS_ACCESS_KEY_ID...) and the bucket's permissions"
         elif "invalid path" in str(exc):
@@ -473,6 +504,21 @@ def _valid(key: str) -> bool:
     return True
 
 
+_BAD_CREDENTIALS = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken")
+
+
+def _s3_code(exc: BaseException) -> str | None:
+    """The error code of the S3 answer quoted in obstore's message, if any."""
+    match = re.search(r"<Code>([A-Za-z]{1,64})</Code>", str(exc))
+    return match.group(1) if match else None
+
+
+def _forbidden(exc: BaseException) -> bool:
+    return isinstance(exc, (PermissionDeniedError, UnauthenticatedError)) or (
+        "403 Forbidden" in str(exc)
+    )
+
+
 def _retried(exc: BaseException) -> bool:
     """Whether obstore's error says the request was sent more than once."""
     return any(int(n) > 0 for n in re.findall(r"(?<![_a-z])retries: (\d+)", str(exc)))
@@ -504,8 +550,8 @@ def _reading(call: Callable[[], T]) -> T:
             return call()
         except (FileNotFoundError, PermissionDeniedError, UnauthenticatedError):
             raise
-        except Exception:
-            if attempt == READ_ATTEMPTS - 1:
+        except Exception as exc:
+            if attempt == READ_ATTEMPTS - 1 or _forbidden(exc):
                 raise
             time.sleep(0.05 * 2**attempt)
     raise AssertionError("unreachable")
