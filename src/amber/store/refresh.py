@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from amber.errors import AmberError
@@ -31,6 +32,7 @@ from amber.store import changes
 from amber.store.index import row_of
 
 if TYPE_CHECKING:
+    from amber.store.records import Record
     from amber.store.store import Store
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS remote_keys (key TEXT PRIMARY KEY, etag TEXT NOT NULL)"
@@ -38,6 +40,7 @@ STATE = "CREATE TABLE IF NOT EXISTS remote_state (name TEXT PRIMARY KEY, value T
 _VERSION = re.compile(r"^versions/([^/]+)/([1-9][0-9]*)$")
 _TAGS = re.compile(r"^tags/([^/]+)/([1-9][0-9]*)$")
 _REF = re.compile(r"^refs/([^/]+)/([^/]+)$")
+READERS = 16  # documents read at once
 
 
 def refresh(store: Store) -> int:
@@ -90,9 +93,19 @@ def _read_changes(store: Store, db: Any, list_etags: Any) -> int:
         elif match := _REF.match(key):
             refs.add((match.group(1), match.group(2)))
     failed: set[str] = set()
-    for name, number in sorted(versions):
-        if not _reindex_version(store, db, name, number):
-            failed |= {f"versions/{name}/{number}", f"tags/{name}/{number}"}
+    # Documents are read in parallel (a first sync reads thousands), the index written here.
+    with ThreadPoolExecutor(READERS) as pool:
+        found = pool.map(
+            lambda v: _read_version(store, v[0], v[1], f"tags/{v[0]}/{v[1]}" in now),
+            sorted(versions),
+        )
+        for (name, number), (record, tags) in zip(sorted(versions), found, strict=True):
+            if tags is None:  # damaged: store.check() reports it
+                failed |= {f"versions/{name}/{number}", f"tags/{name}/{number}"}
+            if tags is None or record is None or record.deleted:
+                store.index.remove_version(db, name, number)
+            else:
+                store.index.add_version(db, row_of(record, tags))
     for name, alias in sorted(refs):
         try:
             version = store.ledger.ref(name, alias)[1]
@@ -117,15 +130,15 @@ def forget(store: Store) -> None:
         db.execute("DELETE FROM remote_state")
 
 
-def _reindex_version(store: Store, db: Any, name: str, number: int) -> bool:
-    """Index ``name@number`` as storage has it (or drop it); False if it is damaged."""
+def _read_version(
+    store: Store, name: str, number: int, has_tags: bool
+) -> tuple[Record | None, dict[str, str] | None]:
+    """(record, tags) of ``name@number`` as storage has it: (None, {}) if absent, (None,
+    None) if damaged. The tags document is read only when the listing showed one."""
     try:
         record = store.ledger.record(name, number)
+        if record is None or record.deleted:
+            return record, {}
+        return record, store.ledger.tags(record) if has_tags else dict(record.raw.get("tags") or {})
     except AmberError:
-        store.index.remove_version(db, name, number)  # store.check() reports it
-        return False
-    if record is None or record.deleted:
-        store.index.remove_version(db, name, number)
-        return True
-    store.index.add_version(db, row_of(record, store.ledger.tags(record)))
-    return True
+        return None, None
