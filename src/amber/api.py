@@ -192,7 +192,9 @@ def _tensor_info(e: TensorEntry) -> TensorInfo:
     )
 
 
-def _check_metadata(metadata: Any) -> dict[str, Any]:
+def check_metadata(metadata: Any) -> dict[str, Any]:
+    """A private copy of user ``metadata`` (a JSON object); SerializationError if it is not
+    one. Shared with ``Store.save``."""
     if metadata is None:
         return {}
     if not isinstance(metadata, dict) or not all(isinstance(k, str) for k in metadata):
@@ -265,7 +267,7 @@ def save(
     spec = quantization.as_spec(quantize)
     pruning_spec = pruning.as_spec(prune)
     progress_module.check(progress)
-    user_metadata = _check_metadata(metadata)
+    user_metadata = check_metadata(metadata)
     encoder, extra = encode(obj, user_metadata)
     root = extra["root"]
     tensors, blocks, sparse = encoder.tensors, None, set()
@@ -388,7 +390,7 @@ def load(
     ``dequantize=False`` returns instead a dict of the file's tensors by name, each
     quantized one as an ``amber.QuantizedTensor`` (stored values and scales).
     """
-    _check_flags(mmap, writable)
+    check_flags(mmap, writable)
     if dequantize is not True:
         if dequantize is not False or into is not None or keys is not None or device:
             raise InvalidArgumentError(
@@ -431,7 +433,8 @@ def load_from(
         return f.load(trusted=trusted, strict=strict, device=device, into=into, keys=key_list)
 
 
-def _check_flags(mmap: Any, writable: Any) -> None:
+def check_flags(mmap: Any, writable: Any) -> None:
+    """InvalidArgumentError unless ``mmap`` and ``writable`` are booleans."""
     if not isinstance(mmap, bool) or not isinstance(writable, bool):
         raise InvalidArgumentError("mmap and writable must be True or False")
 
@@ -482,7 +485,7 @@ class AmberFile:
         self, path: PathLike, *, verify: Verify = "lazy", mmap: bool = True, writable: bool = True
     ) -> None:
         check_verify_mode(verify)
-        _check_flags(mmap, writable)
+        check_flags(mmap, writable)
         self._reader: Any = not_foreign(
             path, lambda: ContainerReader(path, verify=verify, use_mmap=mmap, writable=writable)
         )

@@ -22,6 +22,7 @@ __all__ = [
     "SerializationError",
     "StateDictMismatch",
     "StoreError",
+    "StoreIndexError",
     "StoreIndexWarning",
     "TensorNotFoundError",
     "UnsupportedVersionError",
@@ -111,6 +112,11 @@ class EnvironmentMismatchWarning(UserWarning):
 
 class StoreError(AmberError):
     """A model store operation failed."""
+
+
+class StoreIndexError(StoreError):
+    """A store's SQLite index cannot be opened or read; it is derived data, rebuilt from
+    storage (``amber store reindex``)."""
 
 
 class DurabilityWarning(UserWarning):

@@ -132,6 +132,8 @@ def test_compression_benchmark_prints_its_tables(tmp_path: Path) -> None:
         assert row in result.stdout, row
     assert "ratio >= 1.15:" in result.stdout
     assert list(tmp_path.iterdir()) == []  # the scratch folder is removed
+
+
 def test_loads_report_prints_every_table_and_target() -> None:
     # The report of `python -m benchmarks.loads` (a full run takes minutes: the figures
     # here are made up, only the tables and verdicts are checked).

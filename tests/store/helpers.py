@@ -89,8 +89,8 @@ def age_objects(root: Path | str, seconds: float) -> None:
 def stored_numbers(store: Store, name: str) -> list[int]:
     """Live version numbers of ``name`` according to storage (tombstones excluded)."""
     out = []
-    for number in store._numbers(name):
-        record = store._record(name, number)
+    for number in store.ledger.numbers(name):
+        record = store.ledger.record(name, number)
         if record is not None and not record.deleted:
             out.append(number)
     return out

@@ -85,10 +85,10 @@ def files_under(root: Path, *folders: str) -> list[str]:
 def snapshot(store: Store) -> dict[str, Any]:
     """Everything a refused call must leave as it was: storage, the index, the files."""
     root = Path(store.backend.root)  # type: ignore[attr-defined]
-    names = store._names()
+    names = store.ledger.names()
     return {
-        "numbers": {n: store._numbers(n) for n in names},
-        "aliases": {n: store._aliases_of(n) for n in names},
+        "numbers": {n: store.ledger.numbers(n) for n in names},
+        "aliases": {n: store.ledger.aliases(n) for n in names},
         "index": store.index.query("SELECT name, version FROM versions ORDER BY name, version"),
         "index_aliases": store.index.query("SELECT * FROM aliases ORDER BY name, alias"),
         "objects": files_under(root, "objects"),
@@ -162,7 +162,7 @@ def test_delete_needs_one_version(store: Store) -> None:
     for spec in (NAME, f"{NAME}@production", f"{NAME}@latest"):
         with pytest.raises(InvalidArgumentError, match=f"like '{NAME}@3'"):
             store.delete(spec)
-    assert store._numbers(NAME) == [1, 2]
+    assert store.ledger.numbers(NAME) == [1, 2]
 
 
 NON_STRINGS = [None, 7, b"churn", ["churn"]]

@@ -347,13 +347,13 @@ def test_gc_running_with_writers_never_breaks_a_version(location: Any) -> None:
 def test_gc_between_writing_objects_and_committing_a_save(tmp_path: Path) -> None:
     """The save's commit refreshes its objects and writes again any a gc took."""
     store = Store(tmp_path / "store")
-    commit = store._commit
+    commit = store.ledger.commit
 
     def collect_first(*args: Any, **kwargs: Any) -> Any:
         assert store.gc(grace=0).objects_removed >= 1  # takes the new, unreferenced pack
         return commit(*args, **kwargs)
 
-    store._commit = collect_first  # type: ignore[method-assign]
+    store.ledger.commit = collect_first  # type: ignore[method-assign]
     version = store.save(payload(1, 1), "g")
     assert same_payload(store.load(version.spec), payload(1, 1))
     assert store.check().ok
@@ -368,13 +368,13 @@ def test_gc_between_writing_objects_and_committing_an_import(tmp_path: Path) -> 
     store.save(payload(1, 1), "g")  # the same objects...
     store.delete("g@1")  # ...now unreferenced...
     age_objects(root, 7200)  # ...and older than gc's grace period
-    commit = store._commit
+    commit = store.ledger.commit
 
     def collect_first(*args: Any, **kwargs: Any) -> Any:
         store.gc()  # another process's gc, with the default grace period
         return commit(*args, **kwargs)
 
-    store._commit = collect_first  # type: ignore[method-assign]
+    store.ledger.commit = collect_first  # type: ignore[method-assign]
     [imported] = store.import_bundle(bundle)
     assert same_payload(store.load(imported.spec), payload(1, 1))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from amber.cli.main import app
-from amber.errors import InvalidArgumentError, StoreError, VersionNotFound
+from amber.errors import CorruptFileError, InvalidArgumentError, StoreError, VersionNotFound
 from amber.store import Store
 
 
@@ -137,3 +138,42 @@ def test_cli_push_pull_copy(local: Path, s3_url: str, tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "SRC_STORE#NAME" in bad.stderr
     missing = runner.invoke(app, ["push", "ghost", "--to", s3_url, "--store", str(local)])
     assert missing.exit_code == 2
+
+
+def test_pull_writes_each_object_once_straight_into_the_store(
+    local: Path, s3_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from amber.store import cache as cache_module
+
+    monkeypatch.setattr(cache_module, "PART", 1 << 16)  # several ranged GETs per object
+    with Store(local) as source:
+        source.push("m", s3_url, all_versions=True)
+    with Store(tmp_path / "laptop") as laptop:
+        laptop.pull(s3_url, "m", all_versions=True)
+        for n in (1, 2, 3):
+            loaded, original = laptop.load(f"m@{n}"), Store(local).load(f"m@{n}")
+            assert all(np.array_equal(loaded[k], original[k]) for k in original)
+        assert laptop.check().ok
+        assert not list((tmp_path / "laptop" / "tmp").iterdir())
+    cache = Path(os.environ["AMBER_CACHE"]) / "objects"
+    assert not cache.exists() or not [p for p in cache.rglob("*") if p.is_file()]
+
+
+def test_a_lying_object_stops_a_pull_and_leaves_nothing(
+    local: Path, s3_url: str, tmp_path: Path
+) -> None:
+    with Store(local) as source:
+        source.push("m@1", s3_url)
+        record = source.resolve("m@1")
+    digest = sorted(record.objects() - {record.pack})[0]
+    with Store(s3_url) as remote:
+        key = f"objects/{digest[:2]}/{digest}"
+        size = remote.backend.stat(key).size  # type: ignore[union-attr]
+        remote.backend._remove(key)  # type: ignore[attr-defined]
+        remote.backend.put_if_absent(key, bytes(size))  # same size, other bytes
+    with Store(tmp_path / "laptop") as laptop:
+        with pytest.raises(CorruptFileError, match="corrupt"):
+            laptop.pull(s3_url, "m@1")
+        assert laptop.models() == []
+        assert not (tmp_path / "laptop" / "objects" / digest[:2] / digest).exists()
+        assert not list((tmp_path / "laptop" / "tmp").iterdir())

@@ -113,7 +113,7 @@ def write_all(fd: int, data: memoryview | bytes) -> None:
         view = view[written:]
 
 
-def _check_array(name: str, array: Any, declared: str | None = None) -> str:
+def check_array(name: str, array: Any, declared: str | None = None) -> str:
     """The table dtype of ``array``; ``declared`` names it when the array holds only the
     bits of a type numpy lacks (a torch bfloat16 tensor seen as uint16)."""
     import numpy as np
@@ -423,7 +423,7 @@ def _write_body(
         name, array, declared = item if len(item) == 3 else (*item, None)
         if callable(array):  # produced on demand, e.g. copied off a GPU one at a time
             array = array()
-        dtype_name = _check_array(name, array, declared)
+        dtype_name = check_array(name, array, declared)
         if name in names:
             raise SerializationError(f"tensor name {name!r} is used twice")
         if len(entries) >= MAX_TENSORS:

@@ -85,6 +85,9 @@ class Backend(ABC):
         """Delete the blob at ``key`` only if its modification time is before ``limit``,
         atomically with respect to ``touch``; the size freed, or None if kept or absent."""
 
+    # Whether blobs are local files that ``local_path`` gives (else they are downloaded).
+    has_local_files = False
+
     def local_path(self, key: str) -> Path | None:
         """A local file holding the blob, for zero-copy memory maps; None when the backend
         has no local files."""

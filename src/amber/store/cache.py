@@ -16,17 +16,19 @@ import mmap
 import os
 import re
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from amber.container.digest import hasher
 from amber.errors import CorruptFileError, InvalidArgumentError, StoreError
 from amber.store.backend import Backend
 
 DEFAULT_LIMIT = 20 << 30
-PART = 16 << 20  # bytes per ranged GET of a large object
+PART = 32 << 20  # bytes per ranged GET (at most PARALLEL of them in memory at once)
 PARALLEL = 8  # ranged GETs at once
 _HEX = re.compile(r"[0-9a-f]{64}")
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -62,6 +64,9 @@ class ObjectCache:
         self.root = Path(root)
         self.limit = limit_from_env() if limit is None else limit
         self._total: int | None = None  # bytes cached, counted once, then followed
+        # Objects this process downloaded, hashed as they arrived, and named: a load that
+        # follows right away need not hash them a second time.
+        self.fresh: set[str] = set()
 
     def file(self, digest_hex: str) -> Path:
         if not _HEX.fullmatch(digest_hex):
@@ -79,42 +84,52 @@ class ObjectCache:
             raise StoreError(f"cannot use the cache entry {path}: {exc.strerror}") from None
         return path
 
-    def fetch(self, backend: Backend, key: str, digest_hex: str) -> Path:
+    def fetch(self, backend: Backend, key: str, digest_hex: str, size: int | None = None) -> Path:
         """The cached file of an object, downloaded from ``backend`` (``key``) and verified
         first if missing. CorruptFileError if the bytes do not hash to ``digest_hex``."""
-        found = self.lookup(digest_hex)
-        if found is not None:
-            return found
-        target = self.file(digest_hex)
-        stat = backend.stat(key)
-        if stat is None:
-            raise StoreError(f"object {digest_hex[:16]}... is missing from the store")
+        return self.fetch_many(backend, [(key, digest_hex, size)])[digest_hex]
+
+    def fetch_many(
+        self, backend: Backend, objects: list[tuple[str, str, int | None]]
+    ) -> dict[str, Path]:
+        """Cached files of several objects ``(key, hex digest, size or None)``, the missing
+        ones downloaded together (their parts in parallel) and verified as they arrive."""
+        out: dict[str, Path] = {}
+        wanted: list[Download] = []
+        for key, digest_hex, size in objects:
+            found = self.lookup(digest_hex)
+            if found is not None:
+                out[digest_hex] = found
+            elif digest_hex not in {d.digest_hex for d in wanted}:
+                target = self.file(digest_hex)
+                tmp = target.with_name(f".{digest_hex}.{os.getpid()}-{os.urandom(4).hex()}.part")
+                wanted.append(Download(key, digest_hex, size, tmp))
+        if not wanted:
+            return out
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{digest_hex}.{os.getpid()}-{os.urandom(4).hex()}.part")
-            try:
-                _download(backend, key, stat.size, tmp)
-                if _digest_of_file(tmp, stat.size) != digest_hex:
-                    raise CorruptFileError(
-                        f"object {digest_hex[:16]}... is corrupt in the store (its bytes do not "
-                        "match its digest); run store.check() there"
-                    )
-                os.replace(tmp, target)  # only verified bytes ever carry the name
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
+            for download in wanted:
+                download.path.parent.mkdir(parents=True, exist_ok=True)
+
+            def install(done: Download) -> None:
+                target = self.file(done.digest_hex)
+                os.replace(done.path, target)  # only verified bytes ever carry the name
+                out[done.digest_hex] = target
+                self.fresh.add(done.digest_hex)
+
+            fetch_verified(backend, wanted, install)
         except OSError as exc:
             raise StoreError(
                 f"cannot write to the object cache {self.root}: {exc.strerror or exc}; free "
                 "space or set AMBER_CACHE to another folder"
             ) from None
+        added = sum(d.size or 0 for d in wanted)
         if self._total is None:
             self._total = sum(e.size for e in self.entries())
         else:
-            self._total += stat.size
+            self._total += added
         if self._total > self.limit:  # other processes add too: prune recounts
-            self.prune(self.limit, keep=target)
-        return target
+            self.prune(self.limit, keep=set(out.values()))
+        return out
 
     def entries(self) -> list[CachedObject]:
         """Every cached object, least recently used first."""
@@ -136,18 +151,19 @@ class ObjectCache:
                         yield path
 
     def prune(
-        self, max_bytes: int, *, keep: Path | None = None, older_than: float | None = None
+        self, max_bytes: int, *, keep: Iterable[Path] = (), older_than: float | None = None
     ) -> tuple[int, int]:
         """Evict least recently used objects until at most ``max_bytes`` remain (and any
         unused for ``older_than`` seconds); (objects removed, bytes freed). Half-written
         downloads of dead processes (over an hour old) go too."""
+        keep = set(keep)
         entries = self.entries()
         total = sum(e.size for e in entries)
         removed = freed = 0
         now = time.time()
         for entry in entries:
             stale = older_than is not None and now - entry.last_used > older_than
-            if (total <= max_bytes and not stale) or entry.path == keep:
+            if (total <= max_bytes and not stale) or entry.path in keep:
                 continue
             with contextlib.suppress(FileNotFoundError):
                 entry.path.unlink()
@@ -168,38 +184,121 @@ class ObjectCache:
                     part.unlink()
 
 
-def _download(backend: Backend, key: str, size: int, path: Path) -> None:
-    """Write the blob at ``key`` to ``path``: in parallel ranged reads when it is large."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+@dataclass
+class Download:
+    """An object to fetch into ``path`` (a new file); ``size`` None: asked first."""
+
+    key: str
+    digest_hex: str
+    size: int | None
+    path: Path
+
+
+def fetch_verified(
+    backend: Backend,
+    downloads: list[Download],
+    done: Callable[[Download], None],
+    *,
+    durable: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Write each object of ``downloads`` to its path and call ``done`` once its bytes
+    hash to its digest (``durable``: fsynced first). Parts of every object (``PART``
+    bytes each) download ``PARALLEL`` at a time, in order, while this thread hashes those
+    already there: the digest is known when the last part lands, and no file is read
+    back. CorruptFileError for bytes that do not match; every file not handed to
+    ``done`` is removed on any failure. ``progress(n)``: n more bytes are verified."""
+    for download in downloads:
+        if download.size is None:
+            stat = backend.stat(download.key)
+            if stat is None:
+                raise StoreError(f"object {download.digest_hex[:16]}... is missing from the store")
+            download.size = stat.size
+    tasks = [(d, offset) for d in downloads for offset in range(0, max(d.size or 0, 1), PART)]
+    fds: dict[str, int] = {}
+    hashers: dict[str, Any] = {}
+    finished: set[str] = set()
+
+    def part(download: Download, offset: int) -> int:
+        assert download.size is not None
+        length = min(PART, download.size - offset)
+        if length <= 0:
+            return 0
+        data = backend.read_range(download.key, offset, length)
+        if data is None or len(data) != length:
+            raise StoreError(
+                f"object {download.digest_hex[:16]}... is shorter than its version says or "
+                "changed or disappeared while being read; run store.check() there"
+            )
+        view, fd, done_bytes = memoryview(data), fds[download.digest_hex], 0
+        while done_bytes < length:
+            done_bytes += os.pwrite(fd, view[done_bytes:], offset + done_bytes)
+        return length  # the bytes are dropped here: the hash reads them back, in order
+
+    pending: deque[tuple[Download, int, Future[int]]] = deque()
+    queue = iter(tasks)
     try:
-        if size <= PART:
-            data = backend.get(key)
-            if data is None:
-                raise StoreError(f"{key} disappeared from the store while being read")
-            view = memoryview(data)
-            while view.nbytes:
-                view = view[os.write(fd, view) :]
-            return
-        os.ftruncate(fd, size)
-
-        def part(offset: int) -> None:
-            data = backend.read_range(key, offset, PART)
-            if data is None or len(data) != min(PART, size - offset):
-                raise StoreError(f"{key} changed or disappeared in the store while being read")
-            view = memoryview(data)
-            done = 0
-            while done < len(view):
-                done += os.pwrite(fd, view[done:], offset + done)
-
         with ThreadPoolExecutor(PARALLEL) as pool:
-            list(pool.map(part, range(0, size, PART)))
+
+            def submit() -> None:
+                task = next(queue, None)
+                if task is None:
+                    return
+                download, offset = task
+                if offset == 0:
+                    fds[download.digest_hex] = os.open(
+                        download.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644
+                    )
+                    hashers[download.digest_hex] = hasher(download.size or 0)
+                pending.append((download, offset, pool.submit(part, download, offset)))
+
+            for _ in range(2 * PARALLEL):
+                submit()
+            try:
+                while pending:
+                    download, offset, future = pending.popleft()
+                    length = future.result()
+                    submit()
+                    # Hashed from the file (the page cache), parts in order, while later
+                    # parts still download: no part is held in memory for the hash.
+                    _hash_region(
+                        hashers[download.digest_hex], fds[download.digest_hex], offset, length
+                    )
+                    if progress is not None and length:
+                        progress(length)
+                    if offset + PART < (download.size or 0):
+                        continue
+                    fd = fds.pop(download.digest_hex)
+                    try:
+                        if durable:
+                            os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                    if hashers.pop(download.digest_hex).hexdigest() != download.digest_hex:
+                        raise CorruptFileError(
+                            f"object {download.digest_hex[:16]}... is corrupt in the store (its "
+                            "bytes do not match its digest); run store.check() there"
+                        )
+                    done(download)
+                    finished.add(download.digest_hex)
+            finally:
+                for _, _, future in pending:
+                    future.cancel()
     finally:
-        os.close(fd)
+        for fd in fds.values():
+            os.close(fd)
+        for download in downloads:
+            if download.digest_hex not in finished:
+                with contextlib.suppress(FileNotFoundError):
+                    download.path.unlink()
 
 
-def _digest_of_file(path: Path, size: int) -> str:
-    h = hasher(size)
-    if size:
-        with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            h.update(m)
-    return h.hexdigest()
+def _hash_region(h: Any, fd: int, offset: int, length: int) -> None:
+    if length == 0:
+        return
+    start = offset - offset % mmap.ALLOCATIONGRANULARITY
+    with (
+        mmap.mmap(fd, length + offset - start, access=mmap.ACCESS_READ, offset=start) as m,
+        memoryview(m) as view,
+    ):
+        h.update(view[offset - start :])

@@ -130,7 +130,7 @@ def _max_abs_diff(ra: VersionReader, rb: VersionReader, name: str) -> float | No
 
 def diff(store: Store, a: str, b: str) -> Diff:
     ra_record, rb_record = store.resolve(a), store.resolve(b)
-    va, vb = store._version(ra_record), store._version(rb_record)
+    va, vb = store.model_version(ra_record), store.model_version(rb_record)
     out = Diff(va.spec, vb.spec)
     out.same_content = va.content_digest == vb.content_digest
     out.metadata = _changes(va.metadata, vb.metadata)

@@ -13,9 +13,12 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from amber.errors import StoreError
+from amber.errors import StoreIndexError
+
+if TYPE_CHECKING:
+    from amber.store.records import Record
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -62,6 +65,24 @@ COLUMNS = (
 )
 
 
+def row_of(record: Record, tags: dict[str, str]) -> dict[str, Any]:
+    """The index row of a version: its record's fields and its current ``tags``."""
+    raw = record.raw
+    return {
+        "name": record.name,
+        "version": record.version,
+        "created_at": raw.get("created_at", ""),
+        "creator": raw.get("creator"),
+        "message": raw.get("message"),
+        "parent": raw.get("parent"),
+        "size": raw.get("size", 0),
+        "content_digest": raw.get("content_digest", ""),
+        "metadata": record.manifest.get("metadata") or {},
+        "metrics": raw.get("metrics") or {},
+        "tags": tags,
+    }
+
+
 def files_of(path: Path) -> list[Path]:
     """The database file and the files SQLite keeps beside it."""
     return [path, *(Path(f"{path}{suffix}") for suffix in ("-wal", "-shm", "-journal"))]
@@ -89,7 +110,7 @@ class Index:
             assert self.path is not None
             for file in files_of(self.path):  # SQLite would follow a link planted there
                 if file.is_symlink():
-                    raise StoreError(
+                    raise StoreIndexError(
                         f"the store index file {file} is a symbolic link; amber follows no "
                         "links inside a store: delete it (the index is rebuilt from storage)"
                     )
@@ -99,7 +120,7 @@ class Index:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
             except (sqlite3.Error, OSError) as exc:
-                raise StoreError(
+                raise StoreIndexError(
                     f"cannot open the store index {self.path}: {exc}; delete it and run "
                     "`amber store reindex` to rebuild it"
                 ) from None
@@ -112,7 +133,7 @@ class Index:
         try:
             yield db
         except sqlite3.DatabaseError as exc:
-            raise StoreError(
+            raise StoreIndexError(
                 f"the store index {self.path or ':memory:'} failed ({exc}); run "
                 "`amber store reindex` (or Store.reindex()) to rebuild it from storage"
             ) from None

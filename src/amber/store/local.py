@@ -87,6 +87,8 @@ def store_error(action: str, target: object, exc: OSError) -> StoreError:
 class LocalBackend(Backend):
     """A store kept in the folder ``root`` (created if missing)."""
 
+    has_local_files = True
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         try:

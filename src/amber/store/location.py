@@ -76,7 +76,9 @@ def open_remote(
         raise InvalidArgumentError(f"{location!r} names no bucket: use s3://bucket/prefix")
     from amber.store.s3 import S3Backend  # obstore is imported only for s3:// stores
 
-    backend = S3Backend(bucket, prefix, endpoint=endpoint, **options)
+    # No bucket check here: the store lists ``changes/`` right away (a warm open's only
+    # request), with the same errors for a missing bucket or refused credentials.
+    backend = S3Backend(bucket, prefix, endpoint=endpoint, check_bucket=False, **options)
     url = backend.url
     # One index per store and endpoint: two servers may hold buckets of the same name.
     ident = hashlib.sha256(f"{url}\n{backend.endpoint or ''}".encode()).hexdigest()[:24]

@@ -12,6 +12,8 @@ from amber.container.digest import hasher
 from amber.container.reader import ContainerReader
 from amber.errors import AmberError, InvalidArgumentError, StoreError
 from amber.store import records
+from amber.store.changes import is_journal_key
+from amber.store.index import row_of
 from amber.store.names import check_alias, check_name
 from amber.store.objects import mismatch, object_key
 
@@ -23,17 +25,8 @@ _READ = 1 << 24
 
 def _live_records(store: Store, problems: list[str] | None = None) -> list[records.Record]:
     out = []
-    for name in store._names():
-        for number in store._numbers(name):
-            try:
-                record = store._record(name, number)
-            except StoreError as exc:
-                if problems is None:
-                    raise
-                problems.append(str(exc))
-                continue
-            if record is not None and not record.deleted:
-                out.append(record)
+    for name in store.ledger.names():
+        out += store.ledger.live_records(name, problems)
     return out
 
 
@@ -42,10 +35,12 @@ def reindex(store: Store) -> int:
     # either is read here or updates the index after this transaction.
     with store.index.transaction() as db:
         live = _live_records(store, problems=[])
-        rows = [store._index_row(r, store._tags(r)) for r in live]
+        rows = [row_of(r, store.ledger.tags(r)) for r in live]
         refs = []
         for name in {r.name for r in live}:
-            refs += [(name, alias, version) for alias, version in store._aliases_of(name).items()]
+            refs += [
+                (name, alias, version) for alias, version in store.ledger.aliases(name).items()
+            ]
         store.index.clear(db)
         for row in rows:
             store.index.add_version(db, row)
@@ -118,9 +113,9 @@ def gc(store: Store, *, grace: float, dry_run: bool) -> GcReport:
     for key in list(store.backend.list("tags/")):
         parts = key.split("/")
         if len(parts) == 3 and parts[2].isdigit():
-            record = store._record(parts[1], int(parts[2]))
+            record = store.ledger.record(parts[1], int(parts[2]))
             if (record is None or record.deleted) and not dry_run:
-                store.backend.delete(key)
+                store.ledger.drop_tags(parts[1], int(parts[2]))
     return report
 
 
@@ -188,6 +183,8 @@ _HEX = re.compile(r"[0-9a-f]{64}")
 def _is_store_key(key: str) -> bool:
     """Whether ``key`` has the shape of a key the store writes (objects/ab/abc..., a
     version record, an alias, a tag)."""
+    if is_journal_key(key):
+        return True
     parts = key.split("/")
     if len(parts) != 3:
         return False
@@ -265,7 +262,7 @@ def check(store: Store, *, repair: bool) -> CheckReport:
     }
     refs = {}
     for name in {r.name for r in live}:
-        refs.update({(name, a): v for a, v in store._aliases_of(name).items()})
+        refs.update({(name, a): v for a, v in store.ledger.aliases(name).items()})
     for name, alias in sorted(aliases.keys() | refs.keys()):
         if aliases.get((name, alias)) != refs.get((name, alias)):
             report.index_drift.append(

@@ -38,7 +38,7 @@ from amber.container.digest import hasher
 from amber.container.format import DIGEST_PREFIX
 from amber.container.manifest import TensorEntry
 from amber.container.quantized import Quantization
-from amber.container.writer import TensorItem, _check_array, iter_chunks, payload_order, write
+from amber.container.writer import TensorItem, check_array, iter_chunks, payload_order, write
 from amber.errors import CorruptFileError, ReadError, StoreError
 from amber.store.backend import Backend
 from amber.store.cache import ObjectCache
@@ -120,7 +120,7 @@ def _normalized(item: TensorItem) -> tuple[str, Any, str]:
     name, array, declared = item if len(item) == 3 else (*item, None)
     if callable(array):
         array = array()
-    return name, array, _check_array(name, array, declared)
+    return name, array, check_array(name, array, declared)
 
 
 def _scratch(backend: Backend) -> Path:
@@ -270,6 +270,7 @@ class ObjectFiles:
     def __init__(self, backend: Backend, cache: Path | None) -> None:
         self.backend = backend
         self.cache = None if cache is None else ObjectCache(cache)
+        self.local = backend.has_local_files
         self.closed = False
 
     def close(self) -> None:
@@ -289,6 +290,22 @@ class ObjectFiles:
             return local
         assert self.cache is not None
         return self.cache.fetch(self.backend, key, digest_hex)
+
+    def freshly_verified(self, digest_hex: str) -> bool:
+        """Whether this store downloaded the object into its cache and checked its digest
+        as the bytes arrived (its file has not been read back since)."""
+        return self.cache is not None and not self.local and digest_hex in self.cache.fresh
+
+    def prefetch(self, objects: Iterable[tuple[str, int | None]]) -> None:
+        """Bring the objects ``(hex digest, size or None)`` into the cache together (their
+        parts downloaded in parallel) when the backend has no local files; else nothing."""
+        if self.closed:
+            raise StoreError("the store is closed; open it again")
+        if self.cache is None or self.local:
+            return
+        self.cache.fetch_many(
+            self.backend, [(object_key(h), h, size) for h, size in dict(objects).items()]
+        )
 
 
 def map_object(path: Path, nbytes: int, *, use_mmap: bool, writable: bool) -> Any:

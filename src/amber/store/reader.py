@@ -46,6 +46,15 @@ class VersionReader:
         self._lock = threading.Lock()
         self._pack: ContainerReader | None = None
         try:
+            if verify == "full":  # every object is read: fetch a remote store's together
+                files.prefetch(
+                    [(record.pack, None)] * (record.pack is not None)
+                    + [
+                        (hex_of(t.entry.digest), t.entry.nbytes)
+                        for t in record.tensors
+                        if not t.in_pack
+                    ]
+                )
             if record.pack is not None:
                 # "full" here too: the pack's data digest covers all its tensors in one pass.
                 self._pack = ContainerReader(
@@ -88,8 +97,9 @@ class VersionReader:
 
     def verify_tensor(self, name: str) -> None:
         stored = self._tensors[name]
-        buffer = None if stored.in_pack else self._buffer(name)
-        if buffer is not None and digest_of_buffer(buffer) != stored.entry.stored_digest:
+        digest = stored.entry.stored_digest
+        fresh = not stored.in_pack and self._files.freshly_verified(hex_of(digest))
+        if not stored.in_pack and not fresh and digest_of_buffer(self._buffer(name)) != digest:
             raise CorruptFileError(
                 f"{self.path}: tensor {name!r} is corrupt in the store (its BLAKE3 digest "
                 "does not match); run store.check() to list every damaged version"

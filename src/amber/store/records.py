@@ -71,6 +71,10 @@ class Record:
     tensors: list[StoredTensor] = field(default_factory=list)
 
     @property
+    def spec(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
     def deleted(self) -> bool:
         return bool(self.raw.get("deleted"))
 

@@ -50,6 +50,7 @@ except ImportError:  # pragma: no cover - exercised by a test that hides obstore
 LOCKS = "locks"  # markers of touch and gc; never a key of the store
 _RESERVED = (LOCKS, "tmp", "cache")
 TOMBSTONE = b"\x00amber-s3: deleted by compare_and_swap\x00"
+MARKER_LIMIT = 4096  # a marker document is a few dozen bytes
 GC_LEASE = 30.0  # seconds after which a gc marker left by a dead collector is ignored
 _OBJECTS = "objects/"
 _CHUNK = 8 << 20  # multipart part size for objects
@@ -86,8 +87,9 @@ class S3Backend(Backend):
     server (MinIO, Ceph, R2, moto), else ``$AWS_ENDPOINT_URL``, else AWS. Credentials and
     region come from the usual environment variables (``AWS_ACCESS_KEY_ID``,
     ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION``...) or the instance's
-    role, or are given in ``options`` (obstore's S3 settings). Plain ``http://`` endpoints
-    are accepted on loopback only."""
+    role, or from the AWS CLI profile ``profile`` (default ``$AWS_PROFILE``), or are given
+    in ``options`` (obstore's S3 settings). Plain ``http://`` endpoints are accepted on
+    loopback only."""
 
     def __init__(
         self,
@@ -96,9 +98,24 @@ class S3Backend(Backend):
         *,
         endpoint: str | None = None,
         check_bucket: bool = True,
+        profile: str | None = None,
         **options: Any,
     ) -> None:
         require_obstore()
+        # An AWS CLI profile: given here, or $AWS_PROFILE when no keys are in the
+        # environment (the AWS SDKs' order). Options given here win over the profile's.
+        if profile is None and not os.environ.get("AWS_ACCESS_KEY_ID"):
+            profile = os.environ.get("AWS_PROFILE") or None
+        if profile is not None:
+            from amber.store.aws_profile import profile_options
+
+            settings = profile_options(profile)
+            if os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"):
+                settings.pop("region", None)  # the environment wins, as for the AWS CLI
+            if endpoint is None and "endpoint" in settings and not _env_endpoint():
+                endpoint = settings["endpoint"]
+            settings.pop("endpoint", None)
+            options = {**settings, **options}
         if not bucket or "/" in bucket:
             raise InvalidArgumentError(f"invalid bucket name {bucket!r}")
         prefix = prefix.strip("/")
@@ -150,6 +167,21 @@ class S3Backend(Backend):
     # -- errors ----------------------------------------------------------------------------
 
     def _error(self, action: str, key: str, exc: Exception, *, changed: str) -> StoreError:
+        code = _s3_code(exc)
+        if code in _BAD_CREDENTIALS:
+            return StoreError(
+                f"could not {action} {key} in {self.describe()}: the server refused the "
+                f"credentials ({code}), so this request changed nothing; check "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) for this endpoint"
+            )
+        if code == "AccessDenied" or _forbidden(exc):
+            return StoreError(
+                f"could not {action} {key} in {self.describe()}: access denied (HTTP 403), "
+                "so this request changed nothing; the credentials need permission on the "
+                "bucket: listing and reading (s3:ListBucket, s3:GetObject) for loads, writing "
+                "(s3:PutObject) for saves, aliases and tags, deleting (s3:DeleteObject) for "
+                "gc and rm"
+            )
         if isinstance(exc, (PermissionDeniedError, UnauthenticatedError)):
             hint = "check the credentials (AWS_ACCESS_KEY_ID...) and the bucket's permissions"
         elif "invalid path" in str(exc):
@@ -188,27 +220,39 @@ class S3Backend(Backend):
             return None
         return meta
 
-    def _read(self, key: str) -> tuple[bytes | None, str | None]:
-        """(content, ETag): (None, None) when absent, (None, etag) for a tombstone."""
+    def _fetch(self, key: str, start: int = 0, end: int | None = None) -> tuple[Any, bytes] | None:
+        """One GET of ``key`` (bytes ``start`` to ``end`` when given, fewer at the end of
+        the blob): (metadata of the whole blob, bytes), None when absent."""
         try:
-            result, data = _reading(lambda: _get(self._store, key))
+            return _reading(lambda: _get(self._store, key, start, end))
         except FileNotFoundError as exc:
             if _bucket_missing(exc):
                 raise self._error("read", key, exc, changed="nothing was changed") from None
-            return None, None
-        except Exception as exc:
-            raise self._error("read", key, exc, changed="nothing was changed") from None
-        etag = result.meta["e_tag"]
-        return (None if data == TOMBSTONE else data), etag
-
-    def _raw(self, key: str) -> bytes | None:
-        """The bytes at ``key`` as stored (a tombstone too), None if absent."""
-        try:
-            return _reading(lambda: _get(self._store, key))[1]
-        except FileNotFoundError:
             return None
         except Exception as exc:
             raise self._error("read", key, exc, changed="nothing was changed") from None
+
+    def _read(self, key: str, limit: int | None = None) -> tuple[bytes | None, str | None]:
+        """(content, ETag): (None, None) when absent, (None, etag) for a tombstone. With
+        ``limit``, at most ``limit + 1`` bytes are read (a longer blob is cut there)."""
+        found = self._fetch(key, 0, None if limit is None else limit + 1)
+        if found is None:
+            return None, None
+        meta, data = found
+        return (None if self._is_tombstone(key, meta, data) else data), meta["e_tag"]
+
+    def _is_tombstone(self, key: str, meta: Any, data: bytes, offset: int = 0) -> bool:
+        if meta["size"] != len(TOMBSTONE):
+            return False
+        if offset == 0 and len(data) == len(TOMBSTONE):
+            return data == TOMBSTONE
+        return self._raw(key) == TOMBSTONE
+
+    def _raw(self, key: str, limit: int | None = None) -> bytes | None:
+        """The bytes at ``key`` as stored (a tombstone too; at most ``limit + 1`` of them
+        with ``limit``), None if absent."""
+        found = self._fetch(key, 0, None if limit is None else limit + 1)
+        return None if found is None else found[1]
 
     def _write(self, key: str, etag: str | None, data: bytes) -> str | None:
         """PUT ``data`` only if the key holds ``etag`` (None: only if absent); the new ETag,
@@ -220,7 +264,7 @@ class S3Backend(Backend):
             # After a retry, the condition may have failed on our own first attempt, whose
             # answer was lost: the key then holds exactly our bytes. (Documents amber
             # writes carry times and writers, so another writer's are never identical.)
-            if _retried(exc) and self._raw(key) == data:
+            if _retried(exc) and self._raw(key, len(data)) == data:
                 return "retried"
             return None
         except Exception as exc:
@@ -232,7 +276,8 @@ class S3Backend(Backend):
     def _swap(self, key: str, expected: bytes | None, new: bytes, *, tries: int = 5) -> bool:
         """Replace the document at ``key`` by ``new`` if its content is ``expected``."""
         for _ in range(tries):
-            current, etag = self._read(key)
+            # Never more than the expected document is read: a longer one differs anyway.
+            current, etag = self._read(key, len(expected or TOMBSTONE))
             if current != expected:
                 return False
             if self._write(key, etag, new) is not None:
@@ -254,20 +299,15 @@ class S3Backend(Backend):
         self._key(key)
         if offset < 0 or length < 0:
             raise InvalidArgumentError("offset and length must be >= 0")
-        meta = self._head(key)
-        if meta is None:
+        if length == 0:
+            return None if self._head(key) is None else b""
+        # One GET: the blob's size and ETag come with the bytes (no HEAD first, which a
+        # concurrent swap could make disagree with them).
+        found = self._fetch(key, offset, offset + length)
+        if found is None:
             return None
-        end = min(offset + length, meta["size"])
-        if end <= offset:
-            return b""
-        try:
-            return _reading(
-                lambda: bytes(obstore.get_range(self._store, key, start=offset, end=end))
-            )
-        except FileNotFoundError:
-            return None
-        except Exception as exc:
-            raise self._error("read", key, exc, changed="nothing was changed") from None
+        meta, data = found
+        return None if self._is_tombstone(key, meta, data, offset) else data
 
     def put_if_absent(self, key: str, data: Data) -> bool:
         self._key(key)
@@ -279,7 +319,7 @@ class S3Backend(Backend):
                 raise InvalidArgumentError("this content is reserved by the S3 backend")
             if self._write(key, None, content) is not None:
                 return True
-            current, etag = self._read(key)
+            current, etag = self._read(key, len(TOMBSTONE))
             # A tombstone counts as absent: replace it, conditionally on its ETag.
             return (
                 current is None and etag is not None and self._write(key, etag, content) is not None
@@ -307,7 +347,7 @@ class S3Backend(Backend):
         if new == TOMBSTONE or expected == TOMBSTONE:
             raise InvalidArgumentError("this content is reserved by the S3 backend")
         if new is None:
-            current, _ = self._read(key)
+            current, _ = self._read(key, len(expected or TOMBSTONE))
             if current is None:
                 return expected is None
             return self._swap(key, expected, TOMBSTONE)
@@ -369,7 +409,7 @@ class S3Backend(Backend):
         if self._head(key) is None:
             return False
         self._remove(key)
-        marker, _ = self._read(_marker(key))
+        marker, _ = self._read(_marker(key), MARKER_LIMIT)
         if marker is not None:
             self._swap(_marker(key), marker, TOMBSTONE)
         return True
@@ -388,7 +428,7 @@ class S3Backend(Backend):
         """The marker's state (None: none or a tombstone) and its ETag (None: no marker
         document at all). Swaps of markers are conditional on that ETag, not on content:
         a marker that went absent -> claimed -> tombstone meanwhile must not look unchanged."""
-        raw, etag = self._read(_marker(key))
+        raw, etag = self._read(_marker(key), MARKER_LIMIT)
         if raw is None:
             return None, etag
         try:
@@ -464,14 +504,42 @@ def _valid(key: str) -> bool:
     return True
 
 
+_BAD_CREDENTIALS = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken")
+
+
+def _s3_code(exc: BaseException) -> str | None:
+    """The error code of the S3 answer quoted in obstore's message, if any."""
+    match = re.search(r"<Code>([A-Za-z]{1,64})</Code>", str(exc))
+    return match.group(1) if match else None
+
+
+def _forbidden(exc: BaseException) -> bool:
+    return isinstance(exc, (PermissionDeniedError, UnauthenticatedError)) or (
+        "403 Forbidden" in str(exc)
+    )
+
+
 def _retried(exc: BaseException) -> bool:
     """Whether obstore's error says the request was sent more than once."""
     return any(int(n) > 0 for n in re.findall(r"(?<![_a-z])retries: (\d+)", str(exc)))
 
 
-def _get(store: Any, key: str) -> tuple[Any, bytes]:
-    result = obstore.get(store, key)
-    return result, bytes(result.bytes())
+def _get(store: Any, key: str, start: int = 0, end: int | None = None) -> tuple[Any, bytes]:
+    """(metadata of the whole blob, its bytes from ``start`` to ``end``)."""
+    if start == 0 and end is None:
+        result = obstore.get(store, key)
+        return result.meta, bytes(result.bytes())
+    try:
+        if end is None:
+            result = obstore.get(store, key, options={"range": {"offset": start}})
+        else:
+            result = obstore.get(store, key, options={"range": (start, end)})
+    except Exception as exc:
+        if "Range Not Satisfiable" not in str(exc) and "InvalidRange" not in str(exc):
+            raise
+        # Range Not Satisfiable: the blob ends before ``start`` (or is empty).
+        return obstore.head(store, key), b""
+    return result.meta, bytes(result.bytes())
 
 
 def _reading(call: Callable[[], T]) -> T:
@@ -482,8 +550,8 @@ def _reading(call: Callable[[], T]) -> T:
             return call()
         except (FileNotFoundError, PermissionDeniedError, UnauthenticatedError):
             raise
-        except Exception:
-            if attempt == READ_ATTEMPTS - 1:
+        except Exception as exc:
+            if attempt == READ_ATTEMPTS - 1 or _forbidden(exc):
                 raise
             time.sleep(0.05 * 2**attempt)
     raise AssertionError("unreachable")

@@ -3,10 +3,8 @@
 Storage is the source of truth (see ``backend.py`` for its keys):
 
 - ``objects/..``: content-addressed payloads and packs (``objects.py``), written once;
-- ``versions/NAME/N``: one immutable record per version (``records.py``); a save is
-  committed when its record is created, and N is allocated by create-if-absent;
-- ``refs/NAME/ALIAS``: aliases, moved by compare-and-swap;
-- ``tags/NAME/N``: the editable tags of a version, by compare-and-swap.
+- ``versions/NAME/N``, ``refs/NAME/ALIAS``, ``tags/NAME/N``: records, aliases and tags,
+  read and written only through ``ledger.py``, where the commit protocol lives.
 
 The SQLite index (``index.py``) is derived from them for listings and searches.
 """
@@ -14,17 +12,14 @@ The SQLite index (``index.py``) is derived from them for listings and searches.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
-import math
 import os
-import socket
 import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,19 +27,20 @@ from amber import pruning, quantization
 from amber.container.writer import check_compress
 from amber.errors import (
     AliasConflict,
-    FormatError,
     InvalidArgumentError,
     StoreError,
+    StoreIndexError,
     StoreIndexWarning,
     VersionNotFound,
 )
 from amber.store import records
 from amber.store.backend import Backend
-from amber.store.index import Index, files_of
+from amber.store.index import Index, files_of, row_of
+from amber.store.ledger import Ledger, check_metrics, check_tags, creator, now
 from amber.store.local import CACHE, LocalBackend, check_store_folder, store_error
 from amber.store.location import cache_root, local_path, open_remote
 from amber.store.names import LATEST, Spec, check_alias, check_name, closest, parse_spec
-from amber.store.objects import ObjectFiles, object_key, objects_of, put_tensors
+from amber.store.objects import ObjectFiles, objects_of, put_tensors
 from amber.store.reader import VersionReader
 
 DEFAULT_PATH = ".amber"
@@ -118,47 +114,6 @@ class ModelSummary:
         }
 
 
-def _creator() -> str:
-    try:
-        user = getpass.getuser()
-    except Exception:  # no login name in some containers
-        user = f"uid{os.getuid()}"
-    return f"{user}@{socket.gethostname()}"
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-def _check_metrics(metrics: Any) -> dict[str, float | int]:
-    if metrics is None:
-        return {}
-    if not isinstance(metrics, Mapping):
-        raise InvalidArgumentError(f"metrics must be a dict of numbers, got {type(metrics)}")
-    out: dict[str, float | int] = {}
-    for key, value in metrics.items():
-        if not isinstance(key, str) or not key:
-            raise InvalidArgumentError(f"metric names must be non-empty strings, got {key!r}")
-        if hasattr(value, "item") and callable(value.item):  # numpy/torch scalars
-            value = value.item()
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InvalidArgumentError(f"metric {key!r} must be a number, got {value!r}")
-        if not math.isfinite(value):
-            raise InvalidArgumentError(f"metric {key!r} must be finite, got {value!r}")
-        out[key] = value
-    return out
-
-
-def _check_tags(tags: Any) -> dict[str, str]:
-    if tags is None:
-        return {}
-    if not isinstance(tags, Mapping) or not all(
-        isinstance(k, str) and k and isinstance(v, str) for k, v in tags.items()
-    ):
-        raise InvalidArgumentError("tags must be a dict of non-empty strings to strings")
-    return dict(tags)
-
-
 class Store:
     """A model store. ``Store()`` opens (or creates) the local store at ``$AMBER_STORE`` or
     ``./.amber``; ``Store(path)`` a local folder (created when missing or empty; a folder
@@ -205,6 +160,9 @@ class Store:
             self._scratch = tempfile.TemporaryDirectory(prefix="amber-store-cache-")
             cache = Path(self._scratch.name)
         self.backend = backend
+        # Clients of a remote store keep their own index: changes are announced to them.
+        announce = getattr(backend, "list_etags", None) is not None
+        self.ledger = Ledger(backend, committed=self._index_committed, journal=announce)
         self._index_file = index_file
         self.files = ObjectFiles(backend, cache)
         try:
@@ -241,32 +199,8 @@ class Store:
             True for _ in self.backend.list("versions/")
         )
 
-    def _numbers(self, name: str) -> list[int]:
-        """Every allocated version number of ``name`` (deleted ones included), ascending."""
-        prefix = f"versions/{name}/"
-        out = []
-        for key in self.backend.list(prefix):
-            tail = key[len(prefix) :]
-            if tail.isdigit() and not tail.startswith("0"):
-                out.append(int(tail))
-        return sorted(out)
-
-    def _names(self) -> list[str]:
-        return sorted(
-            {key.split("/")[1] for key in self.backend.list("versions/") if key.count("/") == 2}
-        )
-
-    def _record(self, name: str, version: int) -> records.Record | None:
-        raw = self.backend.get(records.version_key(name, version))
-        if raw is None:
-            return None
-        try:
-            return records.decode(raw, name, version)
-        except FormatError as exc:
-            raise StoreError(f"{exc}; run store.check() to list damaged versions") from None
-
     def _live_record(self, name: str, version: int) -> records.Record:
-        record = self._record(name, version)
+        record = self.ledger.record(name, version)
         if record is None or record.deleted:
             live = self.index.query(
                 "SELECT version FROM versions WHERE name = ? ORDER BY version", (name,)
@@ -278,7 +212,7 @@ class Store:
         return record
 
     def _missing_model(self, name: str) -> VersionNotFound:
-        names = self._names()
+        names = self.ledger.names()
         near = closest(name, names)
         hint = (
             f"; did you mean {', '.join(near)}?"
@@ -289,52 +223,27 @@ class Store:
 
     def _latest(self, name: str, numbers: list[int] | None = None) -> records.Record:
         """The newest live version; ``numbers``: the allocated ones, when already listed."""
-        numbers = self._numbers(name) if numbers is None else numbers
+        numbers = self.ledger.numbers(name) if numbers is None else numbers
         if not numbers:
             raise self._missing_model(name)
-        for number in reversed(numbers):
-            record = self._record(name, number)
-            if record is not None and not record.deleted:
-                return record
-        raise VersionNotFound(f"every version of {name!r} was deleted")
-
-    def _ref(self, name: str, alias: str) -> tuple[bytes | None, int | None]:
-        raw = self.backend.get(f"refs/{name}/{alias}")
-        if raw is None:
-            return None, None
-        try:
-            version = json.loads(raw)["version"]
-        except (ValueError, KeyError, TypeError):
-            version = None
-        if type(version) is not int or version < 1:
-            raise StoreError(
-                f"alias {name}@{alias} is damaged; set it again (amber alias NAME@V "
-                f"{alias} --force)"
-            )
-        return raw, version
-
-    def _aliases_of(self, name: str) -> dict[str, int]:
-        out = {}
-        for key in self.backend.list(f"refs/{name}/"):
-            alias = key.rsplit("/", 1)[1]
-            version = self._ref(name, alias)[1]
-            if version is not None:
-                out[alias] = version
-        return out
+        record = self.ledger.latest(name, numbers)
+        if record is None:
+            raise VersionNotFound(f"every version of {name!r} was deleted")
+        return record
 
     def resolve(self, spec: str | Spec) -> records.Record:
         """The record a spec names (latest, a number or an alias)."""
         parsed = spec if isinstance(spec, Spec) else parse_spec(spec)
         if parsed.version is not None:
-            if not self._numbers(parsed.name):
+            if not self.ledger.numbers(parsed.name):
                 raise self._missing_model(parsed.name)
             return self._live_record(parsed.name, parsed.version)
         if parsed.alias is not None:
-            _, version = self._ref(parsed.name, parsed.alias)
+            _, version = self.ledger.ref(parsed.name, parsed.alias)
             if version is None:
-                if not self._numbers(parsed.name):
+                if not self.ledger.numbers(parsed.name):
                     raise self._missing_model(parsed.name)
-                aliases = sorted(self._aliases_of(parsed.name))
+                aliases = sorted(self.ledger.aliases(parsed.name))
                 near = closest(parsed.alias, aliases)
                 hint = (
                     f"; did you mean {', '.join(near)}?"
@@ -345,25 +254,14 @@ class Store:
             return self._live_record(parsed.name, version)
         return self._latest(parsed.name)
 
-    def _tags(self, record: records.Record) -> dict[str, str]:
-        raw = self.backend.get(f"tags/{record.name}/{record.version}")
-        if raw is None:
-            return dict(record.raw.get("tags") or {})
-        try:
-            tags = json.loads(raw)
-            return _check_tags(tags)
-        except (ValueError, InvalidArgumentError):
-            raise StoreError(
-                f"the tags of {record.name}@{record.version} are damaged; set them again "
-                "(store.set_tags)"
-            ) from None
-
-    def _version(
+    def model_version(
         self, record: records.Record, aliases: dict[str, int] | None = None
     ) -> ModelVersion:
+        """What the store knows of a version whose record ``resolve`` returned: its
+        current tags and aliases are read from storage (``aliases``: when already read)."""
         raw = record.raw
         if aliases is None:
-            aliases = self._aliases_of(record.name)
+            aliases = self.ledger.aliases(record.name)
         return ModelVersion(
             name=record.name,
             version=record.version,
@@ -375,29 +273,13 @@ class Store:
             parent=raw.get("parent"),
             metadata=record.manifest.get("metadata") or {},
             metrics=raw.get("metrics") or {},
-            tags=self._tags(record),
+            tags=self.ledger.tags(record),
             aliases=tuple(sorted(a for a, v in aliases.items() if v == record.version)),
             signature=raw.get("signature"),
             environment=record.manifest.get("environment") or {},
             imported_from=raw.get("imported_from"),
             imported_parent=raw.get("imported_parent"),
         )
-
-    def _index_row(self, record: records.Record, tags: dict[str, str]) -> dict[str, Any]:
-        raw = record.raw
-        return {
-            "name": record.name,
-            "version": record.version,
-            "created_at": raw.get("created_at", ""),
-            "creator": raw.get("creator"),
-            "message": raw.get("message"),
-            "parent": raw.get("parent"),
-            "size": raw.get("size", 0),
-            "content_digest": raw.get("content_digest", ""),
-            "metadata": record.manifest.get("metadata") or {},
-            "metrics": raw.get("metrics") or {},
-            "tags": tags,
-        }
 
     # -- saving ----------------------------------------------------------------------------
 
@@ -429,19 +311,19 @@ class Store:
         shape of an array, and the same for the model's ``predict`` output); a Keras or
         ONNX model's is read from its declared inputs and outputs.
         """
-        from amber.api import _check_metadata, encode
+        from amber.api import check_metadata, encode
         from amber.store.signature import declared, infer
 
         check_name(name)
         check_compress(compress)
         spec = quantization.as_spec(quantize)
         pruning_spec = pruning.as_spec(prune)
-        numbers = self._numbers(name)
+        numbers = self.ledger.numbers(name)
         if not numbers:
             self._check_case(name)
-        user_metadata = _check_metadata(metadata)
-        metric_values = _check_metrics(metrics)
-        tag_values = _check_tags(tags)
+        user_metadata = check_metadata(metadata)
+        metric_values = check_metrics(metrics)
+        tag_values = check_tags(tags)
         if message is not None and not isinstance(message, str):
             raise InvalidArgumentError("message must be a string")
         lineage = self._parent(name, parent, numbers)
@@ -466,8 +348,8 @@ class Store:
             "format_version": records.VERSION,
             "name": name,
             "version": 0,
-            "created_at": _now(),
-            "creator": _creator(),
+            "created_at": now(),
+            "creator": creator(),
             "message": message,
             "parent": lineage,
             "metrics": metric_values,
@@ -480,16 +362,16 @@ class Store:
             "manifest": manifest,
         }
         needed = objects_of(stored, pack)
-        record = self._commit(
+        record = self.ledger.commit(
             name, body, needed, lambda: _restore(self.backend, tensors, compress, blocks, sparse)
         )
-        return self._version(record)
+        return self.model_version(record)
 
     def _check_case(self, name: str) -> None:
         """Names are case-sensitive, but on macOS and Windows folders are not: ``Churn`` and
         ``churn`` would share one folder there. A new name may not differ from an existing
         one by case alone."""
-        for other in self._names():
+        for other in self.ledger.names():
             if other != name and other.lower() == name.lower():
                 raise InvalidArgumentError(
                     f"model {name!r} differs from the existing {other!r} only by case; use "
@@ -507,42 +389,14 @@ class Store:
         record = self.resolve(parent)
         return f"{record.name}@{record.version}"
 
-    def _commit(
-        self,
-        name: str,
-        body: dict[str, Any],
-        needed: set[str],
-        restore: Callable[[], Any],
-    ) -> records.Record:
-        """Create the record under the next free number: the save's commit point.
-
-        ``needed``: hex digests of the objects the record references; ``restore()`` writes
-        them (again)."""
-        # Refresh every object right before committing, so that gc's grace period counts
-        # from now; one that vanished meanwhile (a concurrent gc) is written again.
-        for _ in range(3):
-            if all(self.backend.touch(object_key(h)) for h in needed):
-                break
-            restore()
-        else:
-            raise StoreError(f"objects of {name} keep disappearing (a concurrent gc?); retry")
-        numbers = self._numbers(name)
-        number = (numbers[-1] if numbers else 0) + 1
-        for _ in range(10_000):
-            body["version"] = number
-            raw = records.encode(body)
-            if self.backend.put_if_absent(records.version_key(name, number), raw):
-                record = records.decode(raw, name, number)
-                row = self._index_row(record, body["tags"])
-                self._follow(record, lambda db, row=row: self.index.add_version(db, row))
-                return record
-            number += 1  # another writer took it
-        raise StoreError(f"could not allocate a version number for {name!r}")
+    def _index_committed(self, record: records.Record, tags: dict[str, str]) -> None:
+        row = row_of(record, tags)
+        self._follow(record, lambda db: self.index.add_version(db, row))
 
     def _index_alias(self, db: Any, name: str, alias: str) -> None:
         # Read inside the index transaction: index updates are serialized, so the last one
         # writes what storage holds last, whatever order the swaps happened in.
-        self.index.set_alias(db, name, alias, self._ref(name, alias)[1])
+        self.index.set_alias(db, name, alias, self.ledger.ref(name, alias)[1])
 
     def _follow(self, record: records.Record, change: Any) -> None:
         """Apply ``change(db)`` to the index after a committed change to storage. The
@@ -575,9 +429,9 @@ class Store:
     ) -> Any:
         """Load a version (``"churn"``: latest, ``"churn@7"``, ``"churn@production"``) with
         the options of ``amber.load``; tensors are zero-copy views of the store's files."""
-        from amber.api import _check_flags, load_from
+        from amber.api import check_flags, load_from
 
-        _check_flags(mmap, writable)
+        check_flags(mmap, writable)
         record = self.resolve(spec)
         return load_from(
             lambda mode: VersionReader(
@@ -611,7 +465,7 @@ class Store:
 
     def get(self, spec: str) -> ModelVersion:
         """A version's metadata, metrics, lineage... without loading it."""
-        return self._version(self.resolve(spec))
+        return self.model_version(self.resolve(spec))
 
     def versions(self, name: str) -> list[ModelVersion]:
         """Every live version of ``name``, oldest first (from the index)."""
@@ -698,34 +552,26 @@ class Store:
         """
         check_alias(alias)
         record = self.resolve(spec)
-        key = f"refs/{record.name}/{alias}"
         for _ in range(1000):
-            current, version = self._ref(record.name, alias)
+            current, version = self.ledger.ref(record.name, alias)
             if expected is not _UNSET and version != expected and not force:
                 now = "is not set" if version is None else f"points to {version}"
                 wanted = "to be unset" if expected is None else f"to point to {expected}"
                 raise AliasConflict(
                     f"{record.name}@{alias} {now}; expected it {wanted}; nothing was changed"
                 )
-            doc = json.dumps(
-                {
-                    "version": record.version,
-                    "previous": version,
-                    "moved_at": _now(),
-                    "by": _creator(),
-                }
-            ).encode()
-            if self.backend.compare_and_swap(key, current, doc):
-                latest = self._record(record.name, record.version)
+            written = self.ledger.swap_alias(record.name, alias, current, record.version)
+            if written is not None:
+                latest = self.ledger.record(record.name, record.version)
                 if latest is None or latest.deleted:
                     # Deleted while the alias moved: put the alias back as it was.
-                    self.backend.compare_and_swap(key, doc, current)
+                    self.ledger.restore_alias(record.name, alias, written, current)
                     raise VersionNotFound(
                         f"{record.name}@{record.version} was deleted while setting "
                         f"{alias}; the alias was not changed"
                     )
                 self._follow(record, lambda db: self._index_alias(db, record.name, alias))
-                return self._version(record)
+                return self.model_version(record)
             if not force:
                 raise AliasConflict(
                     f"{record.name}@{alias} was moved by someone else while setting it; "
@@ -736,10 +582,10 @@ class Store:
     def remove_alias(self, name: str, alias: str) -> None:
         check_name(name)
         check_alias(alias)
-        current, _ = self._ref(name, alias)
+        current, _ = self.ledger.ref(name, alias)
         if current is None:
             raise VersionNotFound(f"{name} has no alias {alias!r}")
-        if not self.backend.compare_and_swap(f"refs/{name}/{alias}", current, None):
+        if not self.ledger.remove_alias(name, alias, current):
             raise AliasConflict(f"{name}@{alias} changed while removing it; nothing was changed")
         with self.index.transaction() as db:
             self._index_alias(db, name, alias)
@@ -747,7 +593,7 @@ class Store:
     def aliases(self, name: str) -> dict[str, int]:
         """``{alias: version}`` of a model, ``latest`` included."""
         check_name(name)
-        out = self._aliases_of(name)
+        out = self.ledger.aliases(name)
         out[LATEST] = self._latest(name).version
         return out
 
@@ -755,27 +601,26 @@ class Store:
         self, spec: str, tags: Mapping[str, str], *, remove: Iterable[str] = ()
     ) -> ModelVersion:
         """Add or change tags of a version (and drop the keys in ``remove``)."""
-        changes = _check_tags(tags)
+        changes = check_tags(tags)
         remove = list(remove)  # a generator would be used up by the first try
         record = self.resolve(spec)
-        key = f"tags/{record.name}/{record.version}"
         for _ in range(1000):
-            current_raw = self.backend.get(key)
+            current_raw = self.ledger.tags_document(record.name, record.version)
             try:
-                current = self._tags(record)
+                current = self.ledger.tags(record)
             except StoreError:
                 current = {}  # damaged: replaced by the tags given now
             updated = {**current, **changes}
             for gone in remove:
                 updated.pop(gone, None)
-            if self.backend.compare_and_swap(key, current_raw, json.dumps(updated).encode()):
+            if self.ledger.swap_tags(record.name, record.version, current_raw, updated):
                 self._follow(  # storage read inside the transaction, as for aliases
                     record,
                     lambda db: self.index.set_tags(
-                        db, record.name, record.version, self._tags(record)
+                        db, record.name, record.version, self.ledger.tags(record)
                     ),
                 )
-                return self._version(record)
+                return self.model_version(record)
         raise StoreError(f"tags of {record.name}@{record.version} keep changing; try again")
 
     # -- deleting --------------------------------------------------------------------------
@@ -791,7 +636,7 @@ class Store:
             )
         record = self.resolve(parsed)
         pointing = sorted(
-            a for a, v in self._aliases_of(record.name).items() if v == record.version
+            a for a, v in self.ledger.aliases(record.name).items() if v == record.version
         )
         if pointing and not force:
             raise StoreError(
@@ -799,25 +644,13 @@ class Store:
                 "the alias first, or delete with force=True"
             )
         for alias in pointing:
-            current, _ = self._ref(record.name, alias)
-            self.backend.compare_and_swap(f"refs/{record.name}/{alias}", current, None)
+            current, _ = self.ledger.ref(record.name, alias)
+            if current is not None:
+                self.ledger.remove_alias(record.name, alias, current)
             self._follow(record, lambda db, alias=alias: self._index_alias(db, record.name, alias))
-        key = records.version_key(record.name, record.version)
-        current = self.backend.get(key)
-        tombstone = records.encode(
-            {
-                "format": records.FORMAT,
-                "format_version": records.VERSION,
-                "name": record.name,
-                "version": record.version,
-                "deleted": True,
-                "deleted_at": _now(),
-                "by": _creator(),
-            }
-        )
-        if current is None or not self.backend.compare_and_swap(key, current, tombstone):
+        if not self.ledger.tombstone(record):
             raise StoreError(f"{record.name}@{record.version} changed while deleting it")
-        self.backend.delete(f"tags/{record.name}/{record.version}")
+        self.ledger.drop_tags(record.name, record.version)
         self._follow(record, lambda db: self.index.remove_version(db, record.name, record.version))
 
     # -- maintenance, transfer, comparison (in their own modules) ---------------------------
@@ -829,7 +662,7 @@ class Store:
 
         try:
             return reindex(self)
-        except StoreError:
+        except StoreIndexError:
             if self._index_file is None:
                 raise
             self.index.close()
@@ -844,7 +677,7 @@ class Store:
 
         try:
             return refresh(self)
-        except StoreError:
+        except StoreIndexError:
             if self._index_file is None:
                 raise
             self.reindex()  # a damaged index is moved aside and rebuilt

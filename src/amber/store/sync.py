@@ -12,7 +12,6 @@ copied again, so a second run after an interruption copies only what is missing.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -20,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from amber.errors import AmberError, InvalidArgumentError
+from amber.errors import AmberError, InvalidArgumentError, StoreError
 from amber.store import records
+from amber.store.cache import Download, fetch_verified
 from amber.store.names import parse_spec
 from amber.store.objects import object_key
 
@@ -72,11 +72,7 @@ def source_records(source: Store, spec: str, *, every: bool) -> list[records.Rec
     parsed = parse_spec(spec)
     if parsed.version is not None or parsed.alias is not None:
         raise InvalidArgumentError(f"--all copies a whole model: give a name, not {spec!r}")
-    out = []
-    for number in source._numbers(parsed.name):
-        record = source._record(parsed.name, number)
-        if record is not None and not record.deleted:
-            out.append(record)
+    out = source.ledger.live_records(parsed.name)
     if not out:
         source.resolve(parsed.name)  # VersionNotFound with its hints
     return out
@@ -98,10 +94,8 @@ def copy_versions(
     report = CopyReport()
     present: dict[tuple[Any, Any], int] = {}
     name = chosen[0].name
-    for number in dest._numbers(name):
-        record = dest._record(name, number)
-        if record is not None and not record.deleted:
-            present[_identity(record.raw)] = number
+    for record in dest.ledger.live_records(name):
+        present[_identity(record.raw)] = record.version
     todo = [r for r in chosen if _identity(r.raw) not in present]
     report.skipped = [f"{r.name}@{r.version}" for r in chosen if r not in todo]
     needed = sorted(set().union(*(r.objects() for r in todo))) if todo else []
@@ -113,14 +107,14 @@ def copy_versions(
     }
     for record in sorted(todo, key=lambda r: r.version):
         body = dict(record.raw)
-        body["tags"] = source._tags(record)
+        body["tags"] = source.ledger.tags(record)
         parent = body.get("parent")
         body["parent"] = renamed.get(parent) if isinstance(parent, str) else None
         if body["parent"] is None and parent is not None:
             body["imported_parent"] = parent
         body["imported_from"] = f"{source.backend.describe()}#{record.name}@{record.version}"
         objects = record.objects()
-        committed = dest._commit(
+        committed = dest.ledger.commit(
             name,
             body,
             objects,
@@ -129,9 +123,7 @@ def copy_versions(
         spec_there = f"{name}@{committed.version}"
         renamed[f"{record.name}@{record.version}"] = spec_there
         if body["tags"]:
-            dest.backend.compare_and_swap(
-                f"tags/{name}/{committed.version}", None, json.dumps(body["tags"]).encode()
-            )
+            dest.ledger.swap_tags(name, committed.version, None, body["tags"])
         report.copied.append(spec_there)
     _copy_aliases(source, dest, name, renamed)
     return report
@@ -139,8 +131,8 @@ def copy_versions(
 
 def _copy_aliases(source: Store, dest: Store, name: str, renamed: dict[str, str]) -> None:
     """Aliases of copied versions are set where the destination has none of that name."""
-    existing = dest._aliases_of(name)
-    for alias, version in source._aliases_of(name).items():
+    existing = dest.ledger.aliases(name)
+    for alias, version in source.ledger.aliases(name).items():
         target = renamed.get(f"{name}@{version}")
         if target is not None and alias not in existing:
             try:
@@ -158,26 +150,23 @@ def send_objects(
     workers: int,
 ) -> None:
     """Make every object of ``digests`` present in ``dest``: refreshed if there, else
-    streamed from ``source``, ``workers`` at a time."""
+    copied from ``source``, ``workers`` at a time."""
     missing = [h for h in digests if not dest.backend.touch(object_key(h))]
     report.objects_present += len(digests) - len(missing)
+    make_file = getattr(dest.backend, "temporary_file", None)
+    if missing and make_file is not None and not source.files.local:
+        # Remote to local: each object is downloaded once, straight into the
+        # destination's temporary file, verified as it arrives, then put in place.
+        _download_into(source, dest, missing, make_file, report, progress)
+        return
     files = {h: source.files.path(h) for h in missing}  # remote: downloaded, verified
     sizes = {h: f.stat().st_size for h, f in files.items()}
     total = sum(sizes.values())
-    lock = threading.Lock()
-    done = [0]
-
-    def sent(n: int) -> None:
-        with lock:
-            done[0] += n
-            if progress is not None:
-                progress(done[0], total)
+    sent = _counter(total, progress)
 
     def send(digest_hex: str) -> None:
         dest.backend.put_if_absent(object_key(digest_hex), _chunks(files[digest_hex], sent))
 
-    if progress is not None:
-        progress(0, total)
     if missing:
         pool = ThreadPoolExecutor(max(1, min(workers, len(missing))))
         try:
@@ -187,6 +176,48 @@ def send_objects(
             pool.shutdown(wait=True, cancel_futures=True)
     report.objects_sent += len(missing)
     report.bytes_sent += total
+
+
+def _download_into(
+    source: Store,
+    dest: Store,
+    missing: list[str],
+    make_file: Callable[[], Path],
+    report: CopyReport,
+    progress: Progress | None,
+) -> None:
+    downloads = [Download(object_key(h), h, None, make_file()) for h in missing]
+    for download in downloads:
+        stat = source.backend.stat(download.key)
+        if stat is None:
+            raise StoreError(f"object {download.digest_hex[:16]}... is missing from the store")
+        download.size = stat.size
+    total = sum(d.size or 0 for d in downloads)
+    sent = _counter(total, progress)
+
+    def install(done: Download) -> None:
+        # The file is fsynced; the destination moves it into place (create-only).
+        dest.backend.put_if_absent(done.key, done.path)
+        report.objects_sent += 1
+        report.bytes_sent += done.size or 0
+
+    fetch_verified(source.backend, downloads, install, durable=True, progress=sent)
+
+
+def _counter(total: int, progress: Progress | None) -> Callable[[int], None]:
+    """A thread-safe ``sent(n)`` that reports the running total to ``progress``."""
+    lock = threading.Lock()
+    done = [0]
+
+    def sent(n: int) -> None:
+        with lock:
+            done[0] += n
+            if progress is not None:
+                progress(done[0], total)
+
+    if progress is not None:
+        progress(0, total)
+    return sent
 
 
 def _chunks(path: Path, sent: Callable[[int], None]) -> Iterator[bytes]:

@@ -12,7 +12,6 @@ object graph's node kinds) before writing anything.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,9 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 from amber.container.reader import ContainerReader
 from amber.container.writer import write
-from amber.errors import AmberError, CorruptFileError, FormatError, InvalidArgumentError
+from amber.errors import (
+    AmberError,
+    CorruptFileError,
+    FormatError,
+    InvalidArgumentError,
+    VersionNotFound,
+)
 from amber.graph.decode import scan
 from amber.store import records
+from amber.store.ledger import check_metrics, check_tags, creator, now
 from amber.store.names import check_name
 from amber.store.objects import (
     StoredTensor,
@@ -67,9 +73,9 @@ def export_version(store: Store, spec: str, path: Path) -> Path:
             t.entry.name: t.entry.quantization for t in record.tensors if t.entry.quantization
         }
         history = {key: record.raw.get(key) for key in HISTORY}
-        history["tags"] = store._tags(record)
+        history["tags"] = store.ledger.tags(record)
         history["aliases"] = sorted(
-            a for a, v in store._aliases_of(record.name).items() if v == record.version
+            a for a, v in store.ledger.aliases(record.name).items() if v == record.version
         )
         write(path, items, {**record.manifest, "store": history}, quantized=blocks)
     finally:
@@ -94,8 +100,6 @@ def checked_history(fields: dict[str, Any], source: Path) -> dict[str, Any]:
     FormatError naming the first that is not (a file from elsewhere may say anything)."""
     from datetime import datetime
 
-    from amber.store.store import _check_metrics, _check_tags
-
     out = dict(fields)
     for key in _TEXT_FIELDS:
         if out.get(key) is not None and not isinstance(out[key], str):
@@ -111,8 +115,8 @@ def checked_history(fields: dict[str, Any], source: Path) -> dict[str, Any]:
     if out.get("signature") is not None and not isinstance(out["signature"], dict):
         raise FormatError(f"{source}: history field 'signature' must be an object")
     try:
-        out["metrics"] = _check_metrics(out.get("metrics"))
-        out["tags"] = _check_tags(out.get("tags"))
+        out["metrics"] = check_metrics(out.get("metrics"))
+        out["tags"] = check_tags(out.get("tags"))
     except InvalidArgumentError as exc:
         raise FormatError(f"{source}: {exc}") from None
     return out
@@ -146,13 +150,13 @@ def import_file(store: Store, path: Path, name: str | None) -> ModelVersion:
         stored, pack, _ = put_tensors(store.backend, items, None, blocks)
         kept = {k: manifest[k] for k in records.MANIFEST_KEYS if k in manifest}
         body = _body(store, target, kept, stored, pack, history)
-        record = store._commit(
+        record = store.ledger.commit(
             target,
             body,
             objects_of(stored, pack),
             lambda: put_tensors(store.backend, items, None, blocks),
         )
-    return store._version(record)
+    return store.model_version(record)
 
 
 def _body(
@@ -163,8 +167,6 @@ def _body(
     pack: str | None,
     history: dict[str, Any],
 ) -> dict[str, Any]:
-    from amber.store.store import _creator, _now
-
     origin = None
     if history.get("name") is not None and history.get("version") is not None:
         origin = f"{history['name']}@{history['version']}"
@@ -173,8 +175,8 @@ def _body(
         "format_version": records.VERSION,
         "name": name,
         "version": 0,
-        "created_at": history.get("created_at") or _now(),
-        "creator": history.get("creator") or _creator(),
+        "created_at": history.get("created_at") or now(),
+        "creator": history.get("creator") or creator(),
         "message": history.get("message"),
         # Lineage names versions of the store it came from: kept as imported_parent, not as
         # a parent here, where that name@N is another version or none at all.
@@ -189,8 +191,8 @@ def _body(
         "tensors": [t.to_json() for t in stored],
         "manifest": manifest,
         "imported_from": origin,
-        "imported_at": _now(),
-        "imported_by": _creator(),
+        "imported_at": now(),
+        "imported_by": creator(),
     }
 
 
@@ -199,9 +201,11 @@ def export_all(store: Store, name: str, path: Path) -> Path:
     versions = store.versions(name)  # raises for an unknown model
     bodies, needed = [], {}
     for version in versions:
-        record = store._live_record(name, version.version)
+        record = store.ledger.record(name, version.version)
+        if record is None or record.deleted:
+            raise VersionNotFound(f"{name}@{version.version} was deleted while exporting")
         raw = dict(record.raw)
-        raw["tags"] = store._tags(record)
+        raw["tags"] = store.ledger.tags(record)
         bodies.append(raw)
         for digest_hex in sorted(record.objects()):
             needed[digest_hex] = store.files.path(digest_hex)
@@ -212,7 +216,7 @@ def export_all(store: Store, name: str, path: Path) -> Path:
         size = file.stat().st_size
         buffer = map_object(file, size, use_mmap=True, writable=False)
         items.append((digest_hex, np.frombuffer(buffer, dtype=np.uint8)))
-    aliases = store._aliases_of(name)
+    aliases = store.ledger.aliases(name)
     write(
         path,
         items,
@@ -314,16 +318,14 @@ def import_bundle(store: Store, path: Path, name: str | None) -> list[ModelVersi
             if body["parent"] is None and parent is not None:
                 body["imported_parent"] = parent
             needed = record.objects()
-            committed = store._commit(target, body, needed, lambda n=needed: restore(n))
+            committed = store.ledger.commit(target, body, needed, lambda n=needed: restore(n))
             renamed[f"{record.name}@{record.version}"] = f"{target}@{committed.version}"
             tags = body.get("tags") or {}
             if tags:
-                store.backend.compare_and_swap(
-                    f"tags/{target}/{committed.version}", None, json.dumps(tags).encode()
-                )
+                store.ledger.swap_tags(target, committed.version, None, tags)
             out.append(committed)
         aliases = bundle.get("aliases") if isinstance(bundle.get("aliases"), dict) else {}
-        existing = store._aliases_of(target)
+        existing = store.ledger.aliases(target)
         for alias, version in aliases.items():
             new = renamed.get(f"{source}@{version}")
             if new is not None and alias not in existing:
@@ -331,4 +333,4 @@ def import_bundle(store: Store, path: Path, name: str | None) -> list[ModelVersi
                     store.set_alias(new, alias, expected=None)
                 except AmberError:
                     pass  # someone set it meanwhile: theirs stands
-    return [store._version(r) for r in out]
+    return [store.model_version(r) for r in out]
