@@ -50,7 +50,7 @@ class VersionReader:
                 files.prefetch(
                     [(record.pack, None)] * (record.pack is not None)
                     + [
-                        (hex_of(t.entry.digest), t.entry.nbytes)
+                        (hex_of(t.entry.stored_digest), t.entry.stored_nbytes)
                         for t in record.tensors
                         if not t.in_pack
                     ]
