@@ -11,9 +11,9 @@ when installed), the same models on the same machine, in one run.
 
 Load comes from ``wrk`` when it is on PATH (``apt-get install wrk``; ``--client``), else from
 Python threads with httpx. On a 2-CPU machine the Python client needs about as much CPU per
-request as the servers do, so it caps both and squeezes the ratios toward 1 (measured: 1.32x
-with httpx, 2.5x with wrk, same servers, same machine); wrk costs a few microseconds per
-request.
+request as the servers do, so it caps both and squeezes the ratios toward 1 (amber before its
+request-path work: 1.32x MLflow's requests/s with httpx on a quiet machine, 2.5x with wrk on
+a loaded one); wrk costs a few microseconds per request.
 
 Peers live in their own virtual environments: ``$MLFLOW_PYTHON`` (default
 /work/peers/mlflow-serve/bin/python) and ``$MLSERVER_BIN`` (default
