@@ -181,7 +181,7 @@ def test_huge_documents_are_refused_before_they_are_read(
             with pytest.raises(StoreError, match=rf"{what} .* is larger than .* not read"):
                 action()
         assert max(largest) <= 50_001
-        with pytest.raises(StoreError, match="marker of .* is damaged"):
+        with pytest.raises(StoreError, match=r"marker of .* is damaged"):
             store.gc(grace=0)
         report = store.check()
         assert not report.ok and "larger than" in str(report)
