@@ -205,8 +205,8 @@ def fetch_verified(
     """Write each object of ``downloads`` to its path and call ``done`` once its bytes
     hash to its digest (``durable``: fsynced first). Parts of every object (``PART``
     bytes each) download ``PARALLEL`` at a time, in order, while this thread hashes those
-    already there: the digest is known when the last part lands, and no file is read
-    back. CorruptFileError for bytes that do not match; every file not handed to
+    already there from the page cache: the digest is known when the last part lands, and
+    no part is kept in memory for it. CorruptFileError for bytes that do not match; every file not handed to
     ``done`` is removed on any failure. ``progress(n)``: n more bytes are verified."""
     for download in downloads:
         if download.size is None:
