@@ -206,8 +206,9 @@ def fetch_verified(
     hash to its digest (``durable``: fsynced first). Parts of every object (``PART``
     bytes each) download ``PARALLEL`` at a time, in order, while this thread hashes those
     already there from the page cache: the digest is known when the last part lands, and
-    no part is kept in memory for it. CorruptFileError for bytes that do not match; every file not handed to
-    ``done`` is removed on any failure. ``progress(n)``: n more bytes are verified."""
+    no part is kept in memory for it. CorruptFileError for bytes that do not match; every
+    file not handed to ``done`` is removed on any failure. ``progress(n)``: n more bytes
+    are verified."""
     for download in downloads:
         if download.size is None:
             stat = backend.stat(download.key)
