@@ -462,3 +462,30 @@ def test_a_record_with_a_version_that_is_not_a_number(
 
     path = edited_bundle(exported["bundle"], tmp_path / "h.bundle", edit)
     refused(store, lambda: store.import_bundle(path))
+
+
+def test_a_huge_planted_record_is_refused_unread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from amber.errors import StoreError
+    from amber.store import ledger
+
+    monkeypatch.setattr(ledger, "MAX_RECORD", 10_000)
+    root = tmp_path / "store"
+    with Store(root) as store:
+        store.save({"w": 1}, NAME)
+    (root / "versions" / NAME / "2").write_bytes(b"{" + b" " * 1_000_000 + b"}")
+    with Store(root) as store:
+        read_range = store.backend.read_range
+        sizes: list[int] = []
+
+        def counted(key: str, offset: int, length: int) -> Any:
+            data = read_range(key, offset, length)
+            sizes.append(len(data or b""))
+            return data
+
+        store.backend.read_range = counted  # type: ignore[method-assign]
+        with pytest.raises(StoreError, match=rf"record of {NAME}@2 .* larger than 10000 bytes"):
+            store.load(f"{NAME}@2")
+        assert max(sizes) <= 10_001
+        assert store.load(f"{NAME}@1") == {"w": 1}

@@ -159,3 +159,18 @@ def test_hostile_digest_names_are_refused(tmp_path: Path) -> None:
     for bad in ["../../etc/passwd", "ab" * 31, "AB" * 32, "zz" * 32]:
         with pytest.raises(InvalidArgumentError):
             cache.file(bad)
+
+
+def test_only_the_load_right_after_a_download_skips_the_second_hash(s3_url: str) -> None:
+    model = _model(7)
+    with Store(s3_url) as store:
+        store.save(model, "m")
+    with Store(s3_url) as store:
+        np.testing.assert_array_equal(store.load("m")["a"], model["a"])  # downloaded, checked
+        digest = store.resolve("m").tensors[0].entry.digest.split(":")[1]
+        cached = ObjectCache(_cache_dir()).file(digest)
+        data = bytearray(cached.read_bytes())
+        data[0] ^= 0xFF
+        cached.write_bytes(bytes(data))  # damaged in the cache afterwards
+        with pytest.raises(CorruptFileError, match="corrupt"):
+            store.load("m")  # the same process hashes it again

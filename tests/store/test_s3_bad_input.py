@@ -131,3 +131,57 @@ def test_a_dot_dot_key_is_a_clear_error_until_removed(s3_url: str, s3_server: S3
     client.delete_object(Bucket=bucket, Key="store/versions/m/../../../outside")
     with Store(s3_url) as store:
         assert store.load("m")["w"].tolist() == list(range(10))
+
+
+def test_huge_documents_are_refused_before_they_are_read(
+    s3_url: str, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record, alias, tags document or gc marker larger than amber ever writes is refused
+    with a StoreError naming it, and at most its cap (plus one byte) is downloaded."""
+    from amber.store import ledger
+
+    monkeypatch.setattr(ledger, "MAX_RECORD", 50_000)  # real caps: 320 MiB, 1 MiB
+    monkeypatch.setattr(ledger, "MAX_SMALL", 4_000)
+    with Store(s3_url) as store:
+        store.save({"w": np.arange(100_000, dtype=np.float64)}, "m")
+        store.save({"w": 1}, "n")
+        digest = json.loads(store.backend.get("versions/m/1") or b"")["tensors"][0]["digest"]
+    bucket, hex_ = _bucket_of(s3_url), digest.split(":")[1]
+    filler = b" " * 200_000
+    _plant(s3_server, bucket, "store/versions/m/2", b'{"format": "amber.store.version"' + filler)
+    _plant(s3_server, bucket, "store/refs/n/production", b'{"version": 1' + filler + b"}")
+    _plant(s3_server, bucket, "store/tags/m/1", b'{"a": "b"' + filler + b"}")
+    # The marker exists already (the save touched the object): overwritten by a signed PUT.
+    import obstore
+    from obstore.store import S3Store
+
+    raw = S3Store(
+        bucket,
+        endpoint=s3_server.endpoint,
+        region="us-east-1",
+        client_options={"allow_http": True},
+        **ACCESS,
+    )
+    obstore.put(raw, f"store/locks/objects/{hex_[:2]}/{hex_}", b"{" + filler + b"}")
+    with Store(s3_url) as store:  # the open itself survives: damaged documents are skipped
+        largest: list[int] = []
+        read_range = store.backend.read_range
+
+        def counted(key: str, offset: int, length: int) -> bytes | None:
+            data = read_range(key, offset, length)
+            largest.append(len(data or b""))
+            return data
+
+        store.backend.read_range = counted  # type: ignore[method-assign]
+        for action, what in (
+            (lambda: store.load("m@2"), "record of m@2"),
+            (lambda: store.load("n@production"), "alias n@production"),
+            (lambda: store.get("m@1"), "tags of m@1"),
+        ):
+            with pytest.raises(StoreError, match=rf"{what} .* is larger than .* not read"):
+                action()
+        assert max(largest) <= 50_001
+        with pytest.raises(StoreError, match=r"marker of .* is damaged"):
+            store.gc(grace=0)
+        report = store.check()
+        assert not report.ok and "larger than" in str(report)

@@ -205,9 +205,10 @@ def fetch_verified(
     """Write each object of ``downloads`` to its path and call ``done`` once its bytes
     hash to its digest (``durable``: fsynced first). Parts of every object (``PART``
     bytes each) download ``PARALLEL`` at a time, in order, while this thread hashes those
-    already there: the digest is known when the last part lands, and no file is read
-    back. CorruptFileError for bytes that do not match; every file not handed to
-    ``done`` is removed on any failure. ``progress(n)``: n more bytes are verified."""
+    already there from the page cache: the digest is known when the last part lands, and
+    no part is kept in memory for it. CorruptFileError for bytes that do not match; every
+    file not handed to ``done`` is removed on any failure. ``progress(n)``: n more bytes
+    are verified."""
     for download in downloads:
         if download.size is None:
             stat = backend.stat(download.key)
@@ -235,10 +236,26 @@ def fetch_verified(
             done_bytes += os.pwrite(fd, view[done_bytes:], offset + done_bytes)
         return length  # the bytes are dropped here: the hash reads them back, in order
 
+    def finish(download: Download, fd: int, digest: str) -> None:
+        try:
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        if digest != download.digest_hex:
+            raise CorruptFileError(
+                f"object {download.digest_hex[:16]}... is corrupt in the store (its "
+                "bytes do not match its digest); run store.check() there"
+            )
+        done(download)
+        finished.add(download.digest_hex)
+
     pending: deque[tuple[Download, int, Future[int]]] = deque()
+    finishing: list[Future[None]] = []
     queue = iter(tasks)
     try:
-        with ThreadPoolExecutor(PARALLEL) as pool:
+        # One more thread finishes objects (fsync, rename) while the next ones arrive.
+        with ThreadPoolExecutor(PARALLEL) as pool, ThreadPoolExecutor(1) as finisher:
 
             def submit() -> None:
                 task = next(queue, None)
@@ -268,19 +285,14 @@ def fetch_verified(
                         progress(length)
                     if offset + PART < (download.size or 0):
                         continue
+                    digest = hashers.pop(download.digest_hex).hexdigest()
                     fd = fds.pop(download.digest_hex)
-                    try:
-                        if durable:
-                            os.fsync(fd)
-                    finally:
-                        os.close(fd)
-                    if hashers.pop(download.digest_hex).hexdigest() != download.digest_hex:
-                        raise CorruptFileError(
-                            f"object {download.digest_hex[:16]}... is corrupt in the store (its "
-                            "bytes do not match its digest); run store.check() there"
-                        )
-                    done(download)
-                    finished.add(download.digest_hex)
+                    finishing.append(finisher.submit(finish, download, fd, digest))
+                    for finished_future in finishing:
+                        if finished_future.done():
+                            finished_future.result()  # the first failure stops it all
+                for finished_future in finishing:
+                    finished_future.result()
             finally:
                 for _, _, future in pending:
                     future.cancel()

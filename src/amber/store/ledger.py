@@ -206,12 +206,19 @@ class Ledger:
             )
         return raw, version
 
-    def aliases(self, name: str) -> dict[str, int]:
-        """``{alias: version}`` of every alias of ``name`` set in storage."""
+    def aliases(self, name: str, problems: list[str] | None = None) -> dict[str, int]:
+        """``{alias: version}`` of every alias of ``name`` set in storage. A damaged alias
+        raises, or is described in ``problems`` and skipped when that list is given."""
         out = {}
         for key in self.backend.list(f"refs/{name}/"):
             alias = key.rsplit("/", 1)[1]
-            version = self.ref(name, alias)[1]
+            try:
+                version = self.ref(name, alias)[1]
+            except StoreError as exc:
+                if problems is None:
+                    raise
+                problems.append(str(exc))
+                continue
             if version is not None:
                 out[alias] = version
         return out

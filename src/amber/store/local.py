@@ -161,6 +161,8 @@ class LocalBackend(Backend):
             return None
         try:
             with os.fdopen(fd, "rb", closefd=True) as f:
+                if length is not None:  # no buffer of a cap's size for a small file
+                    length = min(length, max(os.fstat(f.fileno()).st_size - offset, 0))
                 f.seek(offset)
                 return f.read() if length is None else f.read(length)
         except OSError as exc:

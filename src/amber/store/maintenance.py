@@ -39,7 +39,7 @@ def reindex(store: Store) -> int:
         refs = []
         for name in {r.name for r in live}:
             refs += [
-                (name, alias, version) for alias, version in store.ledger.aliases(name).items()
+                (name, alias, version) for alias, version in store.ledger.aliases(name, []).items()
             ]
         store.index.clear(db)
         for row in rows:
@@ -262,7 +262,7 @@ def check(store: Store, *, repair: bool) -> CheckReport:
     }
     refs = {}
     for name in {r.name for r in live}:
-        refs.update({(name, a): v for a, v in store.ledger.aliases(name).items()})
+        refs.update({(name, a): v for a, v in store.ledger.aliases(name, report.problems).items()})
     for name, alias in sorted(aliases.keys() | refs.keys()):
         if aliases.get((name, alias)) != refs.get((name, alias)):
             report.index_drift.append(

@@ -292,9 +292,13 @@ class ObjectFiles:
         return self.cache.fetch(self.backend, key, digest_hex)
 
     def freshly_verified(self, digest_hex: str) -> bool:
-        """Whether this store downloaded the object into its cache and checked its digest
-        as the bytes arrived (its file has not been read back since)."""
-        return self.cache is not None and not self.local and digest_hex in self.cache.fresh
+        """Whether this store just downloaded the object into its cache, checking its
+        digest as the bytes arrived. Answered True once per download: the load that
+        follows it skips a second hash, any later load hashes the cached file again."""
+        if self.cache is None or self.local or digest_hex not in self.cache.fresh:
+            return False
+        self.cache.fresh.discard(digest_hex)
+        return True
 
     def prefetch(self, objects: Iterable[tuple[str, int | None]]) -> None:
         """Bring the objects ``(hex digest, size or None)`` into the cache together (their

@@ -23,7 +23,7 @@ from amber.errors import AmberError, InvalidArgumentError, StoreError
 from amber.store import records
 from amber.store.cache import Download, fetch_verified
 from amber.store.names import parse_spec
-from amber.store.objects import object_key
+from amber.store.objects import hex_of, object_key
 
 if TYPE_CHECKING:
     from amber.store.store import Store
@@ -99,7 +99,9 @@ def copy_versions(
     todo = [r for r in chosen if _identity(r.raw) not in present]
     report.skipped = [f"{r.name}@{r.version}" for r in chosen if r not in todo]
     needed = sorted(set().union(*(r.objects() for r in todo))) if todo else []
-    send_objects(source, dest, needed, report, progress, workers)
+    # Object sizes as the records give them (a pack's is asked): no HEAD per object.
+    sizes = {hex_of(t.entry.digest): t.entry.nbytes for r in todo for t in r.tensors}
+    send_objects(source, dest, needed, report, progress, workers, sizes)
     renamed = {
         f"{r.name}@{r.version}": f"{name}@{present[_identity(r.raw)]}"
         for r in chosen
@@ -148,16 +150,17 @@ def send_objects(
     report: CopyReport,
     progress: Progress | None,
     workers: int,
+    sizes: dict[str, int] | None = None,
 ) -> None:
     """Make every object of ``digests`` present in ``dest``: refreshed if there, else
-    copied from ``source``, ``workers`` at a time."""
+    copied from ``source``, ``workers`` at a time (``sizes``: of objects, where known)."""
     missing = [h for h in digests if not dest.backend.touch(object_key(h))]
     report.objects_present += len(digests) - len(missing)
     make_file = getattr(dest.backend, "temporary_file", None)
     if missing and make_file is not None and not source.files.local:
         # Remote to local: each object is downloaded once, straight into the
         # destination's temporary file, verified as it arrives, then put in place.
-        _download_into(source, dest, missing, make_file, report, progress)
+        _download_into(source, dest, missing, make_file, report, progress, sizes or {})
         return
     files = {h: source.files.path(h) for h in missing}  # remote: downloaded, verified
     sizes = {h: f.stat().st_size for h, f in files.items()}
@@ -185,13 +188,17 @@ def _download_into(
     make_file: Callable[[], Path],
     report: CopyReport,
     progress: Progress | None,
+    sizes: dict[str, int],
 ) -> None:
-    downloads = [Download(object_key(h), h, None, make_file()) for h in missing]
+    # A size a record gives wrongly makes the download fail its checks (too short, or a
+    # digest that does not match): it never installs other bytes.
+    downloads = [Download(object_key(h), h, sizes.get(h), make_file()) for h in missing]
     for download in downloads:
-        stat = source.backend.stat(download.key)
-        if stat is None:
-            raise StoreError(f"object {download.digest_hex[:16]}... is missing from the store")
-        download.size = stat.size
+        if download.size is None:
+            stat = source.backend.stat(download.key)
+            if stat is None:
+                raise StoreError(f"object {download.digest_hex[:16]}... is missing from the store")
+            download.size = stat.size
     total = sum(d.size or 0 for d in downloads)
     sent = _counter(total, progress)
 
