@@ -166,3 +166,37 @@ def test_export_and_import_keep_quantized_tensors(tmp_path: Path) -> None:
     expected = store.load("q")
     assert same(amber.load(exported), expected)
     assert same(other.load("q"), expected)
+
+
+def test_pack_entries_with_a_quantization_block_are_refused(tmp_path: Path) -> None:
+    """Packs are raw: a pack whose entry carries a quantization block would be dequantized
+    on top of the record's block (or turn a raw int8 record into float32). Refused."""
+    import json
+
+    from blake3 import blake3
+
+    root = tmp_path / "s"
+    store = Store(root)
+    model = {"fc.weight": np.arange(64, dtype=np.float32).reshape(8, 8) / 10}
+    store.save(model, "pq", quantize="int8")
+    record = json.loads((root / "versions" / "pq" / "1").read_bytes())
+    assert record["pack"]
+    # A hostile pack: same tensors and digests, the quantized entry with its block.
+    hostile = amber.save(model, tmp_path / "hostile.amber", quantize="int8").path
+    data = Path(hostile).read_bytes()
+    name = blake3(data).hexdigest()
+    (root / "objects" / name[:2]).mkdir(parents=True, exist_ok=True)
+    (root / "objects" / name[:2] / name).write_bytes(data)
+    quantized_record = dict(record, pack=name, version=2)
+    raw_record = json.loads(json.dumps(quantized_record))
+    raw_record["version"] = 3
+    for tensor in raw_record["tensors"]:
+        tensor.pop("quantization", None)
+    (root / "versions" / "pq" / "2").write_text(json.dumps(quantized_record))
+    (root / "versions" / "pq" / "3").write_text(json.dumps(raw_record))
+    store.reindex()
+    for version in ("pq@2", "pq@3"):
+        with pytest.raises(CorruptFileError, match="packs hold raw tensors only"):
+            store.load(version)
+    assert set(store.check().damaged) == {"pq@2", "pq@3"}
+    assert np.array_equal(store.load("pq@1")["fc.weight"], amber.load(hostile)["fc.weight"])

@@ -110,6 +110,13 @@ def mismatch(
                 e.order,
             ):
                 return f"tensor {e.name!r} is not in its pack as recorded"
+            # Packs are written raw: a quantization or compression block belongs to the
+            # version record alone, and one in the pack would be applied on top of it.
+            if p.quantization is not None or p.compression is not None:
+                return (
+                    f"tensor {e.name!r} carries a quantization or compression block in its "
+                    "pack (packs hold raw tensors only)"
+                )
         elif sizes.get(hex_of(e.stored_digest)) != e.stored_nbytes:
             found = sizes.get(hex_of(e.stored_digest))
             return f"tensor {e.name!r} needs {e.stored_nbytes} bytes, its object holds {found}"
