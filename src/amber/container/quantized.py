@@ -148,12 +148,19 @@ def check_scale_values(scale: Any, block: Quantization, where: str) -> Any:
 
 
 def _to_bfloat16_bits(values: np.ndarray) -> np.ndarray:
-    """float32 -> bfloat16 bit patterns (uint16), rounding to nearest even."""
+    """float32 -> bfloat16 bit patterns (uint16), rounding to nearest even. A NaN becomes
+    the quiet NaN of its sign (0x7FC0 / 0xFFC0, as ml_dtypes): rounding its bits would
+    carry into the exponent and the sign, turning a NaN into a zero."""
     import numpy as np
 
     bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
     rounded = bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))
-    return (rounded >> np.uint32(16)).astype(np.uint16)
+    out = (rounded >> np.uint32(16)).astype(np.uint16)
+    nan = np.isnan(bits.view(np.float32))
+    if nan.any():
+        sign = (bits[nan] >> np.uint32(16)).astype(np.uint16) & np.uint16(0x8000)
+        out[nan] = sign | np.uint16(0x7FC0)
+    return out
 
 
 def _from_bfloat16_bits(bits: np.ndarray) -> np.ndarray:
@@ -172,6 +179,11 @@ def dequantize(stored: np.ndarray, scale: np.ndarray, block: Quantization, where
     work = np.float64 if block.dtype == "float64" else np.float32
     if block.scheme == INT4:
         packed = stored.reshape(block.rows, -1)
+        if block.cols % 2 and (packed[:, -1] >> 4).any():
+            raise FormatError(
+                f"{where}: an int4 row of {block.cols} values leaves the high nibble of its "
+                "last byte set; it must be 0 (format.md §10.2)"
+            )
         low = (packed & 0x0F).astype(np.int8)
         high = (packed >> 4).astype(np.int8)
         values = np.empty((block.rows, packed.shape[1] * 2), np.int8)
@@ -183,10 +195,13 @@ def dequantize(stored: np.ndarray, scale: np.ndarray, block: Quantization, where
     else:
         values = stored.reshape(block.rows, -1).astype(work)
     per_element = np.repeat(scale.astype(work), block.group, axis=1)[:, : block.cols]
-    out = values * per_element
-    if block.dtype == "bfloat16":
-        return _to_bfloat16_bits(out).reshape(block.shape)
-    return out.astype(block.dtype).reshape(block.shape)
+    # A product beyond the loaded dtype's range is inf (format.md §10.2), not a warning:
+    # with warnings as errors it would otherwise escape as an untyped RuntimeWarning.
+    with np.errstate(over="ignore"):
+        out = values * per_element
+        if block.dtype == "bfloat16":
+            return _to_bfloat16_bits(out).reshape(block.shape)
+        return out.astype(block.dtype).reshape(block.shape)
 
 
 def quantize(
