@@ -200,3 +200,41 @@ def test_pack_entries_with_a_quantization_block_are_refused(tmp_path: Path) -> N
             store.load(version)
     assert set(store.check().damaged) == {"pq@2", "pq@3"}
     assert np.array_equal(store.load("pq@1")["fc.weight"], amber.load(hostile)["fc.weight"])
+
+
+def test_a_compressed_object_must_decode_to_its_recorded_digest(tmp_path: Path) -> None:
+    """A record claiming another decoded digest for an authentic compressed object (one
+    object: the single-object path of verify_all) is caught by every reader: load,
+    verify_all, check, diff (never "no change") and import_bundle (nothing written)."""
+    import json
+
+    from amber.store.reader import VersionReader
+
+    root = tmp_path / "s"
+    store = Store(root)
+    store.save({"w": np.arange(1 << 16, dtype=np.float32)}, "m", compress="zstd")
+    store.save({"w": np.ones(1 << 16, np.float32)}, "o")
+    record = json.loads((root / "versions" / "m" / "1").read_bytes())
+    other = json.loads((root / "versions" / "o" / "1").read_bytes())
+    record["tensors"][0]["digest"] = other["tensors"][0]["digest"]
+    (root / "versions" / "m" / "2").write_text(json.dumps(dict(record, version=2)))
+    store.reindex()
+    with pytest.raises(CorruptFileError, match="does not match"):
+        store.load("m@2")
+    reader = VersionReader(store.resolve("m@2"), store.files, verify="lazy")
+    try:
+        with pytest.raises(CorruptFileError, match="does not match"):
+            reader.verify_all()
+    finally:
+        reader.close()
+    assert list(store.check().damaged) == ["m@2"]
+    assert "decodes to other bytes" in store.check().damaged["m@2"][0]
+    with pytest.raises(CorruptFileError, match="does not match"):
+        store.diff("m@2", "o@1")
+    assert store.diff("m@1", "o@1").tensors[0].change == "changed"
+    bundle = store.export_all("m", tmp_path / "m.bundle")
+    fresh = Store(tmp_path / "fresh")
+    with pytest.raises(CorruptFileError, match=r"m@2: tensor 'w'.*decodes to other bytes"):
+        fresh.import_bundle(bundle)
+    for folder in ("versions", "objects"):  # nothing written
+        assert not any(p.is_file() for p in (tmp_path / "fresh" / folder).rglob("*"))

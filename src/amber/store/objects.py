@@ -123,6 +123,23 @@ def mismatch(
     return None
 
 
+def decoded_problem(entry: TensorEntry, stored: Any) -> str | None:
+    """Why a compressed object ``stored`` (its stored digest already checked) does not
+    decode to the decoded digest its record claims; None when it does. Decodes the whole
+    tensor into memory (its decoded size), once."""
+    from amber.errors import FormatError
+
+    try:
+        zstd_codec.decode_payloads([(entry, stored)], check=True, where="object")
+    except (FormatError, CorruptFileError) as exc:
+        detail = "does not decode" if isinstance(exc, FormatError) else "decodes to other bytes"
+        return (
+            f"tensor {entry.name!r}: its compressed object {hex_of(entry.stored_digest)[:16]}... "
+            f"{detail} than its version records (decoded digest)"
+        )
+    return None
+
+
 def _normalized(item: TensorItem) -> tuple[str, Any, str]:
     name, array, declared = item if len(item) == 3 else (*item, None)
     if callable(array):
