@@ -10,7 +10,11 @@ are encoded and decoded on several threads (zstd and numpy's copies release the 
 
 Decoding never allocates more than the manifest declares: each frame's header must state
 exactly the decoded size the manifest gives its chunk, before zstd runs, and the output of
-each chunk lands in the tensor's buffer, which the manifest sized.
+each chunk lands in the tensor's buffer, which the manifest sized. zstd hands each frame
+back as a new bytes object, copied into place: each thread holds at most one decoded frame
+(at most MAX_FRAME_BYTES) beyond the output while it runs. (Decompressing straight into
+the output with a stream reader would accept a skippable frame after the frame, which
+§10.1.3 forbids, so the exact one-shot decompress is kept.)
 """
 
 from __future__ import annotations
