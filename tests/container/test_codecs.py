@@ -293,3 +293,20 @@ def test_a_sparse_frame_storing_a_zero_element_is_refused(tmp_path: Path) -> Non
     )
     with pytest.raises(FormatError, match="all-zero element under a set bit"):
         amber.load(path, verify="off")
+
+
+def test_decoding_holds_at_most_one_frame_per_thread_beyond_the_output(tmp_path: Path) -> None:
+    # docs/security.md: the output buffer plus, per decoding thread, one decoded frame.
+    from amber.container import zstd_codec
+
+    path = tmp_path / "zeros.amber"
+    amber.save({"w": np.zeros(4 << 20, np.float32)}, path, compress="zstd")  # 4 frames
+    frame = codecs.DEFAULT_FRAME_BYTES
+    tracemalloc.start()
+    try:
+        with ContainerReader(path, verify="full") as reader:
+            array = reader.array("w")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= array.nbytes + zstd_codec.threads() * frame + (1 << 20)
