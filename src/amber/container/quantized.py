@@ -220,14 +220,22 @@ def quantize(
     if scheme not in SCHEMES:
         raise InvalidArgumentError(f"quantization scheme must be one of {SCHEMES}, got {scheme!r}")
     rows = values.shape[0]
-    flat = np.asarray(values, dtype=np.float64).reshape(rows, -1)
+    # Element-wise work in float32 (float64 only for float64 weights): every factor is a
+    # float32, so w / factor in float32 is correctly rounded and the integer it rounds to is
+    # at most one float32 ulp of |w / factor| <= 128 (2^-16 of a step) off the exact one;
+    # the per-row or per-group factors themselves are computed in float64 (few values).
+    work = np.float64 if values.dtype == np.float64 else np.float32
+    flat = np.asarray(values, dtype=work).reshape(rows, -1)
     cols = flat.shape[1]
     group = min(group, cols) if scheme == INT4 else cols
     groups = -(-cols // group)
     if isinstance(scale, str) and scheme in QMAX:
-        padded = np.zeros((rows, groups * group))
-        padded[:, :cols] = np.abs(flat)
-        peak = padded.reshape(rows, groups, group).max(axis=2)
+        magnitude = np.abs(flat)
+        if groups * group != cols:
+            padded = np.zeros((rows, groups * group), work)
+            padded[:, :cols] = magnitude
+            magnitude = padded
+        peak = magnitude.reshape(rows, groups, group).max(axis=2).astype(np.float64)
         factors = np.where(peak > 0, peak / QMAX[scheme], 1.0)
         if scale == "pow2":
             factors = np.exp2(np.ceil(np.log2(factors)))
@@ -236,16 +244,23 @@ def quantize(
         factors = np.ones((rows, groups), np.float32)
     else:
         factors = np.full((rows, groups), scale, np.float32)
-    per_element = np.repeat(factors.astype(np.float64), group, axis=1)[:, :cols]
-    scaled = flat / per_element
+    if groups == 1:
+        scaled = flat / factors.astype(work)  # broadcast: no per-element copy
+    else:
+        per_element = np.repeat(factors.astype(work), group, axis=1)[:, :cols]
+        scaled = flat / per_element
     if scheme in QMAX:
-        q = np.clip(np.rint(scaled), -QMAX[scheme] - 1, QMAX[scheme]).astype(np.int8)
+        np.rint(scaled, out=scaled)  # in place: scaled is a fresh array
+        q = np.clip(scaled, -QMAX[scheme] - 1, QMAX[scheme], out=scaled).astype(np.int8)
         if scheme == INT8:
             return q.reshape(values.shape), factors, group
         if cols % 2:
             q = np.concatenate([q, np.zeros((rows, 1), np.int8)], axis=1)
-        nibbles = q.view(np.uint8) & 0x0F
-        return (nibbles[:, 0::2] | (nibbles[:, 1::2] << 4)).astype(np.uint8), factors, group
+        nibbles = q.view(np.uint8)
+        nibbles &= 0x0F
+        packed = nibbles[:, 1::2] << 4
+        packed |= nibbles[:, 0::2]
+        return packed, factors, group
     if scheme == FLOAT16:
         return scaled.astype(np.float16).reshape(values.shape), factors, group
     bits = _to_bfloat16_bits(scaled.astype(np.float32))
