@@ -323,3 +323,24 @@ def test_int4_padding_nibble_must_be_zero() -> None:
     bad[1, 1] = 0xF7
     with pytest.raises(FormatError, match="high nibble of its last byte set"):
         quantized.dequantize(bad, scale, block, "t")
+
+
+def test_int4_padding_nibble_set_in_a_file_is_refused(tmp_path: Path) -> None:
+    # 5 values per row: the high nibble of each row's last byte is padding. A file whose
+    # padding is set (digests recomputed) fails full verification and every load.
+    from amber.errors import FormatError
+    from tests.corpus.build import manifest_of, with_payload
+
+    path = tmp_path / "q4.amber"
+    model = {"fc.weight": np.linspace(-1, 1, 20, dtype=np.float32).reshape(4, 5)}
+    amber.save(model, path, quantize=amber.Quantize("int4", include=["fc.weight"]))
+    data = path.read_bytes()
+    entry = next(t for t in manifest_of(data)["tensors"] if t["name"] == "fc.weight")
+    payload = bytearray(data[entry["offset"] : entry["offset"] + entry["nbytes"]])
+    assert entry["shape"] == [4, 3] and payload[2] >> 4 == 0
+    payload[2] |= 0x50
+    path.write_bytes(with_payload(data, "fc.weight", bytes(payload)))
+    with pytest.raises(FormatError, match="high nibble of its last byte set"):
+        amber.open(path, verify="full")
+    with pytest.raises(FormatError, match="high nibble of its last byte set"):
+        amber.load(path, verify="off")

@@ -144,6 +144,16 @@ def check_scale_values(scale: Any, block: Quantization, where: str) -> Any:
     return scale
 
 
+def check_padding(stored: Any, block: Quantization, where: str) -> None:
+    """int4 rows of an odd number of values leave the last high nibble 0 (FormatError)."""
+    if block.scheme == INT4 and block.cols % 2:
+        if (stored.reshape(block.rows, -1)[:, -1] >> 4).any():
+            raise FormatError(
+                f"{where}: an int4 row of {block.cols} values leaves the high nibble of its "
+                "last byte set; it must be 0 (format.md §10.2)"
+            )
+
+
 # -- arithmetic --------------------------------------------------------------------------------
 
 
@@ -179,11 +189,7 @@ def dequantize(stored: np.ndarray, scale: np.ndarray, block: Quantization, where
     work = np.float64 if block.dtype == "float64" else np.float32
     if block.scheme == INT4:
         packed = stored.reshape(block.rows, -1)
-        if block.cols % 2 and (packed[:, -1] >> 4).any():
-            raise FormatError(
-                f"{where}: an int4 row of {block.cols} values leaves the high nibble of its "
-                "last byte set; it must be 0 (format.md §10.2)"
-            )
+        check_padding(packed, block, where)
         low = (packed & 0x0F).astype(np.int8)
         high = (packed >> 4).astype(np.int8)
         values = np.empty((block.rows, packed.shape[1] * 2), np.int8)
