@@ -146,12 +146,13 @@ def check_scale_values(scale: Any, block: Quantization, where: str) -> Any:
 
 def check_padding(stored: Any, block: Quantization, where: str) -> None:
     """int4 rows of an odd number of values leave the last high nibble 0 (FormatError)."""
-    if block.scheme == INT4 and block.cols % 2:
-        if (stored.reshape(block.rows, -1)[:, -1] >> 4).any():
-            raise FormatError(
-                f"{where}: an int4 row of {block.cols} values leaves the high nibble of its "
-                "last byte set; it must be 0 (format.md §10.2)"
-            )
+    if block.scheme != INT4 or block.cols % 2 == 0:
+        return
+    if (stored.reshape(block.rows, -1)[:, -1] >> 4).any():
+        raise FormatError(
+            f"{where}: an int4 row of {block.cols} values leaves the high nibble of its "
+            "last byte set; it must be 0 (format.md §10.2)"
+        )
 
 
 # -- arithmetic --------------------------------------------------------------------------------
