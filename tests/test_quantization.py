@@ -273,3 +273,74 @@ def test_torch_cnn_accuracy(tmp_path: Path) -> None:
                 assert before - after <= 0.005, (before, after)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_bfloat16_nan_stays_a_nan_of_its_sign() -> None:
+    # Rounding a NaN's bits to nearest even carried into the sign: NaN became 0.0/-0.0.
+    import warnings
+
+    import ml_dtypes
+
+    from amber.container import quantized
+
+    bits = np.array([[0x3F800000, 0x7FFFFFFF, 0x7FC00000, 0xFFFF8001, 0x7F800001, 0xFF800000]])
+    values = bits.astype(np.uint32).view(np.float32)
+    stored, _, _ = quantized.quantize(values, "bfloat16")
+    with np.errstate(invalid="ignore"):  # ml_dtypes warns on NaN casts
+        reference = values.astype(ml_dtypes.bfloat16).view(np.uint16)
+    assert stored.tolist() == reference.tolist()
+    # Read path: a float16 NaN loaded as bfloat16 keeps its sign too.
+    half = np.array([[np.float16("nan"), -np.float16("nan"), 1.0]], np.float16)
+    block = Quantization("float16", "bfloat16", (1, 3), "s", 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = quantized.dequantize(half, np.ones((1, 1), np.float32), block, "t")
+    assert loaded.tolist() == [[0x7FC0, 0xFFC0, 0x3F80]]
+
+
+def test_dequantize_overflow_is_infinity_without_a_warning() -> None:
+    import warnings
+
+    from amber.container import quantized
+
+    block = Quantization("int8", "float16", (1, 2), "s", 2)
+    scale = np.full((1, 1), 1e30, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = quantized.dequantize(np.array([[1, -1]], np.int8), scale, block, "t")
+    assert loaded.tolist() == [[np.inf, -np.inf]]
+
+
+def test_int4_padding_nibble_must_be_zero() -> None:
+    from amber.container import quantized
+    from amber.errors import FormatError
+
+    block = Quantization("int4", "float32", (2, 3), "s", 3)
+    scale = np.ones((2, 1), np.float32)
+    good = np.array([[0x21, 0x03], [0x00, 0x07]], np.uint8)
+    assert quantized.dequantize(good, scale, block, "t").tolist() == [[1, 2, 3], [0, 0, 7]]
+    bad = good.copy()
+    bad[1, 1] = 0xF7
+    with pytest.raises(FormatError, match="high nibble of its last byte set"):
+        quantized.dequantize(bad, scale, block, "t")
+
+
+def test_int4_padding_nibble_set_in_a_file_is_refused(tmp_path: Path) -> None:
+    # 5 values per row: the high nibble of each row's last byte is padding. A file whose
+    # padding is set (digests recomputed) fails full verification and every load.
+    from amber.errors import FormatError
+    from tests.corpus.build import manifest_of, with_payload
+
+    path = tmp_path / "q4.amber"
+    model = {"fc.weight": np.linspace(-1, 1, 20, dtype=np.float32).reshape(4, 5)}
+    amber.save(model, path, quantize=amber.Quantize("int4", include=["fc.weight"]))
+    data = path.read_bytes()
+    entry = next(t for t in manifest_of(data)["tensors"] if t["name"] == "fc.weight")
+    payload = bytearray(data[entry["offset"] : entry["offset"] + entry["nbytes"]])
+    assert entry["shape"] == [4, 3] and payload[2] >> 4 == 0
+    payload[2] |= 0x50
+    path.write_bytes(with_payload(data, "fc.weight", bytes(payload)))
+    with pytest.raises(FormatError, match="high nibble of its last byte set"):
+        amber.open(path, verify="full")
+    with pytest.raises(FormatError, match="high nibble of its last byte set"):
+        amber.load(path, verify="off")

@@ -16,6 +16,7 @@ __all__ = [
     "EnvironmentMismatch",
     "EnvironmentMismatchWarning",
     "FormatError",
+    "InsufficientMemoryError",
     "InvalidArgumentError",
     "MissingDependencyError",
     "ReadError",
@@ -53,6 +54,10 @@ class InvalidArgumentError(AmberError, ValueError):
 
 class FormatError(AmberError, ValueError):
     """The bytes are not a well-formed amber file (wrong magic, bad structure, bad manifest)."""
+
+
+class InsufficientMemoryError(AmberError, MemoryError):
+    """A well-formed file declares a tensor larger than the memory this process can get."""
 
 
 class CorruptFileError(AmberError, ValueError):

@@ -207,3 +207,106 @@ def test_inspect_shows_codec_and_ratio(tmp_path: Path) -> None:
     assert "decoded into memory" in result.output
     as_json = CliRunner().invoke(app, ["inspect", str(path), "--json"])
     assert '"codec": "zstd-bytegroup"' in as_json.output
+
+
+def _zero_tensor_file(tmp_path: Path, nbytes: int) -> bytes:
+    path = tmp_path / "zeros.amber"
+    amber.save({"w": np.zeros(nbytes // 4, np.float32)}, path, compress="zstd")
+    return path.read_bytes()
+
+
+def test_every_frame_header_is_checked_before_any_output_is_allocated(tmp_path: Path) -> None:
+    # 256 frames of 64 KiB whose headers are right, then one that is not a zstd frame:
+    # refused from the headers alone, before the 16 MiB output or any job exists.
+    frames = [frame_claiming(1 << 16)] * 255 + [b"not zstd"]
+    path = tmp_path / "late.amber"
+    path.write_bytes(relaid(_zero_tensor_file(tmp_path, 16 << 20), "w", frames, frame=1 << 16))
+    tracemalloc.start()
+    try:
+        with pytest.raises(FormatError, match="not a zstd frame"):
+            amber.load(path, verify="off")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20
+
+
+def test_decoding_stops_at_the_first_bad_frame(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every header is right but no frame decodes (one 4-byte RLE block each): the run
+    # stops after the first failure instead of decoding (and keeping errors for) all 256.
+    from amber.container import zstd_codec
+
+    frames = [frame_claiming(1 << 16)] * 256
+    path = tmp_path / "bad.amber"
+    path.write_bytes(relaid(_zero_tensor_file(tmp_path, 16 << 20), "w", frames, frame=1 << 16))
+    started = []
+    run = zstd_codec.Job.run
+    monkeypatch.setattr(zstd_codec.Job, "run", lambda job: (started.append(1), run(job)))
+    with pytest.raises(FormatError, match=r"does not decode|decoded to"):
+        amber.load(path, verify="off")
+    assert 1 <= len(started) <= 3 * zstd_codec.threads()
+
+
+def test_a_frame_smaller_than_zstds_densest_encoding_is_refused(tmp_path: Path) -> None:
+    # A 64 MiB chunk needs at least 64 MiB / 32768 = 2048 stored bytes (RLE blocks of 4
+    # bytes regenerate at most 128 KiB): a 17-byte frame claiming it is refused at open.
+    data = _zero_tensor_file(tmp_path, 1 << 26)
+    path = tmp_path / "dense.amber"
+    path.write_bytes(relaid(data, "w", [frame_claiming(1 << 26)], frame=1 << 26))
+    with pytest.raises(FormatError, match=r"it must be an integer in \[2048, "):
+        amber.open(path, verify="off")
+    assert codecs.frame_floor(1 << 26) == 2048
+    assert codecs.frame_floor(1) == 1
+
+
+def test_a_declared_size_beyond_memory_is_a_typed_error(tmp_path: Path) -> None:
+    # 1 TiB declared in 16384 well-formed headers of 2048 bytes each (32 MiB): the
+    # allocation fails with a typed error naming the tensor and its size.
+    from amber.errors import InsufficientMemoryError
+    from tests.corpus.build import edit_manifest
+
+    size, frame = 1 << 40, 1 << 26
+    floor = codecs.frame_floor(frame)
+    head = frame_claiming(frame)
+    frames = [head + bytes(floor - len(head))] * (size // frame)
+    data = relaid(_zero_tensor_file(tmp_path, 1 << 16), "w", frames, frame=frame)
+
+    def grow(manifest: dict) -> None:
+        manifest["tensors"][0].update(shape=[size // 4], nbytes=size)
+
+    path = tmp_path / "huge.amber"
+    path.write_bytes(edit_manifest(data, grow))
+    with pytest.raises(InsufficientMemoryError, match=r"not enough memory to decode tensor 'w'"):
+        amber.load(path, verify="off")
+
+
+def test_a_sparse_frame_storing_a_zero_element_is_refused(tmp_path: Path) -> None:
+    # Canonical bitmask: an element whose bytes are all zero has its bit clear.
+    values = np.arange(1, 25, dtype=np.float32)
+    values[3] = 0.0
+    mask = np.packbits(np.ones(24, bool), bitorder="little").tobytes()
+    path = tmp_path / "sparse.amber"
+    path.write_bytes(
+        relaid(compressed_base(), "embed.weight", [mask + values.tobytes()], codec="bitmask")
+    )
+    with pytest.raises(FormatError, match="all-zero element under a set bit"):
+        amber.load(path, verify="off")
+
+
+def test_decoding_holds_at_most_one_frame_per_thread_beyond_the_output(tmp_path: Path) -> None:
+    # docs/security.md: the output buffer plus, per decoding thread, one decoded frame.
+    from amber.container import zstd_codec
+
+    path = tmp_path / "zeros.amber"
+    amber.save({"w": np.zeros(4 << 20, np.float32)}, path, compress="zstd")  # 4 frames
+    frame = codecs.DEFAULT_FRAME_BYTES
+    tracemalloc.start()
+    try:
+        with ContainerReader(path, verify="full") as reader:
+            array = reader.array("w")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= array.nbytes + zstd_codec.threads() * frame + (1 << 20)

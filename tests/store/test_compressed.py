@@ -166,3 +166,75 @@ def test_export_and_import_keep_quantized_tensors(tmp_path: Path) -> None:
     expected = store.load("q")
     assert same(amber.load(exported), expected)
     assert same(other.load("q"), expected)
+
+
+def test_pack_entries_with_a_quantization_block_are_refused(tmp_path: Path) -> None:
+    """Packs are raw: a pack whose entry carries a quantization block would be dequantized
+    on top of the record's block (or turn a raw int8 record into float32). Refused."""
+    import json
+
+    from blake3 import blake3
+
+    root = tmp_path / "s"
+    store = Store(root)
+    model = {"fc.weight": np.arange(64, dtype=np.float32).reshape(8, 8) / 10}
+    store.save(model, "pq", quantize="int8")
+    record = json.loads((root / "versions" / "pq" / "1").read_bytes())
+    assert record["pack"]
+    # A hostile pack: same tensors and digests, the quantized entry with its block.
+    hostile = amber.save(model, tmp_path / "hostile.amber", quantize="int8").path
+    data = Path(hostile).read_bytes()
+    name = blake3(data).hexdigest()
+    (root / "objects" / name[:2]).mkdir(parents=True, exist_ok=True)
+    (root / "objects" / name[:2] / name).write_bytes(data)
+    quantized_record = dict(record, pack=name, version=2)
+    raw_record = json.loads(json.dumps(quantized_record))
+    raw_record["version"] = 3
+    for tensor in raw_record["tensors"]:
+        tensor.pop("quantization", None)
+    (root / "versions" / "pq" / "2").write_text(json.dumps(quantized_record))
+    (root / "versions" / "pq" / "3").write_text(json.dumps(raw_record))
+    store.reindex()
+    for version in ("pq@2", "pq@3"):
+        with pytest.raises(CorruptFileError, match="packs hold raw tensors only"):
+            store.load(version)
+    assert set(store.check().damaged) == {"pq@2", "pq@3"}
+    assert np.array_equal(store.load("pq@1")["fc.weight"], amber.load(hostile)["fc.weight"])
+
+
+def test_a_compressed_object_must_decode_to_its_recorded_digest(tmp_path: Path) -> None:
+    """A record claiming another decoded digest for an authentic compressed object (one
+    object: the single-object path of verify_all) is caught by every reader: load,
+    verify_all, check, diff (never "no change") and import_bundle (nothing written)."""
+    import json
+
+    from amber.store.reader import VersionReader
+
+    root = tmp_path / "s"
+    store = Store(root)
+    store.save({"w": np.arange(1 << 16, dtype=np.float32)}, "m", compress="zstd")
+    store.save({"w": np.ones(1 << 16, np.float32)}, "o")
+    record = json.loads((root / "versions" / "m" / "1").read_bytes())
+    other = json.loads((root / "versions" / "o" / "1").read_bytes())
+    record["tensors"][0]["digest"] = other["tensors"][0]["digest"]
+    (root / "versions" / "m" / "2").write_text(json.dumps(dict(record, version=2)))
+    store.reindex()
+    with pytest.raises(CorruptFileError, match="does not match"):
+        store.load("m@2")
+    reader = VersionReader(store.resolve("m@2"), store.files, verify="lazy")
+    try:
+        with pytest.raises(CorruptFileError, match="does not match"):
+            reader.verify_all()
+    finally:
+        reader.close()
+    assert list(store.check().damaged) == ["m@2"]
+    assert "decodes to other bytes" in store.check().damaged["m@2"][0]
+    with pytest.raises(CorruptFileError, match="does not match"):
+        store.diff("m@2", "o@1")
+    assert store.diff("m@1", "o@1").tensors[0].change == "changed"
+    bundle = store.export_all("m", tmp_path / "m.bundle")
+    fresh = Store(tmp_path / "fresh")
+    with pytest.raises(CorruptFileError, match=r"m@2: tensor 'w'.*decodes to other bytes"):
+        fresh.import_bundle(bundle)
+    for folder in ("versions", "objects"):  # nothing written
+        assert not any(p.is_file() for p in (tmp_path / "fresh" / folder).rglob("*"))

@@ -42,6 +42,18 @@ def frame_bound(decoded: int) -> int:
     return decoded + (decoded >> 8) + 1024
 
 
+# zstd's densest encoding: an RLE block of 3 header bytes and 1 byte of content regenerates
+# at most Block_Maximum_Size = 128 KiB (RFC 8878, 3.1.1.2), so a frame never decodes to more
+# than 32768 times its stored size (a frame header adds at least 6 bytes more).
+MAX_ZSTD_RATIO = (128 << 10) // 4
+
+
+def frame_floor(decoded: int) -> int:
+    """The fewest stored bytes a zstd frame decoding to ``decoded`` bytes can take: a tiny
+    file cannot declare a huge decoded size."""
+    return max(1, -(-decoded // MAX_ZSTD_RATIO))
+
+
 def sparse_bound(decoded: int, itemsize: int) -> tuple[int, int]:
     """(mask bytes, most bytes) of the sparse stream of a chunk of ``decoded`` bytes."""
     mask = -(-(decoded // itemsize) // 8)
@@ -53,8 +65,9 @@ def stored_bounds(codec: str, decoded: int, itemsize: int) -> tuple[int, int]:
     if codec == BITMASK:
         return sparse_bound(decoded, itemsize)
     if codec == BITMASK_ZSTD:
-        return 1, frame_bound(sparse_bound(decoded, itemsize)[1])
-    return 1, frame_bound(decoded)
+        mask, most = sparse_bound(decoded, itemsize)
+        return frame_floor(mask), frame_bound(most)
+    return frame_floor(decoded), frame_bound(decoded)
 
 
 def frames_per_chunk(codec: str, itemsize: int) -> int:

@@ -144,16 +144,34 @@ def check_scale_values(scale: Any, block: Quantization, where: str) -> Any:
     return scale
 
 
+def check_padding(stored: Any, block: Quantization, where: str) -> None:
+    """int4 rows of an odd number of values leave the last high nibble 0 (FormatError)."""
+    if block.scheme != INT4 or block.cols % 2 == 0:
+        return
+    if (stored.reshape(block.rows, -1)[:, -1] >> 4).any():
+        raise FormatError(
+            f"{where}: an int4 row of {block.cols} values leaves the high nibble of its "
+            "last byte set; it must be 0 (format.md §10.2)"
+        )
+
+
 # -- arithmetic --------------------------------------------------------------------------------
 
 
 def _to_bfloat16_bits(values: np.ndarray) -> np.ndarray:
-    """float32 -> bfloat16 bit patterns (uint16), rounding to nearest even."""
+    """float32 -> bfloat16 bit patterns (uint16), rounding to nearest even. A NaN becomes
+    the quiet NaN of its sign (0x7FC0 / 0xFFC0, as ml_dtypes): rounding its bits would
+    carry into the exponent and the sign, turning a NaN into a zero."""
     import numpy as np
 
     bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
     rounded = bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))
-    return (rounded >> np.uint32(16)).astype(np.uint16)
+    out = (rounded >> np.uint32(16)).astype(np.uint16)
+    nan = np.isnan(bits.view(np.float32))
+    if nan.any():
+        sign = (bits[nan] >> np.uint32(16)).astype(np.uint16) & np.uint16(0x8000)
+        out[nan] = sign | np.uint16(0x7FC0)
+    return out
 
 
 def _from_bfloat16_bits(bits: np.ndarray) -> np.ndarray:
@@ -172,6 +190,7 @@ def dequantize(stored: np.ndarray, scale: np.ndarray, block: Quantization, where
     work = np.float64 if block.dtype == "float64" else np.float32
     if block.scheme == INT4:
         packed = stored.reshape(block.rows, -1)
+        check_padding(packed, block, where)
         low = (packed & 0x0F).astype(np.int8)
         high = (packed >> 4).astype(np.int8)
         values = np.empty((block.rows, packed.shape[1] * 2), np.int8)
@@ -183,10 +202,13 @@ def dequantize(stored: np.ndarray, scale: np.ndarray, block: Quantization, where
     else:
         values = stored.reshape(block.rows, -1).astype(work)
     per_element = np.repeat(scale.astype(work), block.group, axis=1)[:, : block.cols]
-    out = values * per_element
-    if block.dtype == "bfloat16":
-        return _to_bfloat16_bits(out).reshape(block.shape)
-    return out.astype(block.dtype).reshape(block.shape)
+    # A product beyond the loaded dtype's range is inf (format.md §10.2), not a warning:
+    # with warnings as errors it would otherwise escape as an untyped RuntimeWarning.
+    with np.errstate(over="ignore"):
+        out = values * per_element
+        if block.dtype == "bfloat16":
+            return _to_bfloat16_bits(out).reshape(block.shape)
+        return out.astype(block.dtype).reshape(block.shape)
 
 
 def quantize(
@@ -205,14 +227,22 @@ def quantize(
     if scheme not in SCHEMES:
         raise InvalidArgumentError(f"quantization scheme must be one of {SCHEMES}, got {scheme!r}")
     rows = values.shape[0]
-    flat = np.asarray(values, dtype=np.float64).reshape(rows, -1)
+    # Element-wise work in float32 (float64 only for float64 weights): every factor is a
+    # float32, so w / factor in float32 is correctly rounded and the integer it rounds to is
+    # at most one float32 ulp of |w / factor| <= 128 (2^-16 of a step) off the exact one;
+    # the per-row or per-group factors themselves are computed in float64 (few values).
+    work = np.float64 if values.dtype == np.float64 else np.float32
+    flat = np.asarray(values, dtype=work).reshape(rows, -1)
     cols = flat.shape[1]
     group = min(group, cols) if scheme == INT4 else cols
     groups = -(-cols // group)
     if isinstance(scale, str) and scheme in QMAX:
-        padded = np.zeros((rows, groups * group))
-        padded[:, :cols] = np.abs(flat)
-        peak = padded.reshape(rows, groups, group).max(axis=2)
+        magnitude = np.abs(flat)
+        if groups * group != cols:
+            padded = np.zeros((rows, groups * group), work)
+            padded[:, :cols] = magnitude
+            magnitude = padded
+        peak = magnitude.reshape(rows, groups, group).max(axis=2).astype(np.float64)
         factors = np.where(peak > 0, peak / QMAX[scheme], 1.0)
         if scale == "pow2":
             factors = np.exp2(np.ceil(np.log2(factors)))
@@ -221,16 +251,23 @@ def quantize(
         factors = np.ones((rows, groups), np.float32)
     else:
         factors = np.full((rows, groups), scale, np.float32)
-    per_element = np.repeat(factors.astype(np.float64), group, axis=1)[:, :cols]
-    scaled = flat / per_element
+    if groups == 1:
+        scaled = flat / factors.astype(work)  # broadcast: no per-element copy
+    else:
+        per_element = np.repeat(factors.astype(work), group, axis=1)[:, :cols]
+        scaled = flat / per_element
     if scheme in QMAX:
-        q = np.clip(np.rint(scaled), -QMAX[scheme] - 1, QMAX[scheme]).astype(np.int8)
+        np.rint(scaled, out=scaled)  # in place: scaled is a fresh array
+        q = np.clip(scaled, -QMAX[scheme] - 1, QMAX[scheme], out=scaled).astype(np.int8)
         if scheme == INT8:
             return q.reshape(values.shape), factors, group
         if cols % 2:
             q = np.concatenate([q, np.zeros((rows, 1), np.int8)], axis=1)
-        nibbles = q.view(np.uint8) & 0x0F
-        return (nibbles[:, 0::2] | (nibbles[:, 1::2] << 4)).astype(np.uint8), factors, group
+        nibbles = q.view(np.uint8)
+        nibbles &= 0x0F
+        packed = nibbles[:, 1::2] << 4
+        packed |= nibbles[:, 0::2]
+        return packed, factors, group
     if scheme == FLOAT16:
         return scaled.astype(np.float16).reshape(values.shape), factors, group
     bits = _to_bfloat16_bits(scaled.astype(np.float32))

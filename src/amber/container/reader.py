@@ -440,11 +440,17 @@ class ContainerReader:
 
     def _check_scales(self) -> None:
         """Full verification also checks that every scale of a quantized tensor is finite
-        and positive (format 1.1), so that a file that verifies also dequantizes."""
+        and positive and that int4 padding nibbles are 0 (format 1.1), so that a file that
+        verifies also dequantizes."""
         from amber.container import quantized
 
         for entry in self.entries.values():
             if entry.quantization is not None:
+                quantized.check_padding(
+                    self.array(entry.name, bits=True, dequantize=False),
+                    entry.quantization,
+                    f"{self.path}: tensor {entry.name!r}",
+                )
                 quantized.check_scale_values(
                     self.array(entry.quantization.scale, dequantize=False),
                     entry.quantization,

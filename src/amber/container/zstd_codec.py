@@ -10,7 +10,11 @@ are encoded and decoded on several threads (zstd and numpy's copies release the 
 
 Decoding never allocates more than the manifest declares: each frame's header must state
 exactly the decoded size the manifest gives its chunk, before zstd runs, and the output of
-each chunk lands in the tensor's buffer, which the manifest sized.
+each chunk lands in the tensor's buffer, which the manifest sized. zstd hands each frame
+back as a new bytes object, copied into place: each thread holds at most one decoded frame
+(at most MAX_FRAME_BYTES) beyond the output while it runs. (Decompressing straight into
+the output with a stream reader would accept a skippable frame after the frame, which
+§10.1.3 forbids, so the exact one-shot decompress is kept.)
 """
 
 from __future__ import annotations
@@ -188,17 +192,30 @@ def choose(array: np.ndarray, dtype_name: str, mode: str) -> str | None:
 # -- decoding --------------------------------------------------------------------------------
 
 
-def _decode_frame(data: memoryview, expected: int, where: str) -> bytes:
+def _declared_size(data: memoryview, where: str) -> int:
     zstd = zstandard()
     try:
-        declared = zstd.frame_content_size(data)
+        return int(zstd.frame_content_size(data))
     except zstd.ZstdError:
         raise FormatError(f"{where}: a stored frame is not a zstd frame") from None
-    if declared != expected:
+
+
+def _check_header(data: memoryview, low: int, high: int, where: str) -> int:
+    """The decoded size a zstd frame's header declares, which must lie in [low, high]
+    (exactly the chunk's size for the dense codecs), read before anything is allocated."""
+    declared = _declared_size(data, where)
+    if not low <= declared <= high:
+        allowed = f"declares {low}" if low == high else f"allows {low} to {high}"
         raise FormatError(
             f"{where}: a zstd frame declares {declared} decoded bytes where the manifest "
-            f"declares {expected}; the file is malformed (or a decompression bomb)"
+            f"{allowed}; the file is malformed (or a decompression bomb)"
         )
+    return declared
+
+
+def _decode_frame(data: memoryview, expected: int, where: str) -> bytes:
+    zstd = zstandard()
+    _check_header(data, expected, expected, where)
     try:
         out = _decompressor().decompress(data, max_output_size=expected, allow_extra_data=False)
     except zstd.ZstdError as exc:
@@ -239,7 +256,8 @@ class Job:
             elements[:, j] = np.frombuffer(_decode_frame(frame, plane, self.where), np.uint8)
 
     def _scatter(self) -> None:
-        """Sparse chunk: the bitmask, then exactly as many elements as it has bits set."""
+        """Sparse chunk: the bitmask, then exactly as many elements as it has bits set,
+        none of them all-zero (a zero element is encoded by its bit alone)."""
         import numpy as np
 
         size = self.itemsize
@@ -247,7 +265,9 @@ class Job:
         mask_bytes, most = codecs.sparse_bound(self.out.nbytes, size)
         data: Any = self.frames[0]
         if self.codec == codecs.BITMASK_ZSTD:
-            data = _decode_sparse_frame(data, mask_bytes, most, self.where)
+            data = _decode_frame(
+                data, _check_header(data, mask_bytes, most, self.where), self.where
+            )
         data = np.frombuffer(data, np.uint8)
         kept = np.unpackbits(data[:mask_bytes], count=count, bitorder="little").astype(bool)
         values = data[mask_bytes:]
@@ -257,90 +277,129 @@ class Job:
                 f"{self.where}: a sparse frame's bitmask marks {int(kept.sum())} elements but "
                 f"it holds {values.nbytes} bytes of values (or sets bits past the chunk)"
             )
+        values = values.reshape(-1, size)
+        if values.size and not values.any(axis=1).all():
+            raise FormatError(
+                f"{self.where}: a sparse frame stores an all-zero element under a set bit; "
+                "zero elements must have their bit clear (the file is not canonical)"
+            )
         elements = np.frombuffer(self.out, np.uint8).reshape(count, size)
         elements[:] = 0
-        elements[kept] = values.reshape(-1, size)
+        elements[kept] = values
 
 
-def _decode_sparse_frame(data: memoryview, low: int, high: int, where: str) -> bytes:
-    """A zstd frame holding a sparse stream: its declared size must lie in [low, high]
-    (the mask alone, up to the mask and every element) before it is decompressed."""
-    zstd = zstandard()
-    try:
-        declared = zstd.frame_content_size(data)
-    except zstd.ZstdError:
-        raise FormatError(f"{where}: a stored frame is not a zstd frame") from None
-    if not low <= declared <= high:
-        raise FormatError(
-            f"{where}: a zstd frame declares {declared} decoded bytes where the manifest "
-            f"allows {low} to {high}; the file is malformed (or a decompression bomb)"
-        )
-    return _decode_frame(data, declared, where)
-
-
-def jobs(
-    stored: memoryview, out: memoryview, compression: codecs.Compression, itemsize: int, where: str
-) -> list[Job]:
-    """The chunk jobs decoding ``stored`` (the validated stored bytes) into ``out``."""
+def _chunks(
+    stored: memoryview, nbytes: int, compression: codecs.Compression, itemsize: int
+) -> Iterator[tuple[int, int, list[memoryview]]]:
+    """(decoded start, decoded size, stored frames) of each chunk of one tensor."""
     per_chunk = codecs.frames_per_chunk(compression.codec, itemsize)
-    result = []
-    position = 0
-    index = 0
-    start = 0
-    for size in codecs.chunk_sizes(out.nbytes, compression.frame):
+    position = index = start = 0
+    for size in codecs.chunk_sizes(nbytes, compression.frame):
         frames = []
         for stored_size in compression.frames[index : index + per_chunk]:
             frames.append(stored[position : position + stored_size])
             position += stored_size
         index += per_chunk
-        result.append(Job(compression.codec, itemsize, out[start : start + size], frames, where))
+        yield start, size, frames
         start += size
-    return result
 
 
-def run_jobs(work: list[Job]) -> None:
-    """Run decoding jobs, on threads when there are several; the first error is raised
-    (after every job has finished, so no thread still writes into a buffer)."""
-    if any(job.codec != codecs.BITMASK for job in work):
-        zstandard()  # the install hint before any thread starts
-    if len(work) < 2 or threads() < 2:
+def check_headers(
+    stored: memoryview, nbytes: int, compression: codecs.Compression, itemsize: int, where: str
+) -> None:
+    """One cheap sequential pass over every zstd frame header of a tensor: each declares
+    the decoded size §10.1.3 requires. Runs before any output is allocated, so a file whose
+    frames lie costs neither memory nor decoding work."""
+    if compression.codec == codecs.BITMASK:
+        return
+    for _, size, frames in _chunks(stored, nbytes, compression, itemsize):
+        if compression.codec == codecs.BITMASK_ZSTD:
+            low, high = codecs.sparse_bound(size, itemsize)
+        else:
+            low = high = size // len(frames)
+        for frame in frames:
+            _check_header(frame, low, high, where)
+
+
+def jobs(
+    stored: memoryview, out: memoryview, compression: codecs.Compression, itemsize: int, where: str
+) -> Iterator[Job]:
+    """The chunk jobs decoding ``stored`` (the validated stored bytes) into ``out``,
+    made one at a time as they are consumed."""
+    for start, size, frames in _chunks(stored, out.nbytes, compression, itemsize):
+        yield Job(compression.codec, itemsize, out[start : start + size], frames, where)
+
+
+def run_jobs(work: Iterable[Job]) -> None:
+    """Run decoding jobs, on a few threads, with at most two per thread in flight; the
+    first error stops the run (jobs not started are dropped) and is raised once every
+    started job has finished, so no thread still writes into a buffer."""
+    count = threads()
+    if count < 2:
         for job in work:
             job.run()
         return
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(threads(), "amber-decode") as pool:
-        futures = [pool.submit(job.run) for job in work]
-    errors = [f.exception() for f in futures]
-    first = next((e for e in errors if e is not None), None)
-    if first is not None:
-        raise first
+    with ThreadPoolExecutor(count, "amber-decode") as pool:
+        pending: deque[Any] = deque()
+        try:
+            for job in work:
+                pending.append(pool.submit(job.run))
+                while pending and (len(pending) >= 2 * count or pending[0].done()):
+                    pending.popleft().result()
+            while pending:
+                pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _allocate(nbytes: int, name: str, where: str) -> Any:
+    import numpy as np
+
+    from amber.errors import InsufficientMemoryError
+
+    try:
+        return np.empty(nbytes, np.uint8)  # the declared size, nothing more
+    except MemoryError:
+        raise InsufficientMemoryError(
+            f"{where}: not enough memory to decode tensor {name!r} ({nbytes} bytes); "
+            "free memory, or load it on a machine with more"
+        ) from None
 
 
 def decode_payloads(items: list[tuple[Any, Any]], *, check: bool, where: str) -> dict[str, Any]:
     """Decode compressed tensors: ``items`` pairs a validated entry (with ``compression``)
     with its stored bytes. Returns a buffer of exactly ``entry.nbytes`` per name; with
-    ``check``, CorruptFileError when decoded bytes do not match the entry's digest."""
-    import numpy as np
-
+    ``check``, CorruptFileError when decoded bytes do not match the entry's digest.
+    Every frame header is checked before any buffer is allocated."""
     from amber.container import digest, dtypes
     from amber.errors import CorruptFileError
 
-    out: dict[str, Any] = {}
-    work: list[Job] = []
-    for entry, stored in items:
-        buffer = np.empty(entry.nbytes, np.uint8)  # the declared size, nothing more
-        out[entry.name] = buffer
-        work.extend(
-            jobs(
-                memoryview(stored).cast("B"),
-                memoryview(buffer),
-                entry.compression,
-                dtypes.ITEMSIZE[entry.dtype],
-                f"{where}: tensor {entry.name!r}",
-            )
+    if any(entry.compression.codec != codecs.BITMASK for entry, _ in items):
+        zstandard()  # the install hint before anything else
+    views = [(entry, memoryview(stored).cast("B")) for entry, stored in items]
+    for entry, stored in views:
+        check_headers(
+            stored,
+            entry.nbytes,
+            entry.compression,
+            dtypes.ITEMSIZE[entry.dtype],
+            f"{where}: tensor {entry.name!r}",
         )
-    run_jobs(work)
+    out = {entry.name: _allocate(entry.nbytes, entry.name, where) for entry, _ in views}
+    run_jobs(
+        job
+        for entry, stored in views
+        for job in jobs(
+            stored,
+            memoryview(out[entry.name]),
+            entry.compression,
+            dtypes.ITEMSIZE[entry.dtype],
+            f"{where}: tensor {entry.name!r}",
+        )
+    )
     if check:
         for entry, _ in items:
             if digest.hexdigest(memoryview(out[entry.name])) != entry.digest:

@@ -15,9 +15,10 @@ from amber.store import records
 from amber.store.changes import is_journal_key
 from amber.store.index import row_of
 from amber.store.names import check_alias, check_name
-from amber.store.objects import mismatch, object_key
+from amber.store.objects import decoded_problem, hex_of, map_object, mismatch, object_key
 
 if TYPE_CHECKING:
+    from amber.container.manifest import TensorEntry
     from amber.store.store import Store
 
 _READ = 1 << 24
@@ -177,6 +178,21 @@ def _object_problem(
     return None
 
 
+def _decoded_verdict(
+    store: Store, entry: TensorEntry, seen: dict[tuple[str, str], str | None]
+) -> str | None:
+    """For a compressed object, whether it decodes to the digest the record claims: decoded
+    once per (object, claimed digest), one tensor in memory at a time."""
+    if entry.compression is None:
+        return None
+    key = (entry.stored_digest, entry.digest)
+    if key not in seen:
+        path = store.files.path(hex_of(entry.stored_digest))
+        buffer = map_object(path, entry.stored_nbytes, use_mmap=True, writable=False)
+        seen[key] = decoded_problem(entry, buffer)
+    return seen[key]
+
+
 _HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -223,6 +239,7 @@ def check(store: Store, *, repair: bool) -> CheckReport:
     live = _live_records(store, report.problems)
     report.versions_checked = len(live)
     verdicts: dict[str, str | None] = {}
+    decoded: dict[tuple[str, str], str | None] = {}
     packs: dict[str, dict] = {}
     for record in live:
         spec = f"{record.name}@{record.version}"
@@ -241,6 +258,11 @@ def check(store: Store, *, repair: bool) -> CheckReport:
         problem = mismatch(record.tensors, sizes, packs.get(record.pack or ""))
         if problem:
             report.damaged.setdefault(spec, []).append(problem)
+            continue
+        for stored in record.tensors:
+            problem = _decoded_verdict(store, stored.entry, decoded)
+            if problem:
+                report.damaged.setdefault(spec, []).append(problem)
     report.objects_checked = len(verdicts)
     # The index against storage.
     indexed = {

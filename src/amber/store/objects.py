@@ -110,9 +110,33 @@ def mismatch(
                 e.order,
             ):
                 return f"tensor {e.name!r} is not in its pack as recorded"
+            # Packs are written raw: a quantization or compression block belongs to the
+            # version record alone, and one in the pack would be applied on top of it.
+            if p.quantization is not None or p.compression is not None:
+                return (
+                    f"tensor {e.name!r} carries a quantization or compression block in its "
+                    "pack (packs hold raw tensors only)"
+                )
         elif sizes.get(hex_of(e.stored_digest)) != e.stored_nbytes:
             found = sizes.get(hex_of(e.stored_digest))
             return f"tensor {e.name!r} needs {e.stored_nbytes} bytes, its object holds {found}"
+    return None
+
+
+def decoded_problem(entry: TensorEntry, stored: Any) -> str | None:
+    """Why a compressed object ``stored`` (its stored digest already checked) does not
+    decode to the decoded digest its record claims; None when it does. Decodes the whole
+    tensor into memory (its decoded size), once."""
+    from amber.errors import FormatError
+
+    try:
+        zstd_codec.decode_payloads([(entry, stored)], check=True, where="object")
+    except (FormatError, CorruptFileError) as exc:
+        detail = "does not decode" if isinstance(exc, FormatError) else "decodes to other bytes"
+        return (
+            f"tensor {entry.name!r}: its compressed object {hex_of(entry.stored_digest)[:16]}... "
+            f"{detail} than its version records (decoded digest)"
+        )
     return None
 
 

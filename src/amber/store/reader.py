@@ -116,13 +116,14 @@ class VersionReader:
         if len(pending) < 2:
             for name in pending:
                 self.verify_tensor(name)
-            return
-        # Several objects at once: BLAKE3 releases the GIL, and objects under its parallel
-        # threshold would otherwise be hashed one core at a time.
-        from concurrent.futures import ThreadPoolExecutor
+        else:
+            # Several objects at once: BLAKE3 releases the GIL, and objects under its
+            # parallel threshold would otherwise be hashed one core at a time.
+            from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
-            list(pool.map(self.verify_tensor, pending))
+            with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
+                list(pool.map(self.verify_tensor, pending))
+        # Compressed objects: their decoded digests too, whatever the number of objects.
         self._decode([n for n, t in self._tensors.items() if t.entry.compression is not None])
 
     def _decode(self, names: list[str]) -> None:
@@ -159,7 +160,9 @@ class VersionReader:
             return values.view(dtypes.to_numpy("bfloat16"))
         if stored.in_pack:
             assert self._pack is not None
-            return self._pack.array(name, bits=bits)
+            # The pack's entries are raw (mismatch() refuses blocks there): only the
+            # record's quantization block, applied above, is ever used.
+            return self._pack.array(name, bits=bits, dequantize=False)
         if self.verify_mode == "lazy" and name not in self._verified:
             self.verify_tensor(name)
         if stored.entry.compression is not None:

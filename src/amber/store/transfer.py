@@ -32,6 +32,8 @@ from amber.store.ledger import check_metrics, check_tags, creator, now
 from amber.store.names import check_name
 from amber.store.objects import (
     StoredTensor,
+    decoded_problem,
+    hex_of,
     map_object,
     mismatch,
     object_key,
@@ -293,6 +295,18 @@ def import_bundle(store: Store, path: Path, name: str | None) -> list[ModelVersi
             problem = mismatch(record.tensors, sizes, entries.get(record.pack or ""))
             if problem:
                 raise FormatError(f"{path}: {record.name}@{record.version}: {problem}")
+        # A compressed object must decode to the digest its record claims (diff, dedup and
+        # content digests trust it): checked before anything is written.
+        decoded: set[tuple[str, str]] = set()
+        for record in checked:
+            for stored in record.tensors:
+                e = stored.entry
+                if e.compression is None or (e.stored_digest, e.digest) in decoded:
+                    continue
+                problem = decoded_problem(e, objects[hex_of(e.stored_digest)])
+                if problem:
+                    raise CorruptFileError(f"{path}: {record.name}@{record.version}: {problem}")
+                decoded.add((e.stored_digest, e.digest))
 
         def restore(digests: Iterable[str] = objects) -> None:
             for digest_hex in digests:
