@@ -5,6 +5,7 @@ is not installed; both are in the ``dev`` extra."""
 from __future__ import annotations
 
 import itertools
+import threading
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +35,30 @@ class S3Server:
         return S3Backend(bucket, prefix, endpoint=self.endpoint, **{**ACCESS, **options})
 
 
+def conditional_writes_one_at_a_time(app: Any) -> Any:
+    """``app`` with its conditional writes made atomic, as S3 makes them.
+
+    moto answers ``If-None-Match: *`` and ``If-Match`` by checking, then writing, without a
+    lock: two concurrent creates of one key can both succeed there, never on S3 (observed
+    as a rare failure of the put-if-absent race tests under load). Requests carrying either
+    header, and deletes, run one at a time; everything else stays concurrent."""
+    lock = threading.Lock()
+
+    def wrapped(environ: dict[str, Any], start_response: Any) -> Any:
+        conditional = (
+            "HTTP_IF_NONE_MATCH" in environ
+            or "HTTP_IF_MATCH" in environ
+            or environ.get("REQUEST_METHOD") == "DELETE"
+        )
+        if not conditional:
+            return app(environ, start_response)
+        with lock:
+            # The whole answer is produced under the lock: moto writes before it returns.
+            return list(app(environ, start_response))
+
+    return wrapped
+
+
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     pytest.importorskip("obstore", reason="obstore is not installed (pip install amber[s3])")
@@ -42,6 +67,7 @@ def s3_server() -> Iterator[S3Server]:
     )
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    server._server.app = conditional_writes_one_at_a_time(server._server.app)
     host, port = server.get_host_and_port()
     try:
         yield S3Server(f"http://{host}:{port}")
