@@ -410,10 +410,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.boosters:
             print("boosters...", file=sys.stderr)
             results["boosters"] = booster_loads(folder, repeat, args.quick)
-        print("processes...", file=sys.stderr)
-        results["fresh process"], results["cli"] = fresh_and_cli(
-            folder, 1 if args.quick else repeat
-        )
+        if not args.no_processes:
+            print("processes...", file=sys.stderr)
+            results["fresh process"], results["cli"] = fresh_and_cli(
+                folder, 1 if args.quick else repeat
+            )
         if args.size_mb:
             print("verified load...", file=sys.stderr)
             results["verified"] = verified_load(folder, args.size_mb, repeat)
