@@ -109,9 +109,15 @@ def sklearn_models(quick: bool) -> dict[str, Any]:
         }
 
 
+# How the runs of one figure are summarized: "median" (the default), or "min" on a machine
+# shared with other work (the fastest run is the one least disturbed).
+STATISTIC: Callable[[list[float]], float] = statistics.median
+
+
 def paired(actions: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
-    """Median milliseconds of each action, the actions interleaved run by run (so drift on
-    a shared machine hits them alike); each result is dropped before the next run."""
+    """Milliseconds of each action (``STATISTIC`` of its runs), the actions interleaved run
+    by run (so drift on a shared machine hits them alike); each result is dropped before
+    the next run."""
     samples: dict[str, list[float]] = {name: [] for name in actions}
     for action in actions.values():
         action()  # lazy imports, page cache
@@ -122,7 +128,7 @@ def paired(actions: dict[str, Callable[[], Any]], repeat: int) -> dict[str, floa
                 result = action()
                 samples[name].append(time.perf_counter() - start)
             del result
-    return {name: statistics.median(values) * 1e3 for name, values in samples.items()}
+    return {name: STATISTIC(values) * 1e3 for name, values in samples.items()}
 
 
 def sklearn_loads(folder: Path, repeat: int, quick: bool) -> dict[str, dict[str, float]]:
@@ -208,7 +214,7 @@ def processes(
             start = time.perf_counter()
             subprocess.run(argv, check=True, env=env, cwd=cwd, stdout=subprocess.DEVNULL)
             samples[name].append((time.perf_counter() - start) * 1e3)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return {name: STATISTIC(values) for name, values in samples.items()}
 
 
 def fresh_and_cli(folder: Path, repeat: int) -> tuple[dict[str, float], dict[str, float]]:
@@ -297,7 +303,9 @@ def report(results: dict[str, Any], before: dict[str, Any] | None) -> list[str]:
     """Tables; with ``before``, each figure followed by the earlier run's in parentheses."""
     out = [f"load average at the start: {results['load average']}"]
     note = " (earlier run in parentheses)" if before else ""
-    out.append(f"\nscikit-learn loads, median ms and ratio to pickle{note}")
+    out.append(
+        f"\nscikit-learn loads, {results.get('statistic', 'median')} ms and ratio to pickle{note}"
+    )
     for name, row in results["sklearn"].items():
         for state in ("warm", "cold"):
             ratio = row[f"{state} amber ms"] / row[f"{state} pickle ms"]
@@ -316,13 +324,15 @@ def report(results: dict[str, Any], before: dict[str, Any] | None) -> list[str]:
             f"  native {row['native ms']:8.2f}  ratio "
             + _cell(ratio, before, "booster ratios", name)
         )
-    fresh = results["fresh process"]
-    out.append("\nfresh process: import, load the iris MLP, predict (median ms)")
-    for name, value in fresh.items():
-        out.append(f"  {name:<18}{_cell(value, before, 'fresh process', name)}")
-    out.append(f"  amber - pickle: {fresh['amber'] - fresh['pickle']:+.1f} ms")
-    out.append("\nCLI commands as processes (median ms)")
-    for name, value in results["cli"].items():
+    stat = results.get("statistic", "median")
+    fresh = results.get("fresh process", {})
+    if fresh:
+        out.append(f"\nfresh process: import, load the iris MLP, predict ({stat} ms)")
+        for name, value in fresh.items():
+            out.append(f"  {name:<18}{_cell(value, before, 'fresh process', name)}")
+        out.append(f"  amber - pickle: {fresh['amber'] - fresh['pickle']:+.1f} ms")
+        out.append(f"\nCLI commands as processes ({stat} ms)")
+    for name, value in results.get("cli", {}).items():
         out.append(f"  {name:<22}{_cell(value, before, 'cli', name)}")
     if "verified" in results:
         v = results["verified"]
@@ -341,9 +351,10 @@ def report(results: dict[str, Any], before: dict[str, Any] | None) -> list[str]:
     for name, row in results.get("boosters", {}).items():
         ratio = row["amber ms"] / row["native ms"]
         out.append(f"  {_verdict(ratio <= 1.5)}  {name}: {ratio:.2f}x native (<= 1.5x)")
-    gap = fresh["amber"] - fresh["pickle"]
-    out.append(f"  {_verdict(gap <= 50)}  fresh process: {gap:+.1f} ms vs pickle (<= +50 ms)")
-    for name, value in results["cli"].items():
+    if fresh:
+        gap = fresh["amber"] - fresh["pickle"]
+        out.append(f"  {_verdict(gap <= 50)}  fresh process: {gap:+.1f} ms vs pickle (<= +50 ms)")
+    for name, value in results.get("cli", {}).items():
         if name.startswith("amber"):
             out.append(f"  {_verdict(value <= 120)}  {name}: {value:.0f} ms (<= 120 ms)")
     if "verified" in results:
@@ -378,10 +389,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--boosters", action="store_true", help="XGBoost and LightGBM too")
     parser.add_argument("--size-mb", type=int, default=0, help="verified load of N MiB (0: no)")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument(
+        "--stat", choices=("median", "min"), default="median", help="summary of the runs"
+    )
+    parser.add_argument("--no-processes", action="store_true", help="skip fresh process, CLI")
     parser.add_argument("--compare", type=Path, help="figures of an earlier run (--json)")
     args = parser.parse_args(argv)
     repeat = 1 if args.quick else args.repeat
-    results: dict[str, Any] = {"load average": load_average(), "amber": amber.__file__}
+    global STATISTIC
+    STATISTIC = min if args.stat == "min" else statistics.median
+    results: dict[str, Any] = {
+        "load average": load_average(),
+        "amber": amber.__file__,
+        "statistic": args.stat,
+    }
     with tempfile.TemporaryDirectory(prefix="amber-bench-") as tmp:
         folder = Path(tmp)
         print("scikit-learn loads...", file=sys.stderr)
@@ -389,10 +410,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.boosters:
             print("boosters...", file=sys.stderr)
             results["boosters"] = booster_loads(folder, repeat, args.quick)
-        print("processes...", file=sys.stderr)
-        results["fresh process"], results["cli"] = fresh_and_cli(
-            folder, 1 if args.quick else repeat
-        )
+        if not args.no_processes:
+            print("processes...", file=sys.stderr)
+            results["fresh process"], results["cli"] = fresh_and_cli(
+                folder, 1 if args.quick else repeat
+            )
         if args.size_mb:
             print("verified load...", file=sys.stderr)
             results["verified"] = verified_load(folder, args.size_mb, repeat)
