@@ -1,8 +1,10 @@
-"""``python -m benchmarks.serve``: amber serve against ``mlflow models serve`` (and MLServer
-when installed), the same models on the same machine, in one run.
+"""``python -m benchmarks.serve``: amber serve against ``mlflow models serve`` and MLServer,
+the same models on the same machine, in one run.
 
 1. Throughput and latency (JSON): the iris MLP and a 200-tree forest, C concurrent clients
-   for D seconds after a warm-up; requests/s, p50, p99. Equal worker counts.
+   for D seconds after a warm-up; requests/s, p50, p99. Equal worker counts. MLflow on
+   ``/invocations``; MLServer (scikit-learn runtime, ``parallel_workers`` = workers) on the
+   Open Inference Protocol's ``/v2/models/{m}/infer``, against amber's same endpoint.
 2. Binary: a torch MLP (~100 MB) with batches of 64 through the binary tensor extension
    (amber only unless MLflow's venv has torch: MLflow has no binary tensor protocol).
 3. Cold start: process start to the first successful answer, for a large MLP (``--big-mb``).
@@ -141,6 +143,32 @@ def mlflow_server(model_dir: Path, workers: int) -> Proc:
     # MLflow runs `uvicorn` from PATH, as in an activated virtual environment.
     env["PATH"] = f"{Path(MLFLOW_PYTHON).parent}{os.pathsep}{env.get('PATH', '')}"
     return Proc(argv, f"http://127.0.0.1:{port}", env)
+
+
+def mlserver_server(root: Path, name: str, pickled: Path, workers: int) -> Proc:
+    """MLServer's scikit-learn runtime serving the pickled model (joblib.load reads a
+    pickle) under the Open Inference Protocol, ``workers`` inference processes."""
+    folder = root / f"mlserver-{name}-{workers}"
+    (folder / name).mkdir(parents=True, exist_ok=True)
+    port, grpc, metrics = free_port(), free_port(), free_port()
+    settings = {
+        "host": "127.0.0.1",
+        "http_port": port,
+        "grpc_port": grpc,
+        "metrics_port": metrics,
+        "parallel_workers": workers,
+        "debug": False,
+    }
+    (folder / "settings.json").write_text(json.dumps(settings))
+    model = {
+        "name": name,
+        "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": str(pickled)},
+    }
+    (folder / name / "model-settings.json").write_text(json.dumps(model))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PATH"] = f"{Path(MLSERVER_BIN).parent}{os.pathsep}{env.get('PATH', '')}"
+    return Proc([MLSERVER_BIN, "start", str(folder)], f"http://127.0.0.1:{port}", env)
 
 
 def load(url: str, path: str, body: bytes, headers: dict, clients: int, seconds: float) -> dict:
@@ -381,8 +409,9 @@ def main() -> None:
         peers = mlflow_models(root, built)
         if isinstance(peers, str):
             print("MLflow", peers)
-        if not Path(MLSERVER_BIN).exists():
-            print(f"MLServer missing: no {MLSERVER_BIN} (not installed in this run)")
+        has_mlserver = Path(MLSERVER_BIN).exists()
+        if not has_mlserver:
+            print(f"MLServer missing: no {MLSERVER_BIN} (set MLSERVER_BIN)")
         X = built["X"]
         rows: list[tuple[str, str, dict]] = []
 
@@ -421,6 +450,14 @@ def main() -> None:
                     "/v2/models/" + name + "/infer",
                     *oip_json(xs),
                 )
+                if has_mlserver:
+                    measure(
+                        f"{name} JSON ({rows_n} row)",
+                        "mlserver",
+                        mlserver_server(root, name, built[f"{name}.pkl"], args.workers),
+                        "/v2/models/" + name + "/infer",
+                        *oip_json(xs),
+                    )
                 measure(
                     f"{name} /invocations",
                     "amber",
@@ -529,6 +566,13 @@ def main() -> None:
         )
         by = {(label, who): m for label, who, m in rows}
         for name in ("iris-mlp", "forest"):
+            a = by.get((f"{name} JSON (1 row)", "amber"))
+            m = by.get((f"{name} JSON (1 row)", "mlserver"))
+            if a and m:
+                print(
+                    f"  {name + ' v2 infer':18s} req/s {a['rps'] / m['rps']:.2f}x   "
+                    f"p99 {a['p99'] / m['p99']:.2f}x against MLServer (lower is better)"
+                )
             m = by.get((f"{name} /invocations", "mlflow"))
             for variant in ("", " --batch"):
                 a = by.get((f"{name} /invocations{variant}", "amber"))
