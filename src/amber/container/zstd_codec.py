@@ -41,8 +41,14 @@ LEVEL = 1
 AUTO_MIN_BYTES = 64 << 10
 # compress="auto" keeps a tensor raw unless a sample shrinks by at least this factor.
 AUTO_MIN_RATIO = 1.05
+# The sample: _SAMPLES slices of at most _SAMPLE_BYTES, and at most 1/_SAMPLE_SHARE of the
+# tensor in all. Sampling a quarter of a 4 MiB tensor made compress="auto" 22% slower than
+# the forced codec (0.69 against 0.89 GB/s in benchmarks/compression.py); the choice only
+# compares the ratio with AUTO_MIN_RATIO, which a small sample estimates well enough.
 _SAMPLE_BYTES = 256 << 10
 _SAMPLES = 4
+_SAMPLE_SHARE = 32
+_SAMPLE_MIN = 16 << 10
 
 _local = threading.local()
 
@@ -152,7 +158,8 @@ def sample_ratio(array: np.ndarray, codec: str, itemsize: int) -> float:
 
     if array.flags.c_contiguous or array.flags.f_contiguous:
         flat = array.ravel(order="K").view(np.uint8)
-        span = _SAMPLE_BYTES - _SAMPLE_BYTES % itemsize
+        most = min(_SAMPLE_BYTES, max(_SAMPLE_MIN, flat.nbytes // (_SAMPLES * _SAMPLE_SHARE)))
+        span = most - most % itemsize
         step = max(span, (flat.nbytes // _SAMPLES) // itemsize * itemsize)
         pieces = [flat[start : start + span] for start in range(0, flat.nbytes, step)]
         pieces = pieces[:_SAMPLES]
