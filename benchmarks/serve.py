@@ -41,6 +41,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.timing import user_environment
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 MLFLOW_PYTHON = os.environ.get("MLFLOW_PYTHON", "/work/peers/mlflow-serve/bin/python")
 MLSERVER_BIN = os.environ.get("MLSERVER_BIN", "/work/peers/mlserver/bin/mlserver")
@@ -63,7 +65,7 @@ def free_port() -> int:
 
 
 def _env() -> dict[str, str]:
-    e = dict(os.environ)
+    e = user_environment()  # .pyc files written once, as on a user's machine
     e["PYTHONPATH"] = str(SRC)
     return e
 
