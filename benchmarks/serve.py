@@ -136,15 +136,21 @@ def amber_server(store: Path, spec: str, workers: int, *extra: str) -> Proc:
     return Proc(argv, f"http://127.0.0.1:{port}")
 
 
+def _peer_env(executable: str) -> dict[str, str]:
+    """A peer's environment: its own virtual environment first on PATH (as when activated),
+    without amber's sources."""
+    env = {k: v for k, v in user_environment().items() if k != "PYTHONPATH"}
+    env["PATH"] = f"{Path(executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
 def mlflow_server(model_dir: Path, workers: int) -> Proc:
     port = free_port()
     argv = [MLFLOW_PYTHON, "-m", "mlflow", "models", "serve", "-m", str(model_dir)]
     argv += ["--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--workers", str(workers)]
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     # MLflow runs `uvicorn` from PATH, as in an activated virtual environment.
-    env["PATH"] = f"{Path(MLFLOW_PYTHON).parent}{os.pathsep}{env.get('PATH', '')}"
-    return Proc(argv, f"http://127.0.0.1:{port}", env)
+    return Proc(argv, f"http://127.0.0.1:{port}", _peer_env(MLFLOW_PYTHON))
 
 
 def mlserver_server(root: Path, name: str, pickled: Path, workers: int) -> Proc:
@@ -168,9 +174,9 @@ def mlserver_server(root: Path, name: str, pickled: Path, workers: int) -> Proc:
         "parameters": {"uri": str(pickled)},
     }
     (folder / name / "model-settings.json").write_text(json.dumps(model))
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["PATH"] = f"{Path(MLSERVER_BIN).parent}{os.pathsep}{env.get('PATH', '')}"
-    return Proc([MLSERVER_BIN, "start", str(folder)], f"http://127.0.0.1:{port}", env)
+    return Proc(
+        [MLSERVER_BIN, "start", str(folder)], f"http://127.0.0.1:{port}", _peer_env(MLSERVER_BIN)
+    )
 
 
 def load(url: str, path: str, body: bytes, headers: dict, clients: int, seconds: float) -> dict:
@@ -368,7 +374,7 @@ def mlflow_models(root: Path, built: dict[str, Any]) -> dict[str, Path] | str:
             ],
             check=True,
             capture_output=True,
-            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+            env=_peer_env(MLFLOW_PYTHON),
         )
         dirs[name] = target
     return dirs
