@@ -5,8 +5,9 @@ the same models on the same machine, in one run.
    for D seconds after a warm-up; requests/s, p50, p99. Equal worker counts. MLflow on
    ``/invocations``; MLServer (scikit-learn runtime, ``parallel_workers`` = workers) on the
    Open Inference Protocol's ``/v2/models/{m}/infer``, against amber's same endpoint.
-2. Binary: a torch MLP (~100 MB) with batches of 64 through the binary tensor extension
-   (amber only unless MLflow's venv has torch: MLflow has no binary tensor protocol).
+2. Binary: a torch MLP (~100 MB) with batches of 64 through the binary tensor extension,
+   and the same rows as JSON on ``/invocations`` against MLflow's pytorch flavor (when
+   MLflow's venv has torch: MLflow has no binary tensor protocol).
 3. Cold start: process start to the first successful answer, for a large MLP (``--big-mb``).
 4. Memory: proportional set size (PSS) of all server processes, amber with 1 and 4 workers
    and MLflow with 4 workers, serving the large MLP.
@@ -46,6 +47,15 @@ from benchmarks.timing import user_environment
 SRC = Path(__file__).resolve().parents[1] / "src"
 MLFLOW_PYTHON = os.environ.get("MLFLOW_PYTHON", "/work/peers/mlflow-serve/bin/python")
 MLSERVER_BIN = os.environ.get("MLSERVER_BIN", "/work/peers/mlserver/bin/mlserver")
+
+SAVE_MLFLOW_TORCH = """
+import sys, torch, mlflow.pytorch, numpy as np
+from torch import nn
+w = int(sys.argv[3])
+net = nn.Sequential(nn.Linear(w, w), nn.ReLU(), nn.Linear(w, w), nn.ReLU(), nn.Linear(w, w))
+net.load_state_dict(torch.load(sys.argv[1]))
+mlflow.pytorch.save_model(net.eval(), sys.argv[2], input_example=np.zeros((2, w), np.float32))
+"""
 
 SAVE_MLFLOW = """
 import pickle, sys, mlflow.sklearn, numpy as np
@@ -344,6 +354,7 @@ def build(root: Path, big_mb: int, torch_mb: int) -> dict[str, Any]:
             ).eval()
             s.save(net, "torch-mlp", input_example=torch.zeros(2, w))
             out["w"] = w
+            torch.save(net.state_dict(), root / "torch-mlp.pt")  # MLflow rebuilds the same net
     out["store"] = store
     for name, model, example in (
         ("iris-mlp", mlp, X[:2]),
@@ -377,7 +388,28 @@ def mlflow_models(root: Path, built: dict[str, Any]) -> dict[str, Path] | str:
             env=_peer_env(MLFLOW_PYTHON),
         )
         dirs[name] = target
+    if "w" in built:
+        target = root / "mlflow-torch-mlp"
+        done = subprocess.run(
+            [
+                *(MLFLOW_PYTHON, "-c", SAVE_MLFLOW_TORCH),
+                *(str(root / "torch-mlp.pt"), str(target), str(built["w"])),
+            ],
+            capture_output=True,
+            env=_peer_env(MLFLOW_PYTHON),
+        )
+        if done.returncode == 0:  # MLflow's venv may have no torch: the row says so
+            dirs["torch-mlp"] = target
     return dirs
+
+
+def variants(name: str) -> list[tuple[str, tuple[str, ...]]]:
+    """amber's extra configurations per model: adaptive batching, and for the forest its
+    own ``predict`` instead of amber's evaluator (the server alone against the peers)."""
+    out = [(" --batch", ("--batch", f"{name}=32,2"))]
+    if name == "forest":
+        out.append((" --no-forest-evaluator", ("--no-forest-evaluator",)))
+    return out
 
 
 def main() -> None:
@@ -424,13 +456,20 @@ def main() -> None:
         rows: list[tuple[str, str, dict]] = []
 
         def measure(
-            label: str, who: str, proc: Proc, path: str, body: bytes, headers: dict
+            label: str,
+            who: str,
+            proc: Proc,
+            path: str,
+            body: bytes,
+            headers: dict,
+            clients: int = args.clients,
+            seconds: float = args.seconds,
         ) -> None:
             try:
                 proc.wait_answer(path, body, headers)
-                drive(proc.url, path, body, headers, args.clients, 1.0)  # warm-up
+                drive(proc.url, path, body, headers, clients, 1.0)  # warm-up
                 runs = [
-                    drive(proc.url, path, body, headers, args.clients, args.seconds)
+                    drive(proc.url, path, body, headers, clients, seconds)
                     for _ in range(args.repeat)
                 ]
             finally:
@@ -439,7 +478,7 @@ def main() -> None:
             med["errors"] = sum(r["errors"] for r in runs)
             rows.append((label, who, med))
             print(
-                f"  {label:28s} {who:8s} {med['rps']:8.0f} req/s  p50 {med['p50']:7.2f} ms  "
+                f"  {label:42s} {who:8s} {med['rps']:8.0f} req/s  p50 {med['p50']:7.2f} ms  "
                 f"p99 {med['p99']:7.2f} ms  errors {med['errors']}",
                 flush=True,
             )
@@ -473,13 +512,14 @@ def main() -> None:
                     "/invocations",
                     *mlflow_json(xs),
                 )
-                measure(
-                    f"{name} /invocations --batch",
-                    "amber",
-                    amber_server(built["store"], name, args.workers, "--batch", f"{name}=32,2"),
-                    "/invocations",
-                    *mlflow_json(xs),
-                )
+                for variant, flags in variants(name):
+                    measure(
+                        f"{name} /invocations{variant}",
+                        "amber",
+                        amber_server(built["store"], name, args.workers, *flags),
+                        "/invocations",
+                        *mlflow_json(xs),
+                    )
                 if not isinstance(peers, str):
                     measure(
                         f"{name} /invocations",
@@ -490,17 +530,37 @@ def main() -> None:
                     )
             if args.torch_mb:
                 xb = np.random.default_rng(0).standard_normal((64, built["w"])).astype(np.float32)
+                # Requests of ~4 MB of JSON take MLflow ~0.7 s each: 16 clients would queue
+                # past the run's length, so these rows use 4 clients for at least 15 s.
+                heavy = (min(args.clients, 4), max(args.seconds, 15.0))
                 measure(
                     "torch MLP binary (64 rows)",
                     "amber",
                     amber_server(built["store"], "torch-mlp", args.workers),
                     "/v2/models/torch-mlp/infer",
                     *oip_binary(xb),
+                    *heavy,
                 )
-                print(
-                    "  torch MLP binary: MLflow not measured (no torch in its venv; MLflow has no "
-                    "binary tensor protocol)"
+                # MLflow has no binary tensor protocol: its JSON, and amber's, for the same rows.
+                measure(
+                    "torch MLP /invocations JSON (64 rows)",
+                    "amber",
+                    amber_server(built["store"], "torch-mlp", args.workers),
+                    "/invocations",
+                    *mlflow_json(xb),
+                    *heavy,
                 )
+                if not isinstance(peers, str) and "torch-mlp" in peers:
+                    measure(
+                        "torch MLP /invocations JSON (64 rows)",
+                        "mlflow",
+                        mlflow_server(peers["torch-mlp"], args.workers),
+                        "/invocations",
+                        *mlflow_json(xb),
+                        *heavy,
+                    )
+                else:
+                    print("  torch MLP: MLflow not measured (no torch in its virtual environment)")
 
         print(f"\nCold start: process start to first answer, MLP of {args.big_mb} MiB")
         big_body = mlflow_json(built["Xb"])
@@ -573,6 +633,14 @@ def main() -> None:
             " ".join(f"{x:.2f}" for x in os.getloadavg()),
         )
         by = {(label, who): m for label, who, m in rows}
+        m = by.get(("torch MLP /invocations JSON (64 rows)", "mlflow"))
+        for label in ("torch MLP binary (64 rows)", "torch MLP /invocations JSON (64 rows)"):
+            a = by.get((label, "amber"))
+            if a and m and m["rps"] > 0:
+                print(
+                    f"  {label:32s} req/s {a['rps'] / m['rps']:.2f}x   "
+                    f"p99 {a['p99'] / m['p99']:.2f}x against MLflow JSON (lower is better)"
+                )
         for name in ("iris-mlp", "forest"):
             a = by.get((f"{name} JSON (1 row)", "amber"))
             m = by.get((f"{name} JSON (1 row)", "mlserver"))
@@ -582,11 +650,11 @@ def main() -> None:
                     f"p99 {a['p99'] / m['p99']:.2f}x against MLServer (lower is better)"
                 )
             m = by.get((f"{name} /invocations", "mlflow"))
-            for variant in ("", " --batch"):
+            for variant in ("", *(v for v, _ in variants(name))):
                 a = by.get((f"{name} /invocations{variant}", "amber"))
                 if a and m:
                     print(
-                        f"  {name + variant:18s} req/s {a['rps'] / m['rps']:.2f}x   "
+                        f"  {name + variant:32s} req/s {a['rps'] / m['rps']:.2f}x   "
                         f"p99 {a['p99'] / m['p99']:.2f}x (lower is better)"
                     )
 

@@ -56,6 +56,7 @@ def fill_store(root: Path) -> dict[str, Any]:
     import pandas as pd
     import torch
     from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
@@ -99,6 +100,11 @@ def fill_store(root: Path) -> dict[str, Any]:
         net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
         store.save(net, "net", input_example=torch.zeros(2, 4))
         out["net"] = net
+
+        # A forest answers through amber's vectorized evaluator (a few rows) or its own.
+        forest = RandomForestClassifier(n_estimators=30, random_state=0).fit(X, y)
+        store.save(forest, "forest", input_example=X[:5])
+        out["forest"] = forest
 
         for datatype, dtype in ECHO_DTYPES.items():
             example = (
@@ -177,6 +183,7 @@ ALL_SPECS = [
     "iris@production",
     "frame",
     "net",
+    "forest",
     "strict",
     *[f"echo-{d.lower()}:transform" for d in ECHO_DTYPES],
 ]

@@ -159,3 +159,20 @@ def test_cli_refusals(models_store: Any, tmp_path: Path) -> None:
 def test_cli_bad_specs(models_store: Any, spec: str) -> None:
     r = _cli(spec, "--store", str(models_store[0]))
     assert r.returncode == 2 and "error" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_forest_evaluator_can_be_turned_off(models_store: Any) -> None:
+    root, fitted = models_store
+    forest = fitted["forest"]
+    X, _ = iris()
+    on = ServedModel("forest", 1, forest, None)
+    off = ServedModel("forest", 1, forest, None, forest_evaluator=False)
+    assert (on.evaluator, off.evaluator) == ("amber-forest", "model")
+    for model in (on, off):
+        ((_, proba),) = model.call(X[:3], "predict_proba")
+        assert proba.tobytes() == forest.predict_proba(X[:3]).tobytes()
+    with server(root, ["forest"], "--no-forest-evaluator") as url:
+        meta = httpx.get(url + "/v2/models/forest", timeout=TIMEOUT).json()
+        assert meta["parameters"]["evaluator"] == "model"
+        r = httpx.post(url + "/v2/models/forest/infer", json=_rows(X[:4]), timeout=TIMEOUT)
+        assert r.json()["outputs"][0]["data"] == forest.predict(X[:4]).tolist()

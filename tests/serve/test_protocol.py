@@ -164,6 +164,27 @@ def test_method_per_request_and_binary_outputs(url: str, models_store: Any) -> N
     assert r.status_code == 400 and "predict_proba" in r.json()["error"]
 
 
+def test_forest_through_amber_evaluator_is_bitwise_the_model(url: str, models_store: Any) -> None:
+    X, _ = iris()
+    forest = models_store[1]["forest"]
+    assert get(url, "/v2/models/forest").json()["parameters"]["evaluator"] == "amber-forest"
+    assert get(url, "/v2/models/iris").json()["parameters"]["evaluator"] == "model"
+    rows = np.random.default_rng(0).permutation(np.concatenate([X, X]))  # 300: past MAX_ROWS
+    for n in (1, 7, 300):
+        body, headers = binary_body(
+            [("input", rows[:n], "FP64")],
+            parameters={"binary_data_output": True, "method": "predict_proba"},
+        )
+        r = post(url, "/v2/models/forest/infer", content=body, headers=headers)
+        assert r.status_code == 200, r.text
+        _, outs = read_binary(r)
+        assert outs["predict_proba"].tobytes() == forest.predict_proba(rows[:n]).tobytes()
+        r = post(
+            url, "/v2/models/forest/infer", json={"inputs": [tensor("input", rows[:n], "FP64")]}
+        )
+        assert r.json()["outputs"][0]["data"] == forest.predict(rows[:n]).tolist()
+
+
 def test_binary_inputs_and_outputs(url: str, models_store: Any) -> None:
     X, _ = iris()
     clf = models_store[1]["iris"]

@@ -64,6 +64,12 @@ def serve(
         30.0, "--body-timeout", min=0.1, help="Seconds a client has to send its body."
     ),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log"),
+    forest_evaluator: bool = typer.Option(
+        True,
+        "--forest-evaluator/--no-forest-evaluator",
+        help="scikit-learn forests answer small requests through amber's bitwise-equal "
+        "vectorized evaluator (~40x faster on one row); off: through their own methods.",
+    ),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Serve stored models: Open Inference Protocol v2 and MLflow-style /invocations.
@@ -93,6 +99,7 @@ def serve(
             body_timeout=body_timeout,
             access_log=access_log,
             batching=_batching(batch),
+            forest_evaluator=forest_evaluator,
         )
     except AmberError as exc:
         store_fail(exc)

@@ -49,6 +49,8 @@ class Options:
     access_log: bool = True
     # model name -> (max_batch_size, max_wait_ms); models not named answer one by one.
     batching: dict[str, tuple[int, float]] = field(default_factory=dict)
+    # scikit-learn forests answer small requests through amber's vectorized evaluator.
+    forest_evaluator: bool = True
 
 
 def _problem(exc: Exception) -> tuple[int, bytes]:
@@ -85,7 +87,9 @@ class Server:
     def __init__(self, store: Store, specs: list[ServeSpec], options: Options) -> None:
         self.options = options
         self.metrics = Metrics()
-        self.follower = Follower(store, specs, options.poll_interval, self.metrics)
+        self.follower = Follower(
+            store, specs, options.poll_interval, self.metrics, options.forest_evaluator
+        )
         self.follower.load_all()
         self.batchers: dict[str, Batcher] = {}
         for name, (size, wait) in options.batching.items():
@@ -459,10 +463,13 @@ def app(
     body_timeout: float = 30.0,
     access_log: bool = True,
     batching: dict[str, tuple[int, float]] | None = None,
+    forest_evaluator: bool = True,
 ) -> Any:
     """An ASGI application serving ``models`` (``"churn@production"``, ``"iris@3:predict_proba"``)
     from ``store`` (a ``Store``, a folder, or None for the default local store). Every model
-    is loaded and verified before this returns; aliases are followed while it runs."""
+    is loaded and verified before this returns; aliases are followed while it runs.
+    ``forest_evaluator=False`` makes scikit-learn forests answer through their own methods
+    (they otherwise answer small requests through amber's bitwise-equal evaluator)."""
     specs = [ServeSpec.parse(m) for m in ([models] if isinstance(models, str) else models)]
     if not specs:
         from amber.errors import InvalidArgumentError
@@ -471,7 +478,13 @@ def app(
     if token is None:
         token = os.environ.get("AMBER_SERVE_TOKEN") or None
     options = Options(
-        poll_interval, token, max_body_bytes, body_timeout, access_log, dict(batching or {})
+        poll_interval,
+        token,
+        max_body_bytes,
+        body_timeout,
+        access_log,
+        dict(batching or {}),
+        forest_evaluator,
     )
     opened, owned = _open_store(store)
     try:

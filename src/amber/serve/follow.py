@@ -58,7 +58,9 @@ class ServeSpec:
         return self.ref is None or not self.ref.isdigit()
 
 
-def load_version(store: Store, name: str, version: int, method: str | None) -> ServedModel:
+def load_version(
+    store: Store, name: str, version: int, method: str | None, forest_evaluator: bool = True
+) -> ServedModel:
     """Load ``name@version`` (every digest verified) and warm it up."""
     spec = f"{name}@{version}"
     info = store.get(spec)
@@ -66,7 +68,7 @@ def load_version(store: Store, name: str, version: int, method: str | None) -> S
 
     model = load_predictor(store, spec)  # ONNX: a session over the store's mapped files
     example = (info.metadata or {}).get("input_example")
-    served = ServedModel(name, version, model, info.signature, method, example)
+    served = ServedModel(name, version, model, info.signature, method, example, forest_evaluator)
     served.warm_up()
     return served
 
@@ -90,6 +92,7 @@ class Slot:
             out["method"] = self.current.method
             out["methods"] = self.current.methods
             out["batchable"] = self.current.batchable
+            out["evaluator"] = self.current.evaluator
         if self.failure is not None:
             out["last_reload_error"] = self.failure
         return out
@@ -99,9 +102,15 @@ class Follower:
     """Loads every slot at start, then polls the followed ones every ``interval`` seconds."""
 
     def __init__(
-        self, store: Store, specs: list[ServeSpec], interval: float, metrics: Metrics
+        self,
+        store: Store,
+        specs: list[ServeSpec],
+        interval: float,
+        metrics: Metrics,
+        forest_evaluator: bool = True,
     ) -> None:
         self.store = store
+        self.forest_evaluator = forest_evaluator
         self.interval = interval
         self.metrics = metrics
         self.slots: dict[str, Slot] = {}
@@ -128,7 +137,9 @@ class Follower:
             with self._store_lock:
                 slot.token = slot.watcher.token() if slot.watcher else None
                 version = self.store.resolve(slot.spec.store_spec).version
-                slot.current = load_version(self.store, slot.spec.name, version, slot.spec.method)
+                slot.current = load_version(
+                    self.store, slot.spec.name, version, slot.spec.method, self.forest_evaluator
+                )
             self._served(slot)
 
     def _served(self, slot: Slot) -> None:
@@ -160,7 +171,9 @@ class Follower:
                 return False
             start = time.perf_counter()
             try:
-                new = load_version(self.store, slot.spec.name, version, slot.spec.method)
+                new = load_version(
+                    self.store, slot.spec.name, version, slot.spec.method, self.forest_evaluator
+                )
             except Exception as exc:
                 self._failed(slot, version, exc)
                 return False

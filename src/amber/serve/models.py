@@ -88,7 +88,9 @@ class ServedModel:
         signature: dict[str, Any] | None,
         method: str | None = None,
         example: Any = None,
+        forest_evaluator: bool = True,
     ) -> None:
+        from amber.adapters.forest_evaluator import ForestEvaluator
         from amber.adapters.predictors import input_specs, predictor, signature_of
 
         model = predictor(model)  # Keras and ONNX models answer through a predictor
@@ -110,6 +112,10 @@ class ServedModel:
                 f"has: {', '.join(self.methods) or 'none'}"
             )
         self.example = example
+        # Forests answer a few rows ~40x faster through amber's own walk, bitwise equal to
+        # scikit-learn's (checked when built); other models and inputs go to the model.
+        self.fast = ForestEvaluator.build(model) if forest_evaluator and not self.torch else None
+        self.evaluator = "amber-forest" if self.fast is not None else "model"
         self.cost: float | None = None  # moving average of timed() calls, seconds
         self.allow_nan = self._allow_nan()
         inputs = self.signature.get("inputs") or {}
@@ -292,7 +298,9 @@ class ServedModel:
                 with torch.inference_mode():
                     result = self.model(x)
             else:
-                result = getattr(self.model, method)(x)
+                result = None if self.fast is None else self.fast.call(method, x)
+                if result is None:
+                    result = getattr(self.model, method)(x)
         except Exception as exc:
             raise ModelError(f"{type(exc).__name__}: {str(exc)[:500]}") from None
         name = "output" if self.torch else method
