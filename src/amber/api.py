@@ -29,6 +29,7 @@ from amber.errors import (
     UnsupportedVersionError,
     UntrustedTypeError,
 )
+from amber.gcpause import gc_paused
 from amber.graph import GRAPH_PROTOCOL, Encoder
 from amber.graph.decode import decode, scan
 from amber.graph.names import QualName
@@ -429,7 +430,7 @@ def load_from(
         modules.check_target(into)
     if key_list is not None and verify == "full":
         verify = "lazy"  # each selected tensor is checked before it is used; others unread
-    with AmberFile.over(open_reader(verify)) as f:
+    with gc_paused(), AmberFile.over(open_reader(verify)) as f:
         return f.load(trusted=trusted, strict=strict, device=device, into=into, keys=key_list)
 
 

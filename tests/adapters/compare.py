@@ -39,6 +39,11 @@ DISCARDED: dict[str, frozenset[str]] = {
     # rebuilt empty by pickle too.
     "sklearn.utils._bunch.Bunch": frozenset({"_deprecated_key_to_warnings"}),
 }
+# Attributes amber's load resets to None, the class's own "count it when used" value (a
+# thread count is this machine's, never the file's), by class (dotted name).
+COUNTED_WHEN_USED: dict[str, frozenset[str]] = {
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper": frozenset({"n_threads"}),
+}
 _CODE_TYPES = (type, types.FunctionType, types.BuiltinFunctionType, np.ufunc, type(np.mean))
 
 
@@ -178,8 +183,12 @@ class _Walker:
         extra = [k for k in vars_b if k not in vars_a]
         if missing or extra:
             _fail(path, f"attributes differ: missing {missing!r}, unexpected {extra!r}")
+        counted = COUNTED_WHEN_USED.get(_tname(a), frozenset())
         for key in vars_a:
-            if key in vars_b:
+            if key in counted:
+                if vars_b[key] is not None:
+                    _fail(f"{path}.{key}", f"{vars_b[key]!r} was kept; the load resets it")
+            elif key in vars_b:
                 self.check(vars_a[key], vars_b[key], f"{path}.{key}")
         return True
 

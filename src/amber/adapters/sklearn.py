@@ -110,17 +110,22 @@ _PRE_DISPATCH = re.compile(r"^\s*(\d{1,4}\s*\*\s*)?n_jobs\s*$|^\s*\d{1,6}\s*$")
 # and OpenMP thread counts are this machine's (a file asking for 100,000 threads at
 # predict makes libgomp abort the process).
 def _machine_threads(value: Any) -> Any:
+    """k-means' ``_n_threads`` (an int its predict passes to OpenMP): this machine's
+    logical CPUs within its affinity and cgroup quota. Not scikit-learn's default count of
+    physical cores: joblib finds those by running ``lscpu``, and a load starts no process."""
     if value is None:
         return None
     from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 
-    return _openmp_effective_n_threads()
+    return _openmp_effective_n_threads(only_physical_cores=False)
 
 
 RESET = {
     "n_jobs": lambda value: None,
     "_n_threads": _machine_threads,
-    "n_threads": _machine_threads,
+    # The histogram bin mapper's ``n_threads``: None is its own default, counted by
+    # scikit-learn when it transforms (as a freshly fitted model does).
+    "n_threads": lambda value: None,
 }
 # Parameters a search may set on its estimators (``param_grid`` keys) are parameters too:
 # none of those the rules above refuse or reset.

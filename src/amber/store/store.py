@@ -33,6 +33,7 @@ from amber.errors import (
     StoreIndexWarning,
     VersionNotFound,
 )
+from amber.gcpause import gc_paused
 from amber.store import records
 from amber.store.backend import Backend
 from amber.store.index import Index, files_of, row_of
@@ -432,18 +433,19 @@ class Store:
         from amber.api import check_flags, load_from
 
         check_flags(mmap, writable)
-        record = self.resolve(spec)
-        return load_from(
-            lambda mode: VersionReader(
-                record, self.files, verify=mode, use_mmap=mmap, writable=writable
-            ),
-            verify=verify,  # type: ignore[arg-type]
-            trusted=trusted,
-            strict=strict,
-            device=device,
-            into=into,
-            keys=keys,
-        )
+        with gc_paused():  # the version record's JSON as well as the load (amber.gcpause)
+            record = self.resolve(spec)
+            return load_from(
+                lambda mode: VersionReader(
+                    record, self.files, verify=mode, use_mmap=mmap, writable=writable
+                ),
+                verify=verify,  # type: ignore[arg-type]
+                trusted=trusted,
+                strict=strict,
+                device=device,
+                into=into,
+                keys=keys,
+            )
 
     def onnx_session(
         self, spec: str, *, verify: str = "full", providers: Any = None, sess_options: Any = None
