@@ -163,9 +163,16 @@ def mlflow_server(model_dir: Path, workers: int) -> Proc:
     return Proc(argv, f"http://127.0.0.1:{port}", _peer_env(MLFLOW_PYTHON))
 
 
-def mlserver_server(root: Path, name: str, pickled: Path, workers: int) -> Proc:
-    """MLServer's scikit-learn runtime serving the pickled model (joblib.load reads a
-    pickle) under the Open Inference Protocol, ``workers`` inference processes."""
+def mlserver_server(
+    root: Path,
+    name: str,
+    uri: Path,
+    workers: int,
+    implementation: str = "mlserver_sklearn.SKLearnModel",
+) -> Proc:
+    """MLServer serving ``uri`` under the Open Inference Protocol, ``workers`` inference
+    processes: its scikit-learn runtime on a pickle (joblib.load reads one), or its MLflow
+    runtime (``mlserver_mlflow.MLflowRuntime``) on an MLflow model folder."""
     folder = root / f"mlserver-{name}-{workers}"
     (folder / name).mkdir(parents=True, exist_ok=True)
     port, grpc, metrics = free_port(), free_port(), free_port()
@@ -180,8 +187,8 @@ def mlserver_server(root: Path, name: str, pickled: Path, workers: int) -> Proc:
     (folder / "settings.json").write_text(json.dumps(settings))
     model = {
         "name": name,
-        "implementation": "mlserver_sklearn.SKLearnModel",
-        "parameters": {"uri": str(pickled)},
+        "implementation": implementation,
+        "parameters": {"uri": str(uri)},
     }
     (folder / name / "model-settings.json").write_text(json.dumps(model))
     return Proc(
@@ -274,13 +281,13 @@ def load_wrk(url: str, path: str, body: bytes, headers: dict, clients: int, seco
     return stats
 
 
-def oip_json(X: np.ndarray) -> tuple[bytes, dict]:
+def oip_json(X: np.ndarray, datatype: str = "FP64") -> tuple[bytes, dict]:
     body = {
         "inputs": [
             {
                 "name": "input",
                 "shape": list(X.shape),
-                "datatype": "FP64",
+                "datatype": datatype,
                 "data": X.ravel().tolist(),
             }
         ]
@@ -450,6 +457,17 @@ def main() -> None:
         if isinstance(peers, str):
             print("MLflow", peers)
         has_mlserver = Path(MLSERVER_BIN).exists()
+        has_mlserver_mlflow = has_mlserver and (
+            subprocess.run(
+                [
+                    str(Path(MLSERVER_BIN).with_name("python")),
+                    "-c",
+                    "import mlserver_mlflow, torch",
+                ],
+                capture_output=True,
+            ).returncode
+            == 0
+        )
         if not has_mlserver:
             print(f"MLServer missing: no {MLSERVER_BIN} (set MLSERVER_BIN)")
         X = built["X"]
@@ -550,6 +568,30 @@ def main() -> None:
                     *mlflow_json(xb),
                     *heavy,
                 )
+                if has_mlserver_mlflow and not isinstance(peers, str) and "torch-mlp" in peers:
+                    # MLServer's REST path has no binary extension: OIP JSON, FP32.
+                    measure(
+                        "torch MLP OIP JSON (64 rows)",
+                        "mlserver",
+                        mlserver_server(
+                            root,
+                            "torch-mlp",
+                            peers["torch-mlp"],
+                            args.workers,
+                            "mlserver_mlflow.MLflowRuntime",
+                        ),
+                        "/v2/models/torch-mlp/infer",
+                        *oip_json(xb, "FP32"),
+                        *heavy,
+                    )
+                    measure(
+                        "torch MLP OIP JSON (64 rows)",
+                        "amber",
+                        amber_server(built["store"], "torch-mlp", args.workers),
+                        "/v2/models/torch-mlp/infer",
+                        *oip_json(xb, "FP32"),
+                        *heavy,
+                    )
                 if not isinstance(peers, str) and "torch-mlp" in peers:
                     measure(
                         "torch MLP /invocations JSON (64 rows)",
@@ -633,14 +675,18 @@ def main() -> None:
             " ".join(f"{x:.2f}" for x in os.getloadavg()),
         )
         by = {(label, who): m for label, who, m in rows}
-        m = by.get(("torch MLP /invocations JSON (64 rows)", "mlflow"))
-        for label in ("torch MLP binary (64 rows)", "torch MLP /invocations JSON (64 rows)"):
-            a = by.get((label, "amber"))
-            if a and m and m["rps"] > 0:
-                print(
-                    f"  {label:32s} req/s {a['rps'] / m['rps']:.2f}x   "
-                    f"p99 {a['p99'] / m['p99']:.2f}x against MLflow JSON (lower is better)"
-                )
+        for peer, peer_label in (
+            ("mlflow", "torch MLP /invocations JSON (64 rows)"),
+            ("mlserver", "torch MLP OIP JSON (64 rows)"),
+        ):
+            m = by.get((peer_label, peer))
+            for label in ("torch MLP binary (64 rows)", peer_label):
+                a = by.get((label, "amber"))
+                if a and m and m["rps"] > 0:
+                    print(
+                        f"  {label:38s} req/s {a['rps'] / m['rps']:.2f}x   "
+                        f"p99 {a['p99'] / m['p99']:.2f}x against {peer} JSON (lower is better)"
+                    )
         for name in ("iris-mlp", "forest"):
             a = by.get((f"{name} JSON (1 row)", "amber"))
             m = by.get((f"{name} JSON (1 row)", "mlserver"))
