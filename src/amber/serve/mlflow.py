@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from typing import TYPE_CHECKING, Any
 
+from amber.serve import jsoncodec
 from amber.serve.arrays import json_array
 from amber.serve.models import TENSOR_INPUT
 from amber.serve.problems import RequestError
@@ -107,7 +107,7 @@ def parse(body: bytes, content_type: str, model: ServedModel) -> tuple[dict[str,
             f"unsupported content type {kind[:60]!r}; send application/json or text/csv", 415
         )
     try:
-        doc = json.loads(body)
+        doc = jsoncodec.loads(body)
     except RecursionError:
         raise RequestError("the request body is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -143,4 +143,5 @@ def respond(outputs: list[tuple[str, Any]]) -> bytes:
         predictions: Any = plain(outputs[0][1])
     else:
         predictions = {name: plain(arr) for name, arr in outputs}
-    return json.dumps({"predictions": predictions}, separators=(",", ":")).encode()
+    finite = jsoncodec.all_finite(arr for _, arr in outputs)
+    return jsoncodec.dumps({"predictions": predictions}, finite)

@@ -8,12 +8,12 @@ are each a 4-byte little-endian length and that many bytes.
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+from amber.serve import jsoncodec
 from amber.serve.arrays import MAX_ELEMENTS, cast, exact_integers, json_array
 from amber.serve.datatypes import datatype_of, numpy_dtype
 from amber.serve.problems import RequestError
@@ -37,7 +37,7 @@ class InferRequest:
 
 def _json(raw: bytes, where: str) -> Any:
     try:
-        return json.loads(raw)
+        return jsoncodec.loads(raw)
     except RecursionError:
         raise RequestError(f"{where} is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -249,6 +249,7 @@ def respond(
         doc["id"] = request.id
     tensors = []
     binary: list[bytes] = []
+    in_json = []  # the arrays written as JSON numbers
     for name, arr in outputs:
         datatype = datatype_of(arr.dtype)
         entry: dict[str, Any] = {"name": name, "shape": list(arr.shape), "datatype": datatype}
@@ -258,9 +259,10 @@ def respond(
             binary.append(data)
         else:
             entry["data"] = _json_data(arr)
+            in_json.append(arr)
         tensors.append(entry)
     doc["outputs"] = tensors
-    head = json.dumps(doc, separators=(",", ":")).encode()
+    head = jsoncodec.dumps(doc, jsoncodec.all_finite(in_json))
     if not binary:
         return head, {"content-type": "application/json"}
     headers = {
