@@ -465,7 +465,10 @@ def test_random_graphs_load_or_raise_amber_errors(
         amber.load(path)
     except AmberError as exc:  # anything else fails the test
         error = exc
-    assert set(sys.modules) == before
+    # amber's own modules load lazily (the zstd codec when a tree reaches a compressed
+    # entry); nothing else may appear.
+    imported = {m for m in set(sys.modules) ^ before if m.split(".")[0] != "amber"}
+    assert not imported, imported
     if isinstance(error, UntrustedTypeError):
         message = str(error)
         assert "trusted=[" in message or "loading refused after checking" in message

@@ -134,6 +134,7 @@ class SchemaRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._exact: dict[str, Schema] = {}
+        self._lazy: dict[str, Callable[[str], Schema]] = {}
         self._rules: list[Callable[[type], Schema | None]] = []
         self._groups: dict[str, Callable[[type], bool]] = {}
         self._data_names: set[str] = set()
@@ -150,6 +151,12 @@ class SchemaRegistry:
     def register(self, name: str, schema: Schema) -> None:
         """The schema of the class ``module:qualname``."""
         self._exact[name] = schema
+
+    def register_lazy(self, names: Iterable[str], build: Callable[[str], Schema]) -> None:
+        """Schemas of many classes, each built by ``build(name)`` the first time its class
+        is checked (a table of hundreds of classes costs a load only the few it meets)."""
+        for name in names:
+            self._lazy[name] = build
 
     def register_many(self, names: Iterable[str], schema: Schema) -> None:
         for name in names:
@@ -201,6 +208,12 @@ class SchemaRegistry:
             return RECORDING_SCHEMA
         self.ensure_loaded(name.split(".", 1)[0].split(":", 1)[0])
         found = self._exact.get(name)
+        if found is None and name in self._lazy:
+            with self._lock:
+                build = self._lazy.pop(name, None)
+                if build is not None:
+                    self._exact[name] = build(name)
+                found = self._exact.get(name)
         if found is not None:
             return found
         declared = self._user.get(name.replace(":", "."), USER_DEFAULT) if user else None
