@@ -157,3 +157,13 @@ def test_depth_is_walked_not_read_and_cycles_are_refused() -> None:
     evaluator.left[internal[-1]] = evaluator.roots[-1]  # a child that points back up
     with pytest.raises(ValueError, match="do not end in leaves"):
         evaluator._levels()
+
+
+def test_a_model_that_fails_on_the_probe_answers_for_itself() -> None:
+    model, _ = _forest(RandomForestClassifier, 5, 3, 2, False)
+
+    def broken(X):  # type: ignore[no-untyped-def]
+        raise RuntimeError("predict_proba is broken here")
+
+    model.predict_proba = broken
+    assert ForestEvaluator.build(model) is None

@@ -106,7 +106,11 @@ class ForestEvaluator:
             evaluator = cls(model)
         except (ValueError, IndexError, TypeError, AttributeError):
             return None  # not shaped like a fitted forest: the model answers for itself
-        return evaluator if evaluator.agrees_with(model) else None
+        try:
+            agrees = evaluator.agrees_with(model)
+        except Exception:  # the model's own methods fail on the probe: it answers for itself
+            return None
+        return evaluator if agrees else None
 
     def agrees_with(self, model: Any) -> bool:
         """Whether every method gives bitwise what the estimator gives on probe rows."""
