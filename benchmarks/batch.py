@@ -299,6 +299,13 @@ def spark(rows: int, repeat: int, work: Path, only_peer: bool = False) -> None:
         with Store(work / "spark-store") as store:
             scored = amber.spark.predict(df, "forest@1", store=store, features=cols)
         results["amber.spark.predict"] = _time_jobs(lambda: scored, repeat)
+        # The same model as a scalar Arrow UDF (amber.spark.udf): only the feature columns
+        # go to Python and only the prediction comes back (mapInArrow returns every column).
+        with Store(work / "spark-store") as store:
+            scalar = amber.spark.udf(session, "forest_udf", "forest@1", store=store)
+        results["amber.spark.udf column"] = _time_jobs(
+            lambda: df.withColumn("prediction", scalar(*cols)), repeat
+        )
         broadcast = session.sparkContext.broadcast(pkl.read_bytes())
         from pyspark.sql.functions import PandasUDFType, pandas_udf, struct
 
