@@ -183,6 +183,8 @@ def mlserver_server(
         "metrics_port": metrics,
         "parallel_workers": workers,
         "debug": False,
+        # Its Prometheus files, which default to .metrics/ in the working directory.
+        "metrics_dir": str(folder / "metrics"),
     }
     (folder / "settings.json").write_text(json.dumps(settings))
     model = {

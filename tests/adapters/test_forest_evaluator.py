@@ -167,3 +167,19 @@ def test_a_model_that_fails_on_the_probe_answers_for_itself() -> None:
 
     model.predict_proba = broken
     assert ForestEvaluator.build(model) is None
+
+
+def test_deep_trees_and_large_calls_go_to_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    import amber.adapters.forest_evaluator as fe
+
+    model, X = _forest(RandomForestClassifier, 6, 3, 3, False)
+    deepest = max(e.tree_.max_depth for e in model.estimators_)
+    monkeypatch.setattr(fe, "MAX_DEPTH", deepest - 1)
+    assert ForestEvaluator.build(model) is None  # a walk longer than the cap: not built
+    monkeypatch.setattr(fe, "MAX_DEPTH", deepest)
+    evaluator = ForestEvaluator.build(model)
+    assert evaluator is not None
+    per_row = evaluator.n_trees * (16 + 16 * evaluator.width)
+    monkeypatch.setattr(fe, "MAX_CALL_BYTES", per_row * 4)
+    assert evaluator.call("predict", X[:4]) is not None
+    assert evaluator.call("predict", X[:5]) is None  # more work arrays than the cap

@@ -97,3 +97,9 @@ def test_float32_outputs_keep_their_value_as_double() -> None:
     arr = np.array([0.1, 1 / 3, 1e-5], dtype=np.float32)
     back = json.loads(jsoncodec.dumps({"d": arr.tolist()}, True))["d"]
     assert back == arr.astype(np.float64).tolist()
+
+
+def test_a_long_integer_at_the_very_start_goes_to_json() -> None:
+    text = b"12345678901234567890123"
+    assert jsoncodec._has_long_integer(text)
+    assert jsoncodec.loads(text) == 12345678901234567890123

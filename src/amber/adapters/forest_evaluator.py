@@ -14,9 +14,10 @@ per level, and gives **bitwise the same** result as the estimator's own method:
 
 It answers only what it is sure of and returns None otherwise, so the caller falls back to
 the estimator: exactly these four classes (no subclasses), one output, a numpy array of
-finite numbers of the right width, at most ``MAX_ROWS`` rows, a model fitted without
-feature names. When built, it checks itself against the estimator on probe rows that sit on,
-just below and just above the thresholds; any difference and it is not used.
+finite numbers of the right width, at most ``MAX_ROWS`` rows (and ``MAX_CALL_BYTES`` of
+work arrays), a model fitted without feature names, trees at most ``MAX_DEPTH`` deep. When
+built, it checks itself against the estimator on probe rows that sit on, just below and
+just above the thresholds; any difference and it is not used.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ MAX_ROWS = 128
 # (which workers share page for page through mmap).
 MAX_BYTES = 64 << 20
 PROBE_ROWS = 64
+# One numpy step per level: past this depth scikit-learn's own walk is the cheaper one (and
+# a file's degenerate chain of a million levels cannot cost a million steps per request).
+MAX_DEPTH = 64
+# A call gathers a value per tree, row and class: past this many bytes (many tiny trees
+# of many classes) the model's own tree-by-tree accumulation uses far less memory.
+MAX_CALL_BYTES = 32 << 20
 
 
 class ForestEvaluator:
@@ -50,6 +57,7 @@ class ForestEvaluator:
         leaf = left < 0
         index = np.arange(left.size, dtype=np.intp)
         # A leaf points to itself, so extra steps leave a finished walk where it is.
+        self.internal = ~leaf
         self.left = np.where(leaf, index, left + offsets)
         self.right = np.where(leaf, index, right + offsets)
         self.feature = np.where(leaf, 0, np.concatenate([t.feature for t in trees])).astype(np.intp)
@@ -59,6 +67,7 @@ class ForestEvaluator:
         self.classifier = type(model).__name__ in CLASSIFIERS
         self.n_trees = len(trees)
         self.n_features = int(model.n_features_in_)
+        self.width = int(model.n_classes_) if self.classifier else 1
         if self.classifier:
             n_classes = int(model.n_classes_)
             self.classes = model.classes_
@@ -71,20 +80,19 @@ class ForestEvaluator:
 
     def _levels(self) -> int:
         """Steps from the roots to the deepest leaf, walked here rather than read from the
-        file's ``max_depth``: a hostile count cannot make the walk run long, and a tree
-        whose children do not descend (a cycle) is refused."""
+        file's ``max_depth`` and never past ``MAX_DEPTH``: a hostile count cannot make the
+        walk long, and a tree whose children do not descend (a cycle) is refused."""
         import numpy as np
 
         frontier = self.roots
-        internal = self.left != np.arange(self.left.size)
-        for level in range(self.left.size + 1):
-            frontier = frontier[internal[frontier]]
+        for level in range(MAX_DEPTH + 1):
+            frontier = frontier[self.internal[frontier]]
             if frontier.size == 0:
                 return level
             frontier = np.concatenate([self.left[frontier], self.right[frontier]])
             if frontier.size > self.left.size:  # more nodes than exist: not a tree
                 break
-        raise ValueError("the forest's trees do not end in leaves")
+        raise ValueError(f"the forest's trees do not end in leaves within {MAX_DEPTH} levels")
 
     @classmethod
     def build(cls, model: Any) -> ForestEvaluator | None:
@@ -139,9 +147,8 @@ class ForestEvaluator:
 
         rng = np.random.default_rng(0)
         x = np.zeros((PROBE_ROWS, self.n_features), dtype=np.float32)
-        internal = self.left != np.arange(self.left.size)
         for f in range(self.n_features):
-            cuts = self.threshold[internal & (self.feature == f)].astype(np.float32)
+            cuts = self.threshold[self.internal & (self.feature == f)].astype(np.float32)
             if cuts.size == 0:
                 continue
             picked = rng.choice(cuts, PROBE_ROWS)
@@ -163,6 +170,9 @@ class ForestEvaluator:
         if x.ndim != 2 or x.shape[1] != self.n_features or not 0 < x.shape[0] <= MAX_ROWS:
             return None
         if x.dtype.kind not in "fiub":
+            return None
+        # Node indices and values per tree and row, and the running sum: held at once.
+        if self.n_trees * x.shape[0] * (16 + 16 * self.width) > MAX_CALL_BYTES:
             return None
         with np.errstate(over="ignore"):  # out of float32's range: inf, declined below
             x32 = x.astype(np.float32)

@@ -210,10 +210,10 @@ class SchemaRegistry:
         found = self._exact.get(name)
         if found is None and name in self._lazy:
             with self._lock:
-                build = self._lazy.pop(name, None)
-                if build is not None:
-                    self._exact[name] = build(name)
-                found = self._exact.get(name)
+                if name not in self._exact:  # built once; a failed build is retried
+                    self._exact[name] = self._lazy[name](name)
+                    del self._lazy[name]
+                found = self._exact[name]
         if found is not None:
             return found
         declared = self._user.get(name.replace(":", "."), USER_DEFAULT) if user else None

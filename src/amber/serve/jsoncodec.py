@@ -33,11 +33,13 @@ _SHAPES = bytes(
     ord("0") if chr(b).isdigit() and b < 128 else b if b == ord(".") else ord(" ")
     for b in range(256)
 )
-_LONG_INTEGER = b" " + b"0" * 19
+_DIGITS = b"0" * 19
+_LONG_INTEGER = b" " + _DIGITS
 
 
 def _has_long_integer(raw: bytes) -> bool:
-    return _LONG_INTEGER in (b" " + raw).translate(_SHAPES)
+    shapes = raw.translate(_SHAPES)  # the one copy of the body this check makes
+    return shapes.startswith(_DIGITS) or _LONG_INTEGER in shapes
 
 
 def loads(raw: bytes) -> Any:
