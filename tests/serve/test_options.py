@@ -176,3 +176,12 @@ def test_forest_evaluator_can_be_turned_off(models_store: Any) -> None:
         assert meta["parameters"]["evaluator"] == "model"
         r = httpx.post(url + "/v2/models/forest/infer", json=_rows(X[:4]), timeout=TIMEOUT)
         assert r.json()["outputs"][0]["data"] == forest.predict(X[:4]).tolist()
+
+
+def test_app_refuses_a_forest_evaluator_that_is_not_a_bool(models_store: Any) -> None:
+    from amber.errors import InvalidArgumentError
+    from amber.serve import app
+
+    root, _ = models_store
+    with pytest.raises(InvalidArgumentError, match="forest_evaluator must be True or False"):
+        app("forest", store=root, forest_evaluator="no")  # type: ignore[arg-type]

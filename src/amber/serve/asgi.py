@@ -470,11 +470,15 @@ def app(
     is loaded and verified before this returns; aliases are followed while it runs.
     ``forest_evaluator=False`` makes scikit-learn forests answer through their own methods
     (they otherwise answer small requests through amber's bitwise-equal evaluator)."""
+    from amber.errors import InvalidArgumentError
+
     specs = [ServeSpec.parse(m) for m in ([models] if isinstance(models, str) else models)]
     if not specs:
-        from amber.errors import InvalidArgumentError
-
         raise InvalidArgumentError("name at least one model to serve (NAME[@VERSION|@ALIAS])")
+    if not isinstance(forest_evaluator, bool):
+        raise InvalidArgumentError(
+            f"forest_evaluator must be True or False, not {type(forest_evaluator).__name__}"
+        )
     if token is None:
         token = os.environ.get("AMBER_SERVE_TOKEN") or None
     options = Options(
