@@ -167,3 +167,30 @@ def test_loads_report_prints_every_table_and_target() -> None:
     assert "PASS  verified load: 1.30x blake3" in text
     with allocator("cold") as fixed:
         assert fixed in (True, False)  # False only where glibc's mallopt is missing
+
+
+def test_spark_worker_memory_sampler_reads_proc_without_psutil() -> None:
+    """The sampler finds a process whose command line names pyspark's worker module and
+    reads its memory from /proc (the MLflow peer's environment has no psutil)."""
+    import time
+
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks.batch import WorkerMemory
+    finally:
+        sys.path.remove(str(ROOT))
+    if not os.path.exists("/proc/self/smaps_rollup"):
+        assert WorkerMemory().rss is None  # reported as n/a, never as 0
+        return
+    code = "import time; b = bytearray(64 << 20); b[::4096] = b'x' * len(b[::4096]); time.sleep(30)"
+    worker = subprocess.Popen([sys.executable, "-c", code, "pyspark.worker"])
+    try:
+        with WorkerMemory() as memory:
+            deadline = time.monotonic() + 20
+            while (memory.rss or 0) < 64 and time.monotonic() < deadline:
+                time.sleep(0.1)
+        assert memory.rss is not None and memory.rss >= 64
+        assert memory.pss is not None and 0 < memory.pss <= memory.rss
+    finally:
+        worker.kill()
+        worker.wait()
