@@ -143,3 +143,32 @@ def test_an_aws_profile_supplies_the_keys(
     monkeypatch.setenv("AWS_PROFILE", "nobody")
     with pytest.raises(InvalidArgumentError, match="no AWS profile 'nobody'"):
         Store(s3_url)
+
+
+def test_store_takes_a_profile_that_wins_over_the_environment(
+    users: dict[str, tuple[str, str]],
+    s3_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    credentials, config = tmp_path / "credentials", tmp_path / "config"
+    key, secret = users["writer"]
+    credentials.write_text(f"[team]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n")
+    config.write_text("[profile team]\nregion = us-east-1\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    # Keys the server refuses in the environment: the profile named here is what is used.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "refused")
+    with pytest.raises(StoreError, match="refused the credentials"):
+        Store(s3_url)
+    with Store(s3_url, profile="team") as store:
+        assert store.save({"w": 1}, "m").version == 1
+    with pytest.raises(InvalidArgumentError, match="no AWS profile 'nobody'"):
+        Store(s3_url, profile="nobody")
+    for bad in ("", 3):
+        with pytest.raises(InvalidArgumentError, match="AWS profile name"):
+            Store(s3_url, profile=bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="s3:// stores only"):
+        Store(tmp_path / "local", profile="team")
+    assert not (tmp_path / "local").exists()

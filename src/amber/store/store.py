@@ -119,8 +119,9 @@ class Store:
     """A model store. ``Store()`` opens (or creates) the local store at ``$AMBER_STORE`` or
     ``./.amber``; ``Store(path)`` a local folder (created when missing or empty; a folder
     holding other files is refused unless ``create=True``); ``Store("s3://bucket/prefix")``
-    a shared one; ``Store(backend=...)`` any backend (its index then lives in
-    ``index_path``, or in memory)."""
+    a shared one (``endpoint=`` an S3-compatible server, ``profile=`` an AWS CLI profile
+    whose keys and region win over the environment's); ``Store(backend=...)`` any backend
+    (its index then lives in ``index_path``, or in memory)."""
 
     def __init__(
         self,
@@ -129,17 +130,23 @@ class Store:
         backend: Backend | None = None,
         index_path: str | os.PathLike[str] | None = None,
         endpoint: str | None = None,
+        profile: str | None = None,
         create: bool = False,
     ) -> None:
         if backend is not None and path is not None:
             raise InvalidArgumentError("give a path or a backend, not both")
+        if profile is not None and (not isinstance(profile, str) or not profile):
+            raise InvalidArgumentError(f"profile must be an AWS profile name, not {profile!r}")
+        s3_options = {} if profile is None else {"profile": profile}
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         remote = None
         if backend is None:
             location = path if path is not None else os.environ.get("AMBER_STORE", DEFAULT_PATH)
-            remote = open_remote(location, endpoint=endpoint)
-        elif endpoint is not None:
-            raise InvalidArgumentError("endpoint applies to s3:// locations, not to a backend")
+            remote = open_remote(location, endpoint=endpoint, **s3_options)
+        elif endpoint is not None or profile is not None:
+            raise InvalidArgumentError(
+                "endpoint and profile apply to s3:// locations, not to a backend"
+            )
         if remote is not None:
             # A remote store: this client's index and verified object cache live under
             # $AMBER_CACHE; the index is brought up to date from storage on open.
