@@ -43,6 +43,9 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.torch_models
 	$(BIN)/python -m benchmarks.boosters
 	$(BIN)/python -m benchmarks.store
+	$(BIN)/python -m benchmarks.store_s3
+	$(BIN)/python -m benchmarks.loads --boosters --size-mb 1024
+	$(BIN)/python -m benchmarks.verify
 	$(BIN)/python -m benchmarks.keras_onnx
 	$(BIN)/python -m benchmarks.scanners
 	$(BIN)/python -m benchmarks.serve

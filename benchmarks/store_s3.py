@@ -5,7 +5,8 @@ client overheads and protocol round trips, not a network). Each figure is a medi
 ``--repeat`` runs, and each ratio compares against a peer measured in the same run:
 
 1. Push (local store -> S3) and pull (S3 -> a new local store) of a ``--mb`` model, against
-   moving the same bytes with obstore (``put``/``get`` of one blob) and with boto3
+   moving the same bytes with obstore (``put``/``get`` of one blob, and the get followed by
+   an fsync: a pull makes its objects durable) and with boto3
    (``upload_file``/``download_file``; boto3 comes with moto, reported missing if absent).
 2. Cold ``Store("s3://...").load`` (empty cache) against a raw download of the model's
    .amber file plus ``amber.load`` of it; warm load (cached) against a local-store load.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -136,15 +138,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--versions", type=int, default=10_000)
     args = parser.parse_args(argv)
     try:
-        import obstore
+        import obstore  # noqa: F401
     except ImportError:
         print("obstore is not installed (pip install amber[s3]): nothing measured")
         return 1
     work = Path(tempfile.mkdtemp(prefix="amber-bench-s3-"))
+    try:
+        return _run(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # GiBs of models, copies and caches
+
+
+def _run(args: argparse.Namespace, work: Path) -> int:
     os.environ.update(ACCESS)
     os.environ["AWS_REGION"] = "us-east-1"
     os.environ["AMBER_CACHE"] = str(work / "cache")
     server = Server()
+    try:
+        return _measure(args, work, server)
+    finally:
+        server.server.stop()
+
+
+def _measure(args: argparse.Namespace, work: Path, server: Server) -> int:
+    import obstore
+
     os.environ["AWS_ENDPOINT_URL"] = server.endpoint
     size = args.mb << 20
     state = model(args.mb)
@@ -174,6 +192,18 @@ def main(argv: list[str] | None = None) -> int:
                 f.write(chunk)
 
     t_obs_get = median_s(obs_get, args.repeat)
+
+    def obs_get_durable() -> None:
+        # The same bytes made durable, as a pull makes the objects of the store it fills
+        # (each fsynced before its version is committed): what the disk adds to a get.
+        result = obstore.get(raw, "blob")
+        with (work / "got.bin").open("wb") as f:
+            for chunk in result.stream(min_chunk_size=8 << 20):
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+
+    t_obs_get_durable = median_s(obs_get_durable, args.repeat)
     boto = boto3_client(server.endpoint)
     t_boto_put = t_boto_get = None
     if boto is not None:
@@ -213,10 +243,17 @@ def main(argv: list[str] | None = None) -> int:
             "pull (Store.pull)",
             mbps(t_pull),
             f"obstore get {ratio(t_pull, t_obs_get)}, "
+            f"get + fsync {ratio(t_pull, t_obs_get_durable)}, "
             f"boto3 download_file {ratio(t_pull, t_boto_get)}",
         )
     )
-    rows.append(("raw obstore put / get", f"{mbps(t_obs_put)} / {mbps(t_obs_get)}", ""))
+    rows.append(
+        (
+            "raw obstore put / get / get + fsync",
+            f"{mbps(t_obs_put)} / {mbps(t_obs_get)} / {mbps(t_obs_get_durable)}",
+            "",
+        )
+    )
     if boto is None:
         rows.append(("raw boto3", "missing (pip install boto3)", ""))
     else:
@@ -341,7 +378,6 @@ def main(argv: list[str] | None = None) -> int:
     for label, value, note in rows:
         print(f"{label:<{width}}  {value:>22}  {note}")
     print("ratios for push/pull: amber throughput / peer throughput (>= 0.8 wanted)")
-    server.server.stop()
     return 0
 
 

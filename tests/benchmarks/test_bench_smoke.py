@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -194,3 +195,18 @@ def test_spark_worker_memory_sampler_reads_proc_without_psutil() -> None:
     finally:
         worker.kill()
         worker.wait()
+
+
+def test_s3_store_benchmark_runs() -> None:
+    """Against a moto server it starts itself; every figure row is printed, the durable
+    peer (get + fsync) included."""
+    if not (_installed("moto") and _installed("obstore")):
+        import pytest
+
+        pytest.skip("moto and obstore are test dependencies (pip install -e .[test])")
+    before = set(Path(tempfile.gettempdir()).glob("amber-bench-s3-*"))
+    out = _module("benchmarks.store_s3", "--mb", "16", "--repeat", "1", "--versions", "10")
+    assert set(Path(tempfile.gettempdir()).glob("amber-bench-s3-*")) == before  # cleaned up
+    for row in ("push (Store.push)", "pull (Store.pull)", "get + fsync", "warm load (cached)"):
+        assert row in out, out
+    assert "versions: warm" in out, out
