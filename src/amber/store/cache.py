@@ -18,14 +18,16 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from amber.container.digest import hasher
 from amber.errors import CorruptFileError, InvalidArgumentError, StoreError
 from amber.store.backend import Backend
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 DEFAULT_LIMIT = 20 << 30
 PART = 32 << 20  # bytes per ranged GET (at most PARALLEL of them in memory at once)
@@ -249,6 +251,8 @@ def fetch_verified(
             )
         done(download)
         finished.add(download.digest_hex)
+
+    from concurrent.futures import ThreadPoolExecutor  # commands that only list skip it
 
     pending: deque[tuple[Download, int, Future[int]]] = deque()
     finishing: list[Future[None]] = []

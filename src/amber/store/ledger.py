@@ -28,7 +28,6 @@ import getpass
 import json
 import math
 import os
-import socket
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -56,6 +55,8 @@ def creator() -> str:
         user = getpass.getuser()
     except Exception:  # no login name in some containers
         user = f"uid{os.getuid()}"
+    import socket  # only writers name themselves
+
     return f"{user}@{socket.gethostname()}"
 
 

@@ -3,7 +3,6 @@ client keeps its derived data for remote stores (index, verified object cache)."
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -81,5 +80,7 @@ def open_remote(
     backend = S3Backend(bucket, prefix, endpoint=endpoint, check_bucket=False, **options)
     url = backend.url
     # One index per store and endpoint: two servers may hold buckets of the same name.
+    import hashlib  # local stores (every listing command) do not need it
+
     ident = hashlib.sha256(f"{url}\n{backend.endpoint or ''}".encode()).hexdigest()[:24]
     return Remote(backend, url, cache_root() / "index" / ident / "index.sqlite")

@@ -23,7 +23,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from amber import pruning, quantization
 from amber.container.writer import check_compress
 from amber.errors import (
     AliasConflict,
@@ -324,6 +323,8 @@ class Store:
 
         check_name(name)
         check_compress(compress)
+        from amber import pruning, quantization  # only saves that ask for them
+
         spec = quantization.as_spec(quantize)
         pruning_spec = pruning.as_spec(prune)
         numbers = self.ledger.numbers(name)
