@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from amber.errors import FormatError, SerializationError
+from amber.gcpause import gc_resumed
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _MODULE = re.compile(rf"^{_IDENT}(\.{_IDENT})*$")
@@ -91,7 +92,8 @@ class QualName:
     def resolve(self) -> Any:
         """Import the module and find the object; only call after the trust audit."""
         try:
-            target: Any = importlib.import_module(self.module)
+            with gc_resumed(self.module):  # a first import runs with the collector as usual
+                target: Any = importlib.import_module(self.module)
             for part in self.qualname.split("."):
                 target = getattr(target, part)
         except (ImportError, AttributeError) as exc:

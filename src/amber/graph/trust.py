@@ -23,6 +23,7 @@ from importlib.machinery import EXTENSION_SUFFIXES
 from typing import Any, Literal
 
 from amber.errors import UntrustedTypeError
+from amber.gcpause import gc_resumed
 from amber.graph.names import QualName, user_name
 from amber.graph.schema import ANY_OBJECT, SCHEMAS, Schema, Slot
 
@@ -131,8 +132,12 @@ class Registry:
 
     def _ensure_loaded(self, package: str, kind: Kind) -> None:
         with self._lock:
-            for loader in self._loaders.pop((package, kind), []):
-                loader(self)
+            loaders = self._loaders.pop((package, kind), [])
+            if not loaders:
+                return
+            with gc_resumed():  # loaders import a library's tables (amber.gcpause)
+                for loader in loaders:
+                    loader(self)
 
     # -- audit -----------------------------------------------------------------------------
 
