@@ -92,6 +92,19 @@ def test_resumed_only_for_a_first_import_inside_this_threads_pause() -> None:
         gc.enable()
 
 
+def test_a_load_inside_a_resumed_import_leaves_the_outer_pause_resumable() -> None:
+    with gc_paused():
+        with gc_resumed():  # an import that itself loads a file
+            with gc_paused():
+                assert not gc.isenabled()
+            assert gc.isenabled()
+        assert not gc.isenabled()
+        with gc_resumed("a_module_never_imported"):  # still this thread's pause
+            assert gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
 def test_another_threads_pause_is_not_resumed_here() -> None:
     paused, done = threading.Event(), threading.Event()
 

@@ -35,11 +35,11 @@ def gc_paused() -> Iterator[None]:
         yield
         return
     gc.disable()
-    _state.paused = True
+    outer, _state.paused = getattr(_state, "paused", False), True
     try:
         yield
     finally:
-        _state.paused = False
+        _state.paused = outer  # a pause entered inside a resumed import ends here
         gc.enable()
 
 

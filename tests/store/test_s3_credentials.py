@@ -111,12 +111,12 @@ def test_missing_permission_is_a_clear_error_and_changes_nothing(
     assert _state(s3_url, users["writer"], monkeypatch) == before
 
 
-def test_an_aws_profile_supplies_the_keys(
-    users: dict[str, tuple[str, str]],
-    s3_url: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.fixture
+def aws_files(
+    users: dict[str, tuple[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """AWS CLI files with the profiles ``team`` (the writer's keys), ``broken`` (keys the
+    server refuses) and ``sso`` (keys from a program amber will not run)."""
     credentials, config = tmp_path / "credentials", tmp_path / "config"
     key, secret = users["writer"]
     credentials.write_text(
@@ -129,6 +129,10 @@ def test_an_aws_profile_supplies_the_keys(
     )
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+
+
+@pytest.mark.usefixtures("aws_files")
+def test_an_aws_profile_supplies_the_keys(s3_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     monkeypatch.setenv("AWS_PROFILE", "team")
@@ -145,18 +149,10 @@ def test_an_aws_profile_supplies_the_keys(
         Store(s3_url)
 
 
+@pytest.mark.usefixtures("aws_files")
 def test_store_takes_a_profile_that_wins_over_the_environment(
-    users: dict[str, tuple[str, str]],
-    s3_url: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    s3_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    credentials, config = tmp_path / "credentials", tmp_path / "config"
-    key, secret = users["writer"]
-    credentials.write_text(f"[team]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n")
-    config.write_text("[profile team]\nregion = us-east-1\n")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
     # Keys the server refuses in the environment: the profile named here is what is used.
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "refused")
@@ -166,9 +162,10 @@ def test_store_takes_a_profile_that_wins_over_the_environment(
         assert store.save({"w": 1}, "m").version == 1
     with pytest.raises(InvalidArgumentError, match="no AWS profile 'nobody'"):
         Store(s3_url, profile="nobody")
-    for bad in ("", 3):
-        with pytest.raises(InvalidArgumentError, match="AWS profile name"):
+    for bad in ("", 3, object()):
+        with pytest.raises(InvalidArgumentError, match="AWS profile name") as refused:
             Store(s3_url, profile=bad)  # type: ignore[arg-type]
+        assert "0x" not in str(refused.value)  # no object reprs or addresses
     with pytest.raises(InvalidArgumentError, match="s3:// stores only"):
         Store(tmp_path / "local", profile="team")
     assert not (tmp_path / "local").exists()

@@ -135,7 +135,8 @@ class Store:
         if backend is not None and path is not None:
             raise InvalidArgumentError("give a path or a backend, not both")
         if profile is not None and (not isinstance(profile, str) or not profile):
-            raise InvalidArgumentError(f"profile must be an AWS profile name, not {profile!r}")
+            given = "an empty name" if profile == "" else f"a {type(profile).__name__}"
+            raise InvalidArgumentError(f"profile must be an AWS profile name, not {given}")
         s3_options = {} if profile is None else {"profile": profile}
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         remote = None
