@@ -32,6 +32,8 @@ class FaultProxy:
     upstream: str
     rules: list[Rule] = field(default_factory=list)
     injected: list[tuple[str, str, str]] = field(default_factory=list)  # (action, method, path)
+    # Every request forwarded: (method, path, arrived, answered), times from perf_counter.
+    seen: list[tuple[str, str, float, float]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
 
@@ -101,6 +103,7 @@ class FaultProxy:
                     pass
 
             def _handle(self) -> None:
+                arrived = time.perf_counter()
                 body = self._body()
                 action = proxy.take(self.command, self.path)
                 if action in ("500", "503", "slowdown"):
@@ -143,6 +146,8 @@ class FaultProxy:
                     self._drop()
                     return
                 self.wfile.write(data)
+                with proxy.lock:
+                    proxy.seen.append((self.command, self.path, arrived, time.perf_counter()))
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 

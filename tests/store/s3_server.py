@@ -91,3 +91,16 @@ def s3_url(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) 
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     monkeypatch.setenv("AMBER_CACHE", str(tmp_path / "amber-cache"))
     return f"s3://{bucket}/store"
+
+
+@pytest.fixture
+def proxy(s3_server: S3Server, s3_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A fault proxy in front of the server; s3_url's store is reached through it."""
+    from tests.store.fault_proxy import FaultProxy
+
+    faults = FaultProxy(s3_server.endpoint).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", faults.endpoint)
+    try:
+        yield faults
+    finally:
+        faults.stop()

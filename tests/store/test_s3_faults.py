@@ -5,7 +5,6 @@ half-visible."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -14,18 +13,6 @@ import pytest
 from amber.errors import StoreError
 from amber.store import Store
 from tests.store.fault_proxy import FaultProxy
-from tests.store.s3_server import S3Server
-
-
-@pytest.fixture
-def proxy(s3_server: S3Server, s3_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """A proxy in front of the server; s3_url's store is reached through it."""
-    faults = FaultProxy(s3_server.endpoint).start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", faults.endpoint)
-    try:
-        yield faults
-    finally:
-        faults.stop()
 
 
 def _model(seed: int) -> dict[str, Any]:

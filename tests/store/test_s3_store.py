@@ -12,7 +12,7 @@ import pytest
 
 from amber.errors import InvalidArgumentError, StoreError, VersionNotFound
 from amber.store import Store
-from tests.store.s3_server import S3Server
+from tests.store.s3_server import ACCESS, S3Server
 
 
 def test_save_load_alias_and_listing(s3_url: str) -> None:
@@ -114,3 +114,20 @@ def test_missing_obstore_names_the_extra(s3_url: str) -> None:
     env = {**os.environ, "PYTHONPATH": "src"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert "pip install 'amber[s3]'" in out.stdout, out.stderr
+
+
+def test_one_client_per_settings(s3_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Building an obstore client costs as much as a warm load's requests: opens share one,
+    # unless any setting or AWS_* variable differs (keys, region, endpoint...).
+    with Store(s3_url) as a, Store(s3_url) as b:
+        assert a.backend._store is b.backend._store
+    # (test_s3_credentials checks that refused keys fail after good ones in one process)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "another-secret")
+    with Store(s3_url) as other:
+        assert other.backend._store is not a.backend._store
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", ACCESS["secret_access_key"])
+    with Store(s3_url) as c:
+        assert c.backend._store is a.backend._store and c.models() == []
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    with Store(s3_url) as d:
+        assert d.backend._store is not a.backend._store

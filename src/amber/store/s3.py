@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -76,6 +77,45 @@ def require_obstore() -> None:
             "this process was forked after its parent used an s3:// store, which obstore "
             "does not support; start it with multiprocessing's 'spawn' or 'forkserver'"
         )
+
+
+_CLIENTS: dict[tuple[Any, ...], Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+_MAX_CLIENTS = 16
+_PLAIN = (str, bool, int, float, timedelta, type(None))
+
+
+def _client(
+    bucket: str, prefix: str | None, client: dict[str, Any], options: dict[str, Any]
+) -> Any:
+    """An obstore client for these settings, made once per process: building one costs
+    ~7 ms (its TLS roots are loaded), as much as a warm load's requests. The key holds every
+    setting and every ``AWS_*`` variable, which obstore reads when it builds the client, so
+    a changed key or region gets a new one. Settings that are not plain values (a
+    credential provider) are never shared."""
+    retry = {"max_retries": 4, "retry_timeout": timedelta(seconds=30)}
+
+    def build() -> Any:
+        return S3Store(
+            bucket,
+            prefix=prefix,
+            client_options=client,
+            retry_config=retry,  # type: ignore[arg-type]
+            **options,
+        )
+
+    if not all(isinstance(v, _PLAIN) for v in [*client.values(), *options.values()]):
+        return build()
+    environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+    key = (bucket, prefix, *(tuple(sorted(d.items())) for d in (client, options)), environment)
+    with _CLIENTS_LOCK:
+        found = _CLIENTS.get(key)
+        if found is None:
+            found = build()
+            if len(_CLIENTS) >= _MAX_CLIENTS:
+                _CLIENTS.pop(next(iter(_CLIENTS)))  # the oldest made
+            _CLIENTS[key] = found
+        return found
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -140,15 +180,8 @@ class S3Backend(Backend):
                 client["allow_http"] = True
             options.setdefault("endpoint", self.endpoint)
         options.setdefault("region", _env_region())
-        retry = {"max_retries": 4, "retry_timeout": timedelta(seconds=30)}
         try:
-            self._store = S3Store(
-                bucket,
-                prefix=prefix or None,
-                client_options=client,
-                retry_config=retry,  # type: ignore[arg-type]
-                **options,
-            )
+            self._store = _client(bucket, prefix or None, client, options)
         except Exception as exc:  # a bad option: obstore's own message says which
             raise InvalidArgumentError(
                 f"cannot configure the S3 store: {_first_line(exc)}"

@@ -26,6 +26,7 @@ from typing import Any
 from amber.container.writer import check_compress
 from amber.errors import (
     AliasConflict,
+    AmberError,
     InvalidArgumentError,
     StoreError,
     StoreIndexError,
@@ -41,6 +42,7 @@ from amber.store.local import CACHE, LocalBackend, check_store_folder, store_err
 from amber.store.location import cache_root, local_path, open_remote
 from amber.store.names import LATEST, Spec, check_alias, check_name, closest, parse_spec
 from amber.store.objects import ObjectFiles, objects_of, put_tensors
+from amber.store.prefetch import Prefetch
 from amber.store.reader import VersionReader
 
 DEFAULT_PATH = ".amber"
@@ -168,6 +170,7 @@ class Store:
             self._scratch = tempfile.TemporaryDirectory(prefix="amber-store-cache-")
             cache = Path(self._scratch.name)
         self.backend = backend
+        self._remote = remote is not None
         # Clients of a remote store keep their own index: changes are announced to them.
         announce = getattr(backend, "list_etags", None) is not None
         self.ledger = Ledger(backend, committed=self._index_committed, journal=announce)
@@ -229,25 +232,54 @@ class Store:
         )
         return VersionNotFound(f"no model named {name!r} in {self.backend.describe()}{hint}")
 
+    def _guess(self, name: str, alias: str | None = None) -> int | None:
+        """The version the index expects ``name`` (or its ``alias``) to resolve to, on a
+        remote store only: its record is then read while storage is asked (``prefetch``)."""
+        if not self._remote:
+            return None
+        if alias is None:
+            sql, params = "SELECT MAX(version) FROM versions WHERE name = ?", (name,)
+        else:
+            sql, params = "SELECT version FROM aliases WHERE name = ? AND alias = ?", (name, alias)
+        try:
+            found = self.index.query(sql, params)
+        except AmberError:
+            return None  # a damaged index only loses the head start
+        return found[0][0] if found else None
+
     def _latest(self, name: str, numbers: list[int] | None = None) -> records.Record:
         """The newest live version; ``numbers``: the allocated ones, when already listed."""
-        numbers = self.ledger.numbers(name) if numbers is None else numbers
-        if not numbers:
-            raise self._missing_model(name)
-        record = self.ledger.latest(name, numbers)
+        with Prefetch(
+            self.ledger, name, None if numbers is not None else self._guess(name)
+        ) as early:
+            numbers = self.ledger.numbers(name) if numbers is None else numbers
+            if not numbers:
+                raise self._missing_model(name)
+            record = early.take(numbers[-1])
+        if record is None or record.deleted:
+            record = self.ledger.latest(name, numbers)
         if record is None:
             raise VersionNotFound(f"every version of {name!r} was deleted")
         return record
 
     def resolve(self, spec: str | Spec) -> records.Record:
-        """The record a spec names (latest, a number or an alias)."""
+        """The record a spec names (latest, a number or an alias), read from storage."""
         parsed = spec if isinstance(spec, Spec) else parse_spec(spec)
         if parsed.version is not None:
+            record = self.ledger.record(parsed.name, parsed.version)
+            if record is not None and not record.deleted:
+                return record
             if not self.ledger.numbers(parsed.name):
                 raise self._missing_model(parsed.name)
             return self._live_record(parsed.name, parsed.version)
         if parsed.alias is not None:
-            _, version = self.ledger.ref(parsed.name, parsed.alias)
+            with Prefetch(
+                self.ledger, parsed.name, self._guess(parsed.name, parsed.alias)
+            ) as early:
+                _, version = self.ledger.ref(parsed.name, parsed.alias)
+                record = early.take(version) if version is not None else None
+            if record is not None and not record.deleted:
+                return record
             if version is None:
                 if not self.ledger.numbers(parsed.name):
                     raise self._missing_model(parsed.name)
