@@ -7,7 +7,8 @@ client overheads and protocol round trips, not a network). Each figure is a medi
 1. Push (local store -> S3) and pull (S3 -> a new local store) of a ``--mb`` model, against
    moving the same bytes with obstore (``put``/``get`` of one blob, and the get followed by
    an fsync: a pull makes its objects durable) and with boto3
-   (``upload_file``/``download_file``; boto3 comes with moto, reported missing if absent).
+   (``upload_file``/``download_file``, and the download followed by an fsync; boto3 comes
+   with moto, reported missing if absent).
 2. Cold ``Store("s3://...").load`` (empty cache) against a raw download of the model's
    .amber file plus ``amber.load`` of it; warm load (cached) against a local-store load.
 3. A second version changing 5% of the tensors: bytes uploaded against one full version.
@@ -205,7 +206,7 @@ def _measure(args: argparse.Namespace, work: Path, server: Server) -> int:
 
     t_obs_get_durable = median_s(obs_get_durable, args.repeat)
     boto = boto3_client(server.endpoint)
-    t_boto_put = t_boto_get = None
+    t_boto_put = t_boto_get = t_boto_get_durable = None
     if boto is not None:
         from boto3.s3.transfer import TransferConfig
 
@@ -217,6 +218,16 @@ def _measure(args: argparse.Namespace, work: Path, server: Server) -> int:
             lambda: boto.download_file(raw_bucket, "b3", str(work / "b3.bin"), Config=whole),
             args.repeat,
         )
+
+        def boto_get_durable() -> None:
+            boto.download_file(raw_bucket, "b3", str(work / "b3.bin"), Config=whole)
+            fd = os.open(work / "b3.bin", os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+        t_boto_get_durable = median_s(boto_get_durable, args.repeat)
     urls: list[str] = []
 
     def fresh_url() -> None:
@@ -244,7 +255,8 @@ def _measure(args: argparse.Namespace, work: Path, server: Server) -> int:
             mbps(t_pull),
             f"obstore get {ratio(t_pull, t_obs_get)}, "
             f"get + fsync {ratio(t_pull, t_obs_get_durable)}, "
-            f"boto3 download_file {ratio(t_pull, t_boto_get)}",
+            f"boto3 download_file {ratio(t_pull, t_boto_get)}, "
+            f"download_file + fsync {ratio(t_pull, t_boto_get_durable)}",
         )
     )
     rows.append(
@@ -257,7 +269,13 @@ def _measure(args: argparse.Namespace, work: Path, server: Server) -> int:
     if boto is None:
         rows.append(("raw boto3", "missing (pip install boto3)", ""))
     else:
-        rows.append(("raw boto3 upload/download", f"{mbps(t_boto_put)} / {mbps(t_boto_get)}", ""))
+        rows.append(
+            (
+                "raw boto3 upload / download / download + fsync",
+                f"{mbps(t_boto_put)} / {mbps(t_boto_get)} / {mbps(t_boto_get_durable)}",
+                "",
+            )
+        )
 
     # 2. cold and warm loads ------------------------------------------------------------
     url = urls[-1]
