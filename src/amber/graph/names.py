@@ -7,13 +7,13 @@ and resolution checks that the object found has that same ``__module__`` and
 
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from amber.errors import FormatError, SerializationError
 from amber.gcpause import gc_resumed
+from amber.stackroom import import_module
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _MODULE = re.compile(rf"^{_IDENT}(\.{_IDENT})*$")
@@ -93,7 +93,7 @@ class QualName:
         """Import the module and find the object; only call after the trust audit."""
         try:
             with gc_resumed(self.module):  # a first import runs with the collector as usual
-                target: Any = importlib.import_module(self.module)
+                target: Any = import_module(self.module)  # amber.stackroom
             for part in self.qualname.split("."):
                 target = getattr(target, part)
         except (ImportError, AttributeError) as exc:

@@ -26,6 +26,7 @@ from amber.errors import UntrustedTypeError
 from amber.gcpause import gc_resumed
 from amber.graph.names import QualName, user_name
 from amber.graph.schema import ANY_OBJECT, SCHEMAS, Schema, Slot
+from amber.stackroom import with_room
 
 Kind = Literal["type", "function"]
 
@@ -137,7 +138,7 @@ class Registry:
                 return
             with gc_resumed():  # loaders import a library's tables (amber.gcpause)
                 for loader in loaders:
-                    loader(self)
+                    with_room(loader, self)  # amber.stackroom
 
     # -- audit -----------------------------------------------------------------------------
 
