@@ -20,6 +20,7 @@ ordinary call.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 from collections.abc import Callable
@@ -36,12 +37,14 @@ def _roomy(call: Callable[..., Any], args: tuple[Any, ...]) -> Any:
 
 # The same function with SLOTS more locals (named "0", "1"...: never bound, never seen by
 # any code), which is all that sizes its frame. Made once, when amber is imported (~0.3 ms).
+# An interpreter whose code objects cannot be rebuilt this way keeps the ordinary call.
 _code = _roomy.__code__
-_extra = tuple(map(str, range(SLOTS)))
-_roomy.__code__ = _code.replace(
-    co_varnames=_code.co_varnames + _extra, co_nlocals=_code.co_nlocals + SLOTS
-)
-del _code, _extra
+with contextlib.suppress(AttributeError, TypeError, ValueError):
+    _roomy.__code__ = _code.replace(
+        co_varnames=_code.co_varnames + tuple(map(str, range(SLOTS))),
+        co_nlocals=_code.co_nlocals + SLOTS,
+    )
+del _code
 
 
 def with_room(call: Callable[..., T], *args: Any) -> T:
