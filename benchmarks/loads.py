@@ -13,6 +13,12 @@ One command, every figure a ratio against a peer measured in the same process:
 - ``amber --help``, ``amber inspect FILE`` and ``amber ls`` as processes;
 - ``--size-mb N``: a verified load of N MiB of float32 arrays against BLAKE3 (all threads)
   of the same bytes in memory.
+- ``--phases``: where each load's time goes, against the peer in the same run. For the
+  scikit-learn models: opening the file with its structure checks (header, trailer,
+  manifest digest, JSON parse, every tensor entry), then the same with every payload
+  hashed (``verify="full"``), before anything is built; for the boosters: amber's checks of
+  the model bytes alone. These are the parts no decoder change removes while every check
+  stays.
 
 ``--json PATH`` writes the figures; ``--compare BEFORE.json`` adds a column with the figures
 of an earlier run (another checkout: ``PYTHONPATH=/path/to/other/src python -m
@@ -159,6 +165,100 @@ def sklearn_loads(folder: Path, repeat: int, quick: bool) -> dict[str, dict[str,
             row[f"{state} amber ms"], row[f"{state} pickle ms"] = times["amber"], times["pickle"]
         rows[name] = row
     return rows
+
+
+def sklearn_phases(folder: Path, repeat: int, quick: bool) -> dict[str, dict[str, float]]:
+    """Milliseconds of pickle, of opening the file (structure checks only), of opening it
+    verified (every payload hashed) and of the whole load, interleaved (warm allocator)."""
+    from amber.container import ContainerReader
+
+    def opened(path: Path, verify: Any) -> None:
+        ContainerReader(path, verify=verify).close()
+
+    rows: dict[str, dict[str, float]] = {}
+    for name, model in sklearn_models(quick).items():
+        path, raw = folder / "phases.amber", folder / "phases.pkl"
+        amber.save(model, path)
+        raw.write_bytes(pickle.dumps(model, protocol=5))
+        with allocator("warm"):
+            rows[name] = paired(
+                {
+                    "pickle": lambda raw=raw: _pickle_load(raw),
+                    "open": lambda path=path: opened(path, "off"),
+                    "verified open": lambda path=path: opened(path, "full"),
+                    "amber": lambda path=path: amber.load(path),
+                },
+                repeat,
+            )
+    return rows
+
+
+def booster_phases(folder: Path, repeat: int, quick: bool) -> dict[str, dict[str, float]]:
+    """Milliseconds of the native loader, of amber's checks of the model bytes alone (which
+    run before the native loader sees them) and of the whole amber load."""
+    rows: dict[str, dict[str, float]] = {}
+    X = np.random.default_rng(0).standard_normal((2000, 20))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    trees = 10 if quick else 200
+    try:
+        import xgboost as xgb
+
+        from amber.adapters.xgboost import check_model, parse_ubjson
+
+        booster = xgb.train({"max_depth": 6}, xgb.DMatrix(X, label=y), trees)
+        raw = bytes(booster.save_raw("ubj"))
+        amber.save(booster, folder / "xgb.amber")
+        rows[f"XGBoost ({trees} trees)"] = paired(
+            {
+                "native": lambda: xgb.Booster().load_model(bytearray(raw)),
+                "parse": lambda: parse_ubjson(raw),
+                "checks": lambda: check_model(raw),
+                "amber": lambda: amber.load(folder / "xgb.amber"),
+            },
+            repeat,
+        )
+    except ImportError:
+        print("xgboost: not installed, skipped", file=sys.stderr)
+    try:
+        import lightgbm as lgb
+
+        from amber.adapters.lightgbm import check_model_string
+
+        model = lgb.train(
+            {"verbose": -1, "num_leaves": 31}, lgb.Dataset(X, label=y), num_boost_round=trees
+        )
+        text = model.model_to_string()
+        amber.save(model, folder / "lgb.amber")
+        rows[f"LightGBM ({trees} trees)"] = paired(
+            {
+                "native": lambda: lgb.Booster(model_str=text),
+                "checks": lambda: check_model_string(text),
+                "amber": lambda: amber.load(folder / "lgb.amber"),
+            },
+            repeat,
+        )
+    except ImportError:
+        print("lightgbm: not installed, skipped", file=sys.stderr)
+    return rows
+
+
+def phases_report(results: dict[str, Any]) -> list[str]:
+    """The --phases tables: each part in ms and as a multiple of the peer's whole load."""
+    stat = results.get("statistic", "median")
+    out = []
+    for key, peer in (("sklearn phases", "pickle"), ("booster phases", "native")):
+        rows = results.get(key, {})
+        if not rows:
+            continue
+        out.append(f"\nwhere the time goes ({stat} ms; x: multiple of {peer}'s whole load)")
+        for name, row in rows.items():
+            cells = "  ".join(
+                f"{part} {value:.2f} ({value / row[peer]:.2f}x)"
+                for part, value in row.items()
+                if part != peer
+            )
+            out.append(f"  {name:<28}{peer} {row[peer]:.2f}  {cells}")
+    return out
 
 
 def booster_loads(folder: Path, repeat: int, quick: bool) -> dict[str, dict[str, float]]:
@@ -429,6 +529,9 @@ def main(argv: list[str] | None = None) -> int:
         "--stat", choices=("median", "min"), default="median", help="summary of the runs"
     )
     parser.add_argument("--no-processes", action="store_true", help="skip fresh process, CLI")
+    parser.add_argument(
+        "--phases", action="store_true", help="where each load's time goes (opening, checks)"
+    )
     parser.add_argument("--compare", type=Path, help="figures of an earlier run (--json)")
     args = parser.parse_args(argv)
     repeat = 1 if args.quick else args.repeat
@@ -451,13 +554,18 @@ def main(argv: list[str] | None = None) -> int:
             results["fresh process"], results["cli"] = fresh_and_cli(
                 folder, 1 if args.quick else repeat
             )
+        if args.phases:
+            print("phases...", file=sys.stderr)
+            results["sklearn phases"] = sklearn_phases(folder, repeat, args.quick)
+            if args.boosters:
+                results["booster phases"] = booster_phases(folder, repeat, args.quick)
         if args.size_mb:
             print("verified load...", file=sys.stderr)
             results["verified"] = verified_load(folder, args.size_mb, repeat)
     results["load average at the end"] = load_average()
     _ratios(results)
     before = json.loads(args.compare.read_text()) if args.compare else None
-    print("\n".join(report(results, before)))
+    print("\n".join(report(results, before) + phases_report(results)))
     print(f"load average at the end: {results['load average at the end']}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

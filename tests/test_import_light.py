@@ -91,6 +91,8 @@ def test_cli_inspect_imports_only_its_command(tmp_path: Path) -> None:
     others = {"serve_cmd", "predict_cmd", "store_cmds", "store_admin_cmds", "remote_cmds"}
     assert not {f"amber.cli.{name}" for name in others} & loaded
     assert not {"amber.store", "amber.serve", "amber.batch", "sqlite3"} & loaded
+    # Save-only features and foreign-format sniffing stay off the inspect and load paths.
+    assert not {"amber.pruning", "amber.quantization", "zipfile"} & loaded
 
 
 def test_cli_ls_imports_no_framework(tmp_path: Path) -> None:

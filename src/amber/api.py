@@ -14,8 +14,6 @@ from amber import (
     adapters,  # noqa: F401  (registers the adapters' names and constructors)
     environment,
     modules,
-    pruning,
-    quantization,
 )
 from amber import progress as progress_module
 from amber._version import __version__
@@ -263,6 +261,8 @@ def save(
     when part of ``obj`` cannot be saved, and WriteError when the file cannot be written;
     in both cases nothing appears at ``path`` and an existing file there is untouched.
     """
+    from amber import pruning, quantization  # save-only: kept off the load and CLI paths
+
     _check_save_arguments(obj, path)
     check_compress(compress)
     spec = quantization.as_spec(quantize)
@@ -398,6 +398,8 @@ def load(
                 "dequantize must be True or False, and dequantize=False takes no into=, "
                 "keys= or device="
             )
+        from amber import quantization
+
         return quantization.stored_tensors(path, verify=verify)
     return load_from(
         lambda mode: not_foreign(

@@ -170,6 +170,22 @@ def test_loads_report_prints_every_table_and_target() -> None:
         assert fixed in (True, False)  # False only where glibc's mallopt is missing
 
 
+def test_loads_phases_table_gives_each_part_as_a_multiple_of_the_peer() -> None:
+    from benchmarks.loads import phases_report
+
+    results = {
+        "sklearn phases": {
+            "grid search": {"pickle": 0.5, "open": 1.0, "verified open": 1.5, "amber": 2.0}
+        },
+        "booster phases": {"XGBoost (200 trees)": {"native": 2.0, "checks": 12.0, "amber": 16.0}},
+    }
+    text = "\n".join(phases_report(results))
+    assert "grid search" in text and "open 1.00 (2.00x)" in text
+    assert "verified open 1.50 (3.00x)" in text and "amber 2.00 (4.00x)" in text
+    assert "checks 12.00 (6.00x)" in text and "multiple of native's whole load" in text
+    assert phases_report({}) == []  # no --phases: no table
+
+
 def test_spark_worker_memory_sampler_reads_proc_without_psutil() -> None:
     """The sampler finds a process whose command line names pyspark's worker module and
     reads its memory from /proc (the MLflow peer's environment has no psutil)."""

@@ -4,7 +4,6 @@ enough), and what to do with it. Imports nothing but the standard library."""
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -47,6 +46,8 @@ def compression(head: bytes) -> str | None:
 
 
 def _zip_kind(path: Path) -> str | None:
+    import zipfile  # only for files that are not amber's (keeps `amber inspect` light)
+
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()[:10000]
