@@ -50,6 +50,15 @@ class TensorEntry:
     # Format 1.1: the payload holds quantized values; loading gives stored x scale.
     quantization: quantized.Quantization | None = None
 
+    @classmethod
+    def checked(cls, *fields: Any) -> TensorEntry:
+        """An entry from fields already validated, in declaration order: the same object
+        the constructor makes, without its per-field frozen-attribute calls (a file may
+        declare a million entries)."""
+        entry = object.__new__(cls)
+        entry.__dict__.update(zip(_FIELD_NAMES, fields, strict=True))
+        return entry
+
     @property
     def stored_nbytes(self) -> int:
         """Bytes the payload takes in the file (the layout rules apply to these)."""
@@ -75,6 +84,9 @@ class TensorEntry:
         if self.quantization is not None:
             out[QUANTIZATION_KEY] = self.quantization.to_json()
         return out
+
+
+_FIELD_NAMES = tuple(TensorEntry.__dataclass_fields__)
 
 
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -197,79 +209,92 @@ def _int_field(entry: dict[str, Any], key: str, where: str) -> int:
 
 
 def validate_entry(raw: Any, index: int) -> TensorEntry:
-    where = f"tensor #{index}"
+    """One tensor entry of the manifest, checked; FormatError naming it otherwise.
+
+    The hot path of opening a file with thousands of tensors: messages are built only when
+    a check fails, and an entry with exactly the base keys skips the key analysis."""
     if not isinstance(raw, dict):
-        raise FormatError(f"{where}: entry must be a JSON object")
-    reserved = _RESERVED_ENTRY_KEYS & raw.keys()
+        raise FormatError(f"tensor #{index}: entry must be a JSON object")
+    keys = raw.keys()
+    if keys != _ENTRY_KEYS:
+        _check_entry_keys(keys, index)
+    name = raw["name"]
+    if not isinstance(name, str) or not name:
+        raise FormatError(f"tensor #{index}: 'name' must be a non-empty string")
+    # At most 4 UTF-8 bytes a character (surrogatepass too): short names need no encoding.
+    if len(name) * 4 > MAX_NAME_BYTES and len(name.encode("utf-8", "surrogatepass")) > (
+        MAX_NAME_BYTES
+    ):
+        raise FormatError(f"tensor {name!r}: name is longer than {MAX_NAME_BYTES} bytes")
+    dtype = raw["dtype"]
+    size = dtypes.itemsize(dtype)
+    shape = raw["shape"]
+    if type(shape) is not list:
+        raise FormatError(f"tensor {name!r}: 'shape' must be a list of integers")
+    if len(shape) > MAX_RANK:
+        raise FormatError(f"tensor {name!r}: rank {len(shape)} exceeds the limit of {MAX_RANK}")
+    for dim in shape:
+        if type(dim) is not int or not 0 <= dim <= MAX_INT64:
+            raise FormatError(
+                f"tensor {name!r}: shape {shape} has a dimension that is not in [0, 2^63-1]"
+            )
+    # Python integers do not overflow; compare against the int64 range explicitly. Zero
+    # dimensions are left out: numpy refuses such a shape even when the array is empty.
+    count = math.prod(shape)
+    if (count if count else math.prod(dim for dim in shape if dim)) * size > MAX_INT64:
+        raise FormatError(f"tensor {name!r}: shape {shape} x {size} bytes overflows a 64-bit size")
+    nbytes = raw["nbytes"]
+    if type(nbytes) is not int or not 0 <= nbytes <= MAX_INT64:
+        _int_field(raw, "nbytes", f"tensor {name!r}")
+    if nbytes != count * size:
+        raise FormatError(
+            f"tensor {name!r}: nbytes {nbytes} does not match shape {shape} of {dtype} "
+            f"({count * size} bytes)"
+        )
+    order = raw["order"]
+    if order != "C" and order != "F":
+        raise FormatError(f'tensor {name!r}: \'order\' must be "C" or "F", got {order!r}')
+    offset = raw["offset"]
+    if type(offset) is not int or not 0 <= offset <= MAX_INT64:
+        _int_field(raw, "offset", f"tensor {name!r}")
+    digest = raw["digest"]
+    if not is_digest(digest):
+        raise FormatError(
+            f"tensor {name!r}: 'digest' must be 'blake3:' followed by 64 lowercase hex digits"
+        )
+    compression = quantization = None
+    if COMPRESSION_KEY in raw:
+        where = f"tensor {name!r}"
+        compression = codecs.parse(
+            raw[COMPRESSION_KEY], dtype=dtype, itemsize=size, decoded=nbytes, where=where
+        )
+    if QUANTIZATION_KEY in raw:
+        if order != "C":
+            raise FormatError(f"tensor {name!r}: a quantized tensor is stored in C order")
+        quantization = quantized.parse(
+            raw[QUANTIZATION_KEY], dtype=dtype, shape=tuple(shape), where=f"tensor {name!r}"
+        )
+    return TensorEntry.checked(
+        name, dtype, tuple(shape), order, offset, nbytes, digest, compression, quantization
+    )
+
+
+def _check_entry_keys(keys: Any, index: int) -> None:
+    """Entries whose keys are not exactly the base ones: reserved, missing or unknown keys
+    are errors; the optional format 1.1 keys pass."""
+    where = f"tensor #{index}"
+    reserved = _RESERVED_ENTRY_KEYS & keys
     if reserved:
         raise UnsupportedVersionError(
             f"{where} uses {sorted(reserved)}, which this amber does not implement; "
             "upgrade amber to read this file"
         )
-    missing = _ENTRY_KEYS - raw.keys()
-    extra = raw.keys() - _ENTRY_KEYS - {COMPRESSION_KEY, QUANTIZATION_KEY}
+    missing = _ENTRY_KEYS - keys
+    extra = keys - _ENTRY_KEYS - {COMPRESSION_KEY, QUANTIZATION_KEY}
     if missing or extra:
         raise FormatError(
             f"{where}: entry has missing keys {sorted(missing)} / unknown keys {sorted(extra)}"
         )
-    name = raw["name"]
-    if not isinstance(name, str) or not name:
-        raise FormatError(f"{where}: 'name' must be a non-empty string")
-    where = f"tensor {name!r}"
-    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
-        raise FormatError(f"{where}: name is longer than {MAX_NAME_BYTES} bytes")
-    size = dtypes.itemsize(raw["dtype"])
-    shape = raw["shape"]
-    if not isinstance(shape, list):
-        raise FormatError(f"{where}: 'shape' must be a list of integers")
-    if len(shape) > MAX_RANK:
-        raise FormatError(f"{where}: rank {len(shape)} exceeds the limit of {MAX_RANK}")
-    for dim in shape:
-        if type(dim) is not int or not 0 <= dim <= MAX_INT64:
-            raise FormatError(f"{where}: shape {shape} has a dimension that is not in [0, 2^63-1]")
-    # Python integers do not overflow; compare against the int64 range explicitly. Zero
-    # dimensions are left out: numpy refuses such a shape even when the array is empty.
-    count = math.prod(shape)
-    if math.prod(dim for dim in shape if dim) * size > MAX_INT64:
-        raise FormatError(f"{where}: shape {shape} x {size} bytes overflows a 64-bit size")
-    nbytes = _int_field(raw, "nbytes", where)
-    if nbytes != count * size:
-        raise FormatError(
-            f"{where}: nbytes {nbytes} does not match shape {shape} of {raw['dtype']} "
-            f"({count * size} bytes)"
-        )
-    order = raw["order"]
-    if order not in ("C", "F"):
-        raise FormatError(f'{where}: \'order\' must be "C" or "F", got {order!r}')
-    offset = _int_field(raw, "offset", where)
-    digest = raw["digest"]
-    if not is_digest(digest):
-        raise FormatError(
-            f"{where}: 'digest' must be 'blake3:' followed by 64 lowercase hex digits"
-        )
-    compression = None
-    if COMPRESSION_KEY in raw:
-        compression = codecs.parse(
-            raw[COMPRESSION_KEY], dtype=raw["dtype"], itemsize=size, decoded=nbytes, where=where
-        )
-    quantization = None
-    if QUANTIZATION_KEY in raw:
-        if order != "C":
-            raise FormatError(f"{where}: a quantized tensor is stored in C order")
-        quantization = quantized.parse(
-            raw[QUANTIZATION_KEY], dtype=raw["dtype"], shape=tuple(shape), where=where
-        )
-    return TensorEntry(
-        name,
-        raw["dtype"],
-        tuple(shape),
-        order,
-        offset,
-        nbytes,
-        digest,
-        compression,
-        quantization,
-    )
 
 
 def check_scales(entries: dict[str, TensorEntry]) -> None:
