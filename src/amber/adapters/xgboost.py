@@ -55,6 +55,8 @@ _CONSTANTS = {ord("T"): True, ord("F"): False, ord("Z"): None}
 _OPEN = {ord("["): False, ord("{"): True}
 _DOLLAR, _HASH, _STRING = ord("$"), ord("#"), ord("S")
 _CLOSE = {False: ord("]"), True: ord("}")}
+_ARRAY = ord("[")
+_NUMERIC = {m: (fmt, size) for m, (fmt, size) in ((ord(k), v) for k, v in _SCALARS.items())}
 
 
 def _integer(buf: bytes, pos: int) -> tuple[int, int]:
@@ -158,17 +160,52 @@ def _container(buf: bytes, pos: int, is_object: bool, depth: int) -> tuple[Any, 
             marker, pos = buf[pos], pos + 1
         else:
             marker = typed
-        item, pos = _value(buf, pos, marker, depth)
+        if marker == _ARRAY and depth < _MAX_DEPTH and pos < size and buf[pos] == _DOLLAR:
+            # A typed array (a model's node arrays: most of its values), inlined: hot.
+            item, pos = _typed_array(buf, pos, depth + 1)
+        else:
+            item, pos = _value(buf, pos, marker, depth)
         if is_object:
             out[key] = item
         else:
             out.append(item)
 
 
+def _typed_array(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
+    """An array that starts ``$ type # count`` at ``pos``: numeric ones as one numpy view,
+    others (strings, containers) through ``_container``."""
+    size = len(buf)
+    if pos + 3 < size and buf[pos + 2] == _HASH:
+        numeric = _NUMERIC.get(buf[pos + 1])
+        st = _INTEGERS.get(buf[pos + 3])
+        if numeric is not None and st is not None:
+            start = pos + 4 + st.size
+            if start > size:
+                raise _bad("it is truncated")
+            count = st.unpack_from(buf, pos + 4)[0]
+            if count < 0 or count > size - start:
+                raise _bad("a length is larger than the data left")
+            dtype, itemsize = numeric
+            end = start + count * itemsize
+            if end > size:
+                raise _bad("it is truncated")
+            return _NUMPY["frombuffer"](buf, dtype=dtype, count=count, offset=start), end
+    return _container(buf, pos, False, depth)  # every other case, and every error
+
+
+# numpy's frombuffer, looked up once by ``parse_ubjson`` (this module imports numpy lazily:
+# ``import amber`` stays light), then called once per array of the model.
+_NUMPY: dict[str, Any] = {}
+
+
 def parse_ubjson(data: bytes) -> Any:
     """The value in ``data``, which must hold exactly one UBJSON value. Typed numeric
     arrays come back as (zero-copy, big-endian) numpy arrays; every length is checked
     against the bytes left."""
+    if not _NUMPY:
+        import numpy as np
+
+        _NUMPY["frombuffer"] = np.frombuffer
     buf = bytes(data)
     if not buf:
         raise _bad("it is empty")
