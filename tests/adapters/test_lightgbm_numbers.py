@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from amber.adapters import lightgbm
 
 pytestmark = pytest.mark.skipif(
-    sys.version_info < (3, 11), reason="Python 3.10 uses the plain grammar itself"
+    sys.version_info < (3, 11, 5),
+    reason="Python before 3.11.5 uses the plain grammar itself (CPython gh-106052)",
 )
 
 PLAIN_INTS = re.compile(rf"{lightgbm.PLAIN_INT}(?: {lightgbm.PLAIN_INT})*")
