@@ -193,52 +193,55 @@ def sklearn_phases(folder: Path, repeat: int, quick: bool) -> dict[str, dict[str
     return rows
 
 
-def booster_phases(folder: Path, repeat: int, quick: bool) -> dict[str, dict[str, float]]:
-    """Milliseconds of the native loader, of amber's checks of the model bytes alone (which
-    run before the native loader sees them) and of the whole amber load."""
-    rows: dict[str, dict[str, float]] = {}
+def boosters(quick: bool) -> Iterator[tuple[str, Any, Any]]:
+    """(row name, library module, trained booster) for XGBoost and LightGBM, each trained
+    once on the same data when it is installed."""
     X = np.random.default_rng(0).standard_normal((2000, 20))
     y = (X[:, 0] + X[:, 1] > 0).astype(int)
     trees = 10 if quick else 200
     try:
         import xgboost as xgb
-
-        from amber.adapters.xgboost import check_model, parse_ubjson
-
-        booster = xgb.train({"max_depth": 6}, xgb.DMatrix(X, label=y), trees)
-        raw = bytes(booster.save_raw("ubj"))
-        amber.save(booster, folder / "xgb.amber")
-        rows[f"XGBoost ({trees} trees)"] = paired(
-            {
-                "native": lambda: xgb.Booster().load_model(bytearray(raw)),
-                "parse": lambda: parse_ubjson(raw),
-                "checks": lambda: check_model(raw),
-                "amber": lambda: amber.load(folder / "xgb.amber"),
-            },
-            repeat,
-        )
     except ImportError:
         print("xgboost: not installed, skipped", file=sys.stderr)
+    else:
+        booster = xgb.train({"max_depth": 6}, xgb.DMatrix(X, label=y), trees)
+        yield f"XGBoost ({trees} trees)", xgb, booster
     try:
         import lightgbm as lgb
-
-        from amber.adapters.lightgbm import check_model_string
-
-        model = lgb.train(
-            {"verbose": -1, "num_leaves": 31}, lgb.Dataset(X, label=y), num_boost_round=trees
-        )
-        text = model.model_to_string()
-        amber.save(model, folder / "lgb.amber")
-        rows[f"LightGBM ({trees} trees)"] = paired(
-            {
-                "native": lambda: lgb.Booster(model_str=text),
-                "checks": lambda: check_model_string(text),
-                "amber": lambda: amber.load(folder / "lgb.amber"),
-            },
-            repeat,
-        )
     except ImportError:
         print("lightgbm: not installed, skipped", file=sys.stderr)
+    else:
+        params = {"verbose": -1, "num_leaves": 31}
+        booster = lgb.train(params, lgb.Dataset(X, label=y), num_boost_round=trees)
+        yield f"LightGBM ({trees} trees)", lgb, booster
+
+
+def booster_phases(folder: Path, repeat: int, quick: bool) -> dict[str, dict[str, float]]:
+    """Milliseconds of the native loader, of amber's checks of the model bytes alone (which
+    run before the native loader sees them) and of the whole amber load."""
+    rows: dict[str, dict[str, float]] = {}
+    for name, library, booster in boosters(quick):
+        path = folder / "phases-booster.amber"
+        amber.save(booster, path)
+        if library.__name__ == "xgboost":
+            from amber.adapters.xgboost import check_model, parse_ubjson
+
+            raw = bytes(booster.save_raw("ubj"))
+            actions = {
+                "native": lambda raw=raw, make=library.Booster: make().load_model(bytearray(raw)),
+                "parse": lambda raw=raw: parse_ubjson(raw),
+                "checks": lambda raw=raw: check_model(raw),
+            }
+        else:
+            from amber.adapters.lightgbm import check_model_string
+
+            text = booster.model_to_string()
+            actions = {
+                "native": lambda text=text, make=library.Booster: make(model_str=text),
+                "checks": lambda text=text: check_model_string(text),
+            }
+        actions["amber"] = lambda path=path: amber.load(path)
+        rows[name] = paired(actions, repeat)
     return rows
 
 
@@ -263,49 +266,19 @@ def phases_report(results: dict[str, Any]) -> list[str]:
 
 def booster_loads(folder: Path, repeat: int, quick: bool) -> dict[str, dict[str, float]]:
     rows: dict[str, dict[str, float]] = {}
-    X = np.random.default_rng(0).standard_normal((2000, 20))
-    y = (X[:, 0] + X[:, 1] > 0).astype(int)
-    trees = 10 if quick else 200
-    try:
-        import xgboost as xgb
-
-        booster = xgb.train({"max_depth": 6}, xgb.DMatrix(X, label=y), trees)
-        booster.save_model(folder / "xgb.ubj")
-        amber.save(booster, folder / "xgb.amber")
+    for name, library, booster in boosters(quick):
+        native = folder / ("xgb.ubj" if library.__name__ == "xgboost" else "lgb.txt")
+        booster.save_model(str(native))
+        path = folder / "booster.amber"
+        amber.save(booster, path)
         times = paired(
             {
-                "amber": lambda: amber.load(folder / "xgb.amber"),
-                "native": lambda: xgb.Booster(model_file=str(folder / "xgb.ubj")),
+                "amber": lambda path=path: amber.load(path),
+                "native": lambda native=native, make=library.Booster: make(model_file=str(native)),
             },
             repeat,
         )
-        rows[f"XGBoost ({trees} trees)"] = {
-            "amber ms": times["amber"],
-            "native ms": times["native"],
-        }
-    except ImportError:
-        print("xgboost: not installed, skipped", file=sys.stderr)
-    try:
-        import lightgbm as lgb
-
-        model = lgb.train(
-            {"verbose": -1, "num_leaves": 31}, lgb.Dataset(X, label=y), num_boost_round=trees
-        )
-        model.save_model(str(folder / "lgb.txt"))
-        amber.save(model, folder / "lgb.amber")
-        times = paired(
-            {
-                "amber": lambda: amber.load(folder / "lgb.amber"),
-                "native": lambda: lgb.Booster(model_file=str(folder / "lgb.txt")),
-            },
-            repeat,
-        )
-        rows[f"LightGBM ({trees} trees)"] = {
-            "amber ms": times["amber"],
-            "native ms": times["native"],
-        }
-    except ImportError:
-        print("lightgbm: not installed, skipped", file=sys.stderr)
+        rows[name] = {"amber ms": times["amber"], "native ms": times["native"]}
     return rows
 
 

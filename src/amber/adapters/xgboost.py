@@ -56,7 +56,6 @@ _OPEN = {ord("["): False, ord("{"): True}
 _DOLLAR, _HASH, _STRING = ord("$"), ord("#"), ord("S")
 _CLOSE = {False: ord("]"), True: ord("}")}
 _ARRAY = ord("[")
-_NUMERIC = {m: (fmt, size) for m, (fmt, size) in ((ord(k), v) for k, v in _SCALARS.items())}
 
 
 def _integer(buf: bytes, pos: int) -> tuple[int, int]:
@@ -176,7 +175,7 @@ def _typed_array(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
     others (strings, containers) through ``_container``."""
     size = len(buf)
     if pos + 3 < size and buf[pos + 2] == _HASH:
-        numeric = _NUMERIC.get(buf[pos + 1])
+        numeric = _STRUCTS.get(buf[pos + 1])  # the element type: its format and size
         st = _INTEGERS.get(buf[pos + 3])
         if numeric is not None and st is not None:
             start = pos + 4 + st.size
@@ -185,11 +184,10 @@ def _typed_array(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
             count = st.unpack_from(buf, pos + 4)[0]
             if count < 0 or count > size - start:
                 raise _bad("a length is larger than the data left")
-            dtype, itemsize = numeric
-            end = start + count * itemsize
+            end = start + count * numeric.size
             if end > size:
                 raise _bad("it is truncated")
-            return _NUMPY["frombuffer"](buf, dtype=dtype, count=count, offset=start), end
+            return _NUMPY["frombuffer"](buf, dtype=numeric.format, count=count, offset=start), end
     return _container(buf, pos, False, depth)  # every other case, and every error
 
 
